@@ -1,0 +1,1 @@
+"""DocSift: self-hosted document classification."""

@@ -1,0 +1,14 @@
+"""One router per resource; this module gathers them."""
+
+from fastapi import APIRouter
+
+from backend.api import account, health, models
+from backend.errors import ERROR_RESPONSES
+
+api_router = APIRouter()
+api_router.include_router(health.router)
+
+v1 = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
+for module in (account, models):
+    v1.include_router(module.router)
+api_router.include_router(v1)

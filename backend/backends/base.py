@@ -1,0 +1,90 @@
+"""The one interface every classification backend implements (SPEC §6).
+
+A backend turns the text of some pages plus a label schema into a probability for every label.
+`classify`, `split` and evaluations only ever talk to this interface, so they never know whether
+an LLM, the embedded `local` model or a third party's plugin answered.
+
+Third parties register a factory under the entry-point group `docsift.backends`:
+
+    [project.entry-points."docsift.backends"]
+    acme = "acme_docsift:AcmeBackend"
+
+The factory is called with the Settings instance and returns a Backend.
+"""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    label: str
+    description: str
+
+
+@dataclass(frozen=True)
+class LabelledText:
+    """A labelled example's text (few-shot context for LLMs, training data for `local`)."""
+
+    label: str
+    text: str
+
+
+@dataclass
+class ClassifyRequest:
+    model: str
+    labels: list[LabelSpec]
+    # Text of the selected pages, in order (page numbers in `page_numbers`).
+    pages: list[str]
+    page_numbers: list[int] = field(default_factory=list)
+    instructions: str | None = None
+    examples: list[LabelledText] = field(default_factory=list)
+    # Identifies the labelled set a trainable backend may fit once and cache
+    # (classifier id, version and a fingerprint of the examples); None for inline schemas.
+    training_key: str | None = None
+
+
+@dataclass
+class ClassifyResult:
+    # Every label of the request, each in [0, 1], summing to 1.
+    scores: dict[str, float]
+    confidence_method: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return max(self.scores, key=lambda k: self.scores[k])
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    backend: str
+    credits_per_page: int
+    confidence_method: str
+    description: str = ""
+    trainable: bool = False
+
+
+class Backend(ABC):
+    """A source of models. One instance per process, created in the app's lifespan."""
+
+    name: str = "backend"
+
+    @abstractmethod
+    def models(self) -> list[ModelInfo]:
+        """Models this backend serves, as listed by GET /v1/models."""
+
+    @abstractmethod
+    async def classify(self, request: ClassifyRequest) -> ClassifyResult:
+        """Score every label of the request. Raise errors.ModelError when the model fails."""
+
+    async def startup(self) -> None:  # noqa: B027 - optional hook
+        """Warm caches or clients; called once when the app starts."""
+
+    async def shutdown(self) -> None:  # noqa: B027 - optional hook
+        """Release clients; called once when the app stops."""

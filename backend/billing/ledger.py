@@ -1,0 +1,157 @@
+"""Credits: an append-only ledger of integer rows, with holds for classifications in flight.
+
+The life of a paid request:
+1. `reserve` (own short transaction, committed at once): hold the credits if `balance - reserved`
+   covers them. One conditional UPDATE, atomic on SQLite (single writer) and PostgreSQL (the row
+   is re-checked after a concurrent update), so parallel requests can never overdraw.
+2. The model runs. No write lock is held meanwhile.
+3. `charge` (in the request's own transaction, beside the stored result): the debit row, the
+   balance and the release of the hold are written together, or not at all.
+   Or `release` (own transaction) when the classification failed: it costs nothing.
+"""
+
+from datetime import timedelta
+
+from sqlalchemy import delete, func, update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.errors import InsufficientCredits
+from backend.models import Account, CreditReservation, LedgerEntry, utcnow
+
+
+async def _append(session: AsyncSession, entry: LedgerEntry) -> LedgerEntry:
+    session.add(entry)
+    await session.execute(
+        update(Account)
+        .where(Account.id == entry.account_id)
+        .values(balance=Account.balance + entry.amount)
+    )
+    await session.flush()
+    return entry
+
+
+async def grant(
+    session: AsyncSession, *, account_id: str, amount: int, note: str | None = None
+) -> LedgerEntry:
+    """Add credits (an operator's grant or a purchase)."""
+    if amount <= 0:
+        raise ValueError("a grant must be positive")
+    return await _append(
+        session, LedgerEntry(account_id=account_id, amount=amount, kind="grant", note=note)
+    )
+
+
+async def reserve(
+    maker: async_sessionmaker[AsyncSession], *, account_id: str, request_id: str, amount: int
+) -> None:
+    """Hold `amount` credits for a request, or raise InsufficientCredits. Commits by itself."""
+    async with maker() as session:
+        result = await session.execute(
+            update(Account)
+            .where(Account.id == account_id, Account.balance - Account.reserved >= amount)
+            .values(reserved=Account.reserved + amount)
+        )
+        if result.rowcount != 1:
+            await session.rollback()
+            account = await session.get(Account, account_id)
+            available = (account.balance - account.reserved) if account else 0
+            raise InsufficientCredits(
+                f"This request needs {amount} credits; the account has {available} available."
+            )
+        session.add(CreditReservation(request_id=request_id, account_id=account_id, amount=amount))
+        await session.commit()
+
+
+async def release(maker: async_sessionmaker[AsyncSession], *, request_id: str) -> None:
+    """Drop a request's hold without charging (the request failed). Commits by itself."""
+    async with maker() as session:
+        hold = await session.get(CreditReservation, request_id)
+        if hold is None:
+            return
+        await session.execute(
+            update(Account)
+            .where(Account.id == hold.account_id)
+            .values(reserved=Account.reserved - hold.amount)
+        )
+        await session.delete(hold)
+        await session.commit()
+
+
+async def charge(
+    session: AsyncSession,
+    *,
+    account_id: str,
+    request_id: str,
+    amount: int,
+    model: str | None = None,
+    pages: int | None = None,
+    note: str | None = None,
+) -> LedgerEntry:
+    """Debit a completed request, consuming its hold. Only flushes: the caller commits."""
+    hold = await session.get(CreditReservation, request_id)
+    if hold is not None:
+        await session.execute(
+            update(Account)
+            .where(Account.id == account_id)
+            .values(reserved=Account.reserved - hold.amount)
+        )
+        await session.delete(hold)
+    elif amount > 0:
+        # The hold was swept (the request outlived the sweep window): debit only if still covered.
+        result = await session.execute(
+            update(Account)
+            .where(Account.id == account_id, Account.balance - Account.reserved >= amount)
+            .values(reserved=Account.reserved)
+        )
+        if result.rowcount != 1:
+            raise InsufficientCredits("The account can no longer cover this request.")
+    return await _append(
+        session,
+        LedgerEntry(
+            account_id=account_id,
+            amount=-amount,
+            kind="debit",
+            request_id=request_id,
+            model=model,
+            pages=pages,
+            note=note,
+        ),
+    )
+
+
+async def release_stale(maker: async_sessionmaker[AsyncSession], *, older_than: timedelta) -> int:
+    """Free holds left by a crashed process. Returns how many were released."""
+    cutoff = utcnow() - older_than
+    async with maker() as session:
+        holds = (
+            await session.exec(
+                select(CreditReservation).where(CreditReservation.created_at < cutoff)
+            )
+        ).all()
+        for hold in holds:
+            await session.execute(
+                update(Account)
+                .where(Account.id == hold.account_id)
+                .values(reserved=Account.reserved - hold.amount)
+            )
+        if holds:
+            await session.execute(
+                delete(CreditReservation).where(
+                    CreditReservation.request_id.in_([h.request_id for h in holds])  # type: ignore[attr-defined]
+                )
+            )
+        await session.commit()
+        return len(holds)
+
+
+async def ledger_sum(session: AsyncSession, account_id: str) -> int:
+    total = (
+        await session.exec(
+            select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+                LedgerEntry.account_id == account_id
+            )
+        )
+    ).one()
+    return int(total)

@@ -1,0 +1,91 @@
+"""Settings: every knob is a DOCSIFT_* environment variable (or a line in `.env`)."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ModelConfig(BaseSettings):
+    """An operator-configured LLM: a public name mapped to a LiteLLM model string."""
+
+    name: str
+    litellm_model: str
+    api_base: str | None = None
+    api_key: str | None = None
+    credits_per_page: int = 1
+    # Name of a HuggingFace-style tokenizer.json or "tiktoken:<encoding>"; None = probe at runtime.
+    tokenizer: str | None = None
+    supports_logprobs: bool = True
+    input_cost_per_million: float | None = None
+    output_cost_per_million: float | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DOCSIFT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str = "sqlite:///./data/docsift.db"
+    storage_dir: Path = Path("./data/files")
+    prompts_dir: Path = REPO_ROOT / "prompts"
+
+    # Models. Empty default_model means: gpt-4o-mini when OPENAI_API_KEY is set, else `local`.
+    default_model: str = ""
+    # JSON list of extra ModelConfig objects, e.g. an Ollama/vLLM/llama.cpp server.
+    models: list[ModelConfig] = Field(default_factory=list)
+    # Credits per page by model name, overriding a model's default, e.g. {"gpt-4o": 5}.
+    credits_per_page: dict[str, int] = Field(default_factory=dict)
+    local_credits_per_page: int = 1
+    model_timeout_seconds: float = 30.0
+    model_max_retries: int = 3
+    model_total_timeout_seconds: float = 60.0
+    max_prompt_tokens: int = 3000
+    top_logprobs: int = 20
+
+    # Limits.
+    max_upload_mb: float = 20.0
+    max_pages: int = 500
+    max_zip_entries: int = 200
+    max_zip_uncompressed_mb: float = 200.0
+    max_image_pixels: int = 50_000_000
+    max_labels: int = 100
+    max_label_chars: int = 100
+    max_description_chars: int = 2000
+    ocr_enabled: bool = True
+    ocr_language: str = "eng"
+    ocr_dpi: int = 200
+    min_text_chars: int = 20
+
+    # Rate limit per API key: requests per minute (0 = off).
+    rate_limit_per_minute: int = 600
+
+    api_key_prefix: str = "dsk_"
+
+    log_json: bool = True
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def resolved_default_model(self) -> str:
+        import os
+
+        if self.default_model:
+            return self.default_model
+        return "gpt-4o-mini" if os.environ.get("OPENAI_API_KEY") else "local"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

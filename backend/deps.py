@@ -1,0 +1,87 @@
+"""FastAPI dependencies, as Annotated aliases routes can declare in one word."""
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.accounts.keys import authenticate
+from backend.backends.registry import BackendRegistry
+from backend.config import Settings
+from backend.errors import Forbidden, InvalidApiKey
+from backend.models import Account, ApiKey
+from backend.state import AppState
+
+api_key_header = APIKeyHeader(
+    name="x-api-key", auto_error=False, description="Your DocSift API key"
+)
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.docsift
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_settings(state: StateDep) -> Settings:
+    return state.settings
+
+
+def get_backends(state: StateDep) -> BackendRegistry:
+    return state.backends
+
+
+def get_sessionmaker(state: StateDep) -> async_sessionmaker[AsyncSession]:
+    return state.sessionmaker
+
+
+async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
+    async with state.sessionmaker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+BackendsDep = Annotated[BackendRegistry, Depends(get_backends)]
+SessionMakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def get_current_key(
+    request: Request, session: SessionDep, api_key: str | None = Security(api_key_header)
+) -> ApiKey:
+    if not api_key:
+        raise InvalidApiKey("Missing API key: send it in the x-api-key header.")
+    found = await authenticate(session, api_key)
+    if found is None:
+        raise InvalidApiKey("Invalid or revoked API key.")
+    key, account = found
+    request.state.account = account
+    request.state.api_key = key
+    return key
+
+
+CurrentKey = Annotated[ApiKey, Depends(get_current_key)]
+
+
+async def get_current_account(request: Request, _key: CurrentKey) -> Account:
+    return request.state.account
+
+
+CurrentAccount = Annotated[Account, Depends(get_current_account)]
+
+
+async def require_admin(key: CurrentKey) -> ApiKey:
+    if not key.is_admin:
+        raise Forbidden("This operation needs an admin key.")
+    return key
+
+
+AdminKey = Annotated[ApiKey, Depends(require_admin)]

@@ -1,0 +1,61 @@
+"""The FastAPI application: `create_app()` wires settings, database, backends and routers."""
+
+import backend.offline  # noqa: F401, I001  (must run before litellm or tiktoken are imported)
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from backend.api import api_router
+from backend.backends.registry import BackendRegistry
+from backend.billing import ledger
+from backend.config import Settings, get_settings
+from backend.db import create_engine, create_sessionmaker
+from backend.errors_handlers import install_error_handlers
+from backend.migrate import upgrade
+from backend.state import AppState
+
+log = logging.getLogger("docsift")
+
+
+def create_app(
+    settings: Settings | None = None, backends: BackendRegistry | None = None
+) -> FastAPI:
+    """Build the app; tests pass their own settings and backends."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        await upgrade(engine)
+        maker = create_sessionmaker(engine)
+        registry = backends or BackendRegistry.from_entry_points(settings)
+        await registry.startup()
+        settings.storage_dir.mkdir(parents=True, exist_ok=True)
+        # Holds older than any request may live were left by a crashed process.
+        stale = timedelta(seconds=settings.model_total_timeout_seconds * 10)
+        await ledger.release_stale(maker, older_than=stale)
+        app.state.docsift = AppState(
+            settings=settings, engine=engine, sessionmaker=maker, backends=registry
+        )
+        try:
+            yield
+        finally:
+            await registry.shutdown()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="DocSift",
+        version="0.1.0",
+        summary="Self-hosted document classification with calibrated confidence.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(api_router)
+    return app
+
+
+app = create_app()

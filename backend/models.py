@@ -1,0 +1,274 @@
+"""SQLModel tables. Money (ledger) and classifier versions are append-only rows.
+
+Ids are UUID strings except the ledger's, whose integer order is the audit order. Every row an
+account owns carries `account_id`; queries filter on it so tenants never see each other.
+"""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(default_factory=utcnow, sa_type=DateTime(timezone=True), **kw)
+
+
+def _json(**kw: Any) -> Any:
+    return Field(default=None, sa_column=Column(JSON, **kw))
+
+
+class Account(SQLModel, table=True):
+    id: str = Field(default_factory=new_id, primary_key=True)
+    name: str
+    # `balance` always equals the sum of this account's ledger rows (changed only beside an insert).
+    balance: int = Field(default=0, sa_type=BigInteger)
+    # Credits held by classifications in flight: available = balance - reserved.
+    reserved: int = Field(default=0, sa_type=BigInteger)
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    created_at: datetime = _ts()
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_key"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    account_id: str = Field(foreign_key="account.id", index=True)
+    name: str = "default"
+    # The first characters of the key, shown in listings so a user can tell keys apart.
+    display_prefix: str
+    key_hash: str = Field(unique=True, index=True)
+    is_admin: bool = False
+    created_at: datetime = _ts()
+    last_used_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class LedgerEntry(SQLModel, table=True):
+    """One credit movement. Never updated, never deleted."""
+
+    __tablename__ = "ledger_entry"
+    __table_args__ = (UniqueConstraint("request_id", "kind", name="uq_ledger_request_kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: str = Field(foreign_key="account.id", index=True)
+    amount: int = Field(sa_type=BigInteger)  # + grant/refund, - debit
+    kind: str  # grant | debit | refund | adjustment
+    request_id: str | None = Field(default=None, index=True)
+    model: str | None = None
+    pages: int | None = None
+    note: str | None = None
+    created_at: datetime = _ts(index=True)
+
+
+class CreditReservation(SQLModel, table=True):
+    """Credits held while a classification runs; removed when it is charged or fails."""
+
+    __tablename__ = "credit_reservation"
+
+    request_id: str = Field(primary_key=True)
+    account_id: str = Field(foreign_key="account.id", index=True)
+    amount: int = Field(sa_type=BigInteger)
+    created_at: datetime = _ts()
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    __tablename__ = "idempotency_record"
+    __table_args__ = (UniqueConstraint("account_id", "key", name="uq_idempotency_account_key"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    account_id: str = Field(foreign_key="account.id", index=True)
+    key: str
+    endpoint: str
+    request_hash: str
+    status_code: int | None = None
+    response: dict[str, Any] | None = _json()
+    created_at: datetime = _ts()
+
+
+class Document(SQLModel, table=True):
+    id: str = Field(default_factory=new_id, primary_key=True)
+    account_id: str = Field(foreign_key="account.id", index=True)
+    filename: str  # display only: files are stored under the document id
+    content_type: str
+    kind: str  # pdf | image | text
+    size_bytes: int
+    sha256: str
+    storage_path: str
+    num_pages: int = 0
+    status: str = "uploaded"  # uploaded | processed | failed
+    error: str | None = None
+    parent_document_id: str | None = Field(default=None, index=True)
+    created_at: datetime = _ts(index=True)
+    processed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    deleted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class Page(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("document_id", "page_number", name="uq_page_number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    document_id: str = Field(foreign_key="document.id", index=True)
+    page_number: int  # 1-based
+    text: str = Field(default="", sa_column=Column(Text))
+    chars: int = 0
+    ocr: bool = False
+    width: float | None = None
+    height: float | None = None
+
+
+class Classifier(SQLModel, table=True):
+    id: str = Field(default_factory=new_id, primary_key=True)
+    account_id: str = Field(foreign_key="account.id", index=True)
+    name: str
+    description: str | None = None
+    latest_version: int = 1
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+    deleted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class ClassifierVersion(SQLModel, table=True):
+    """An immutable snapshot of what decides a classifier's results."""
+
+    __tablename__ = "classifier_version"
+    __table_args__ = (UniqueConstraint("classifier_id", "version", name="uq_classifier_version"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    classifier_id: str = Field(foreign_key="classifier.id", index=True)
+    version: int
+    classification_schema: list[dict[str, str]] = Field(sa_column=Column(JSON, nullable=False))
+    query_model: str | None = None
+    page_range: str | None = None
+    instructions: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = _ts()
+
+
+class Example(SQLModel, table=True):
+    """A labelled document: few-shot context for LLMs, training data for `local`."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    account_id: str = Field(foreign_key="account.id", index=True)
+    classifier_id: str = Field(foreign_key="classifier.id", index=True)
+    document_id: str = Field(foreign_key="document.id", index=True)
+    label: str
+    # The document's text when it was labelled, so training never depends on a deleted file.
+    text: str = Field(default="", sa_column=Column(Text))
+    created_at: datetime = _ts()
+    deleted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class TrainedModel(SQLModel, table=True):
+    """A `local` model trained on one classifier's examples (keyed by their fingerprint)."""
+
+    __tablename__ = "trained_model"
+    __table_args__ = (
+        UniqueConstraint("classifier_id", "version", "examples_hash", name="uq_trained_model"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    classifier_id: str = Field(foreign_key="classifier.id", index=True)
+    version: int
+    examples_hash: str
+    num_examples: int
+    artifact: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    metrics: dict[str, Any] | None = _json()
+    created_at: datetime = _ts()
+
+
+class Classification(SQLModel, table=True):
+    """One run over one document (classify, classifier run, split, or an evaluation item)."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)  # the request_id
+    account_id: str = Field(foreign_key="account.id", index=True)
+    document_id: str = Field(foreign_key="document.id", index=True)
+    kind: str = "classify"  # classify | classifier_run | split | evaluation
+    classifier_id: str | None = Field(default=None, index=True)
+    classifier_version: int | None = None
+    evaluation_id: str | None = Field(default=None, index=True)
+    model: str
+    classification_schema: list[dict[str, str]] = Field(sa_column=Column(JSON, nullable=False))
+    page_range: str | None = None
+    pages_used: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    classification: str | None = Field(default=None, index=True)
+    confidence_scores: dict[str, float] | None = _json()
+    confidence_method: str | None = None
+    result: dict[str, Any] | None = _json()  # kind-specific extras, e.g. split segments
+    request_status: str = "completed"
+    credits_used: int = 0
+    num_pages: int = 0
+    duration: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+    examples_hash: str | None = None
+    created_at: datetime = _ts(index=True)
+
+
+class Evaluation(SQLModel, table=True):
+    id: str = Field(default_factory=new_id, primary_key=True)
+    account_id: str = Field(foreign_key="account.id", index=True)
+    name: str | None = None
+    classifier_id: str | None = None
+    classifier_version: int | None = None
+    classification_schema: list[dict[str, str]] = Field(sa_column=Column(JSON, nullable=False))
+    query_model: str
+    status: str = "queued"  # queued | running | completed | failed
+    total: int = 0
+    done: int = 0
+    credits_estimate: int = 0
+    metrics: dict[str, Any] | None = _json()
+    error: str | None = None
+    created_at: datetime = _ts(index=True)
+    started_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    finished_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class EvaluationItem(SQLModel, table=True):
+    __tablename__ = "evaluation_item"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    evaluation_id: str = Field(foreign_key="evaluation.id", index=True)
+    position: int
+    document_id: str
+    expected_label: str
+    predicted_label: str | None = None
+    confidence_scores: dict[str, float] | None = _json()
+    classification_id: str | None = None
+    status: str = "pending"  # pending | completed | failed
+    error: str | None = None
+    duration: float | None = None
+    credits_used: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Calibration(SQLModel, table=True):
+    """A temperature fitted on an evaluation, applied to one classifier version and model."""
+
+    __table_args__ = (
+        UniqueConstraint("classifier_id", "version", "model", name="uq_calibration_target"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    account_id: str = Field(foreign_key="account.id", index=True)
+    classifier_id: str = Field(foreign_key="classifier.id", index=True)
+    version: int
+    model: str
+    temperature: float
+    evaluation_id: str
+    ece_before: float
+    ece_after: float
+    enabled: bool = True
+    created_at: datetime = _ts()

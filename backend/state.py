@@ -1,0 +1,17 @@
+"""What the app owns for its lifetime: created in the lifespan, reached through deps."""
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.backends.registry import BackendRegistry
+from backend.config import Settings
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    backends: BackendRegistry
