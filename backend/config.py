@@ -62,6 +62,8 @@ class Settings(BaseSettings):
 
     # Rate limit per API key: requests per minute (0 = off).
     rate_limit_per_minute: int = 600
+    # Where rate-limit counters live: memory:// (one process) or a shared Redis/Memcached URI.
+    rate_limit_storage: str = "memory://"
 
     api_key_prefix: str = "dsk_"
 

@@ -63,6 +63,7 @@ async def get_current_key(
     if found is None:
         raise InvalidApiKey("Invalid or revoked API key.")
     key, account = found
+    await request.app.state.docsift.rate_limiter.hit(key.id)
     request.state.account = account
     request.state.api_key = key
     return key

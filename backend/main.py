@@ -16,6 +16,8 @@ from backend.config import Settings, get_settings
 from backend.db import create_engine, create_sessionmaker
 from backend.errors_handlers import install_error_handlers
 from backend.migrate import upgrade
+from backend.observability import RequestContextMiddleware, configure_logging
+from backend.ratelimit import KeyRateLimiter
 from backend.state import AppState
 
 log = logging.getLogger("docsift")
@@ -26,6 +28,7 @@ def create_app(
 ) -> FastAPI:
     """Build the app; tests pass their own settings and backends."""
     settings = settings or get_settings()
+    configure_logging(json_logs=settings.log_json, level=settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -39,7 +42,13 @@ def create_app(
         stale = timedelta(seconds=settings.model_total_timeout_seconds * 10)
         await ledger.release_stale(maker, older_than=stale)
         app.state.docsift = AppState(
-            settings=settings, engine=engine, sessionmaker=maker, backends=registry
+            settings=settings,
+            engine=engine,
+            sessionmaker=maker,
+            backends=registry,
+            rate_limiter=KeyRateLimiter(
+                settings.rate_limit_per_minute, settings.rate_limit_storage
+            ),
         )
         try:
             yield
@@ -54,6 +63,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
     app.include_router(api_router)
     return app
 

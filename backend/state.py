@@ -7,6 +7,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.backends.registry import BackendRegistry
 from backend.config import Settings
+from backend.ratelimit import KeyRateLimiter
 
 
 @dataclass
@@ -15,3 +16,4 @@ class AppState:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     backends: BackendRegistry
+    rate_limiter: KeyRateLimiter

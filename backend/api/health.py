@@ -1,6 +1,9 @@
 """Liveness: no key needed."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from backend.observability import REGISTRY
 
 router = APIRouter(tags=["health"])
 
@@ -9,3 +12,9 @@ router = APIRouter(tags=["health"])
 async def healthz() -> dict[str, str]:
     """Report that the service is up."""
     return {"status": "ok"}
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    """Prometheus metrics: requests, latencies, model calls, tokens, credits."""
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

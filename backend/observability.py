@@ -1,0 +1,139 @@
+"""Request ids, structured JSON logs and Prometheus metrics.
+
+Every response carries `x-request-id` (the caller's, if it sent a sane one), and every log line
+written while serving it carries the same id, so one request can be followed through the logs.
+"""
+
+import contextvars
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_id", default=None
+)
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+
+REGISTRY = CollectorRegistry()
+HTTP_REQUESTS = Counter(
+    "docsift_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=REGISTRY
+)
+HTTP_LATENCY = Histogram(
+    "docsift_http_request_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+MODEL_CALLS = Counter(
+    "docsift_model_calls_total",
+    "Classifications sent to a model",
+    ["model", "outcome"],
+    registry=REGISTRY,
+)
+MODEL_LATENCY = Histogram(
+    "docsift_model_call_seconds", "Model call latency", ["model"], registry=REGISTRY
+)
+TOKENS = Counter("docsift_tokens_total", "Model tokens", ["model", "kind"], registry=REGISTRY)
+CREDITS = Counter("docsift_credits_charged_total", "Credits charged", ["model"], registry=REGISTRY)
+
+
+def record_model_call(model: str, outcome: str, seconds: float) -> None:
+    MODEL_CALLS.labels(model=model, outcome=outcome).inc()
+    MODEL_LATENCY.labels(model=model).observe(seconds)
+
+
+def record_usage(model: str, *, prompt_tokens: int, completion_tokens: int, credits: int) -> None:
+    TOKENS.labels(model=model, kind="prompt").inc(prompt_tokens)
+    TOKENS.labels(model=model, kind="completion").inc(completion_tokens)
+    CREDITS.labels(model=model).inc(credits)
+
+
+class RequestContextMiddleware:
+    """Assigns the request id, times the request, counts it (pure ASGI: no per-request task)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            path = _route_template(scope)
+            method = scope.get("method", "GET")
+            HTTP_REQUESTS.labels(method=method, route=path, status=str(status)).inc()
+            HTTP_LATENCY.labels(method=method, route=path).observe(elapsed)
+            logging.getLogger("docsift.access").info(
+                "%s %s %s",
+                method,
+                scope.get("path"),
+                status,
+                extra={"status": status, "duration_ms": round(elapsed * 1000, 1), "route": path},
+            )
+            request_id_var.reset(token)
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's template ("/v1/documents/{document_id}"), so metrics stay low-cardinality."""
+    # FastAPI >= 0.160 includes routers lazily and keeps the full template in its own context.
+    context = scope.get("fastapi", {}).get("effective_route_context")
+    template = getattr(context, "path", None) or getattr(scope.get("route"), "path", None)
+    return template or "unmatched"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the request id of the request being served."""
+
+    _EXTRA = ("status", "duration_ms", "route", "model", "account_id", "document_id")
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": request_id_var.get(),
+        }
+        for key in self._EXTRA:
+            if hasattr(record, key):
+                data[key] = getattr(record, key)
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return json.dumps(data, default=str)
+
+
+def configure_logging(*, json_logs: bool, level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if json_logs:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("docsift")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
