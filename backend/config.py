@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     ocr_language: str = "eng"
     ocr_dpi: int = 200
     min_text_chars: int = 20
+    # OCR worker processes (0 = one per CPU core).
+    ocr_workers: int = 0
 
     # Rate limit per API key: requests per minute (0 = off).
     rate_limit_per_minute: int = 600

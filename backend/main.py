@@ -3,6 +3,9 @@
 import backend.offline  # noqa: F401, I001  (must run before litellm or tiktoken are imported)
 
 import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -49,10 +52,17 @@ def create_app(
             rate_limiter=KeyRateLimiter(
                 settings.rate_limit_per_minute, settings.rate_limit_storage
             ),
+            # Spawned lazily on the first OCR job; "spawn" because forking a process that runs
+            # an event loop and threads is unsafe.
+            executor=ProcessPoolExecutor(
+                max_workers=settings.ocr_workers or os.cpu_count() or 1,
+                mp_context=multiprocessing.get_context("spawn"),
+            ),
         )
         try:
             yield
         finally:
+            app.state.docsift.executor.shutdown(wait=False, cancel_futures=True)
             await registry.shutdown()
             await engine.dispose()
 

@@ -1,5 +1,6 @@
 """What the app owns for its lifetime: created in the lifespan, reached through deps."""
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -17,3 +18,5 @@ class AppState:
     sessionmaker: async_sessionmaker[AsyncSession]
     backends: BackendRegistry
     rate_limiter: KeyRateLimiter
+    # Worker processes for OCR (CPU-bound, GIL-holding); None runs it in the calling thread.
+    executor: Executor | None = None

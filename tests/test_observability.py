@@ -30,7 +30,9 @@ async def test_metrics_count_requests_by_route(client, tenant):
 def test_json_log_lines_carry_the_request_id():
     token = request_id_var.set("req-42")
     try:
-        record = logging.LogRecord("docsift.test", logging.INFO, __file__, 1, "hello %s", ("x",), None)
+        record = logging.LogRecord(
+            "docsift.test", logging.INFO, __file__, 1, "hello %s", ("x",), None
+        )
         line = json.loads(JsonFormatter().format(record))
     finally:
         request_id_var.reset(token)
@@ -55,7 +57,8 @@ async def limited(database_url, tmp_path, fake_backend):
 async def test_rate_limit_is_per_key_with_retry_after(limited):
     first, second = await limited.tenant(), await limited.tenant(name="other")
     statuses = [
-        (await limited.client.get("/v1/account", headers=first.headers)).status_code for _ in range(4)
+        (await limited.client.get("/v1/account", headers=first.headers)).status_code
+        for _ in range(4)
     ]
     assert statuses == [200, 200, 200, 429]
     blocked = await limited.client.get("/v1/account", headers=first.headers)

@@ -68,7 +68,9 @@ async def run(
         if existing is not None:
             return _replay_or_conflict(existing, endpoint, digest)
         claim.add(
-            IdempotencyRecord(account_id=account_id, key=key, endpoint=endpoint, request_hash=digest)
+            IdempotencyRecord(
+                account_id=account_id, key=key, endpoint=endpoint, request_hash=digest
+            )
         )
         try:
             await claim.commit()

@@ -15,8 +15,15 @@ class KeywordBackend(Backend):
         self.settings = settings
 
     def models(self) -> list[ModelInfo]:
-        return [ModelInfo(name="keyword-v1", backend=self.name, credits_per_page=2,
-                          confidence_method="keyword_softmax", description="Example plugin")]
+        return [
+            ModelInfo(
+                name="keyword-v1",
+                backend=self.name,
+                credits_per_page=2,
+                confidence_method="keyword_softmax",
+                description="Example plugin",
+            )
+        ]
 
     async def classify(self, request: ClassifyRequest) -> ClassifyResult:
         words = set(WORD.findall(" ".join(request.pages).lower()))
@@ -26,5 +33,6 @@ class KeywordBackend(Backend):
         }
         exp = {label: math.exp(hits) for label, hits in overlap.items()}
         total = sum(exp.values())
-        return ClassifyResult(scores={k: v / total for k, v in exp.items()},
-                              confidence_method="keyword_softmax")
+        return ClassifyResult(
+            scores={k: v / total for k, v in exp.items()}, confidence_method="keyword_softmax"
+        )

@@ -1,0 +1,61 @@
+"""What an upload is, judged by its bytes (never by its name or declared content type)."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FileKind:
+    kind: str  # pdf | image | text | zip
+    content_type: str
+    pymupdf_type: str | None = None  # filetype hint for pymupdf.open
+
+
+PDF = FileKind("pdf", "application/pdf", "pdf")
+PNG = FileKind("image", "image/png", "png")
+JPEG = FileKind("image", "image/jpeg", "jpeg")
+TIFF = FileKind("image", "image/tiff", "tiff")
+WEBP = FileKind("image", "image/webp", "webp")
+ZIP = FileKind("zip", "application/zip")
+TEXT = FileKind("text", "text/plain")
+
+
+def sniff(data: bytes) -> FileKind | None:
+    """The kind of file `data` is, or None when DocSift does not take it."""
+    head = data[:16]
+    if data[:1024].lstrip(b"\x00\t\r\n\x0c ").startswith(b"%PDF-") or b"%PDF-" in data[:1024]:
+        return PDF
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return PNG
+    if head.startswith(b"\xff\xd8\xff"):
+        return JPEG
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return TIFF
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return WEBP
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return ZIP
+    if _looks_like_text(data):
+        return TEXT
+    return None
+
+
+def _looks_like_text(data: bytes) -> bool:
+    sample = data[:8192]
+    if not sample.strip() or b"\x00" in sample:
+        return False
+    try:
+        text = sample.decode("utf-8")
+    except UnicodeDecodeError as error:
+        # A multi-byte character cut at the sample's end is still text.
+        if error.start < len(sample) - 4:
+            return False
+        text = sample[: error.start].decode("utf-8")
+    printable = sum(ch.isprintable() or ch in "\n\r\t\f" for ch in text)
+    return printable / max(len(text), 1) > 0.95
+
+
+def decode_text(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
