@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     local_credits_per_page: int = 1
     model_timeout_seconds: float = 30.0
     model_max_retries: int = 3
+    # First backoff between retries (doubles each time, with jitter) unless Retry-After says.
+    model_backoff_seconds: float = 0.5
     model_total_timeout_seconds: float = 60.0
     max_prompt_tokens: int = 3000
     top_logprobs: int = 20

@@ -58,7 +58,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
 def create_engine(url: str) -> AsyncEngine:
     ensure_sqlite_dir(url)
     if is_sqlite(url):
-        engine = create_async_engine(async_url(url), connect_args={"timeout": 30})
+        engine = create_async_engine(
+            async_url(url), connect_args={"timeout": 30}, pool_size=20, max_overflow=80
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(async_url(url), pool_size=20, max_overflow=40, pool_pre_ping=True)

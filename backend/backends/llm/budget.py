@@ -1,0 +1,42 @@
+"""Cut the document text to a token budget, shared fairly between the selected pages.
+
+Water-filling: short pages keep all their text and what they leave is split among the longer
+ones, so a long first page cannot starve the rest.
+"""
+
+from functools import lru_cache
+
+import tiktoken
+
+
+@lru_cache
+def _encoding() -> tiktoken.Encoding:
+    # o200k approximates other tokenizers well enough for a budget.
+    return tiktoken.get_encoding("o200k_base")
+
+
+def count_tokens(text: str) -> int:
+    return len(_encoding().encode(text, disallowed_special=()))
+
+
+def allocate(lengths: list[int], budget: int) -> list[int]:
+    """Tokens each page may keep: never more than it has, the total within `budget`."""
+    shares = [0] * len(lengths)
+    remaining = budget
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    for position, index in enumerate(order):
+        fair = remaining // (len(order) - position)
+        shares[index] = min(lengths[index], fair)
+        remaining -= shares[index]
+    return shares
+
+
+def fit_pages(pages: list[tuple[int, str]], budget: int) -> list[tuple[int, str]]:
+    """The pages' text cut to `budget` tokens in all (page numbers kept)."""
+    encoding = _encoding()
+    tokens = [encoding.encode(text, disallowed_special=()) for _, text in pages]
+    shares = allocate([len(t) for t in tokens], budget)
+    fitted = []
+    for (number, text), toks, share in zip(pages, tokens, shares, strict=True):
+        fitted.append((number, text if share >= len(toks) else encoding.decode(toks[:share])))
+    return fitted

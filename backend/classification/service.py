@@ -1,0 +1,168 @@
+"""A paid classification of one document: pages, credits, model, stored result - in that order."""
+
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.backends.base import LabelledText, LabelSpec
+from backend.billing import ledger
+from backend.classification.engine import classify_pages
+from backend.classification.schema import schema_json
+from backend.documents.page_range import parse_page_range
+from backend.documents.queries import get_pages, get_processed_document
+from backend.models import Account, Classification, new_id
+from backend.observability import record_usage
+from backend.state import AppState
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class ClassifyResponse(BaseModel):
+    request_id: str
+    document_id: str
+    classifier_id: str | None = None
+    classification: str
+    confidence_scores: dict[str, float] = Field(
+        description="Every label of the schema, each in [0, 1], summing to 1"
+    )
+    request_status: str
+    credits_used: int
+    num_pages: int
+    duration: float = Field(description="Seconds, server side")
+    model: str
+    classifier_version: int | None = None
+    confidence_method: str | None = None
+    usage: Usage
+    pages_used: list[int]
+    created_at: datetime
+
+
+async def run_classification(
+    session: AsyncSession,
+    state: AppState,
+    *,
+    account: Account,
+    document_id: str,
+    labels: list[LabelSpec],
+    page_range: str | None,
+    model: str | None,
+    instructions: str | None = None,
+    examples: Sequence[LabelledText] = (),
+    training_key: str | None = None,
+    classifier_id: str | None = None,
+    classifier_version: int | None = None,
+    kind: str = "classify",
+    evaluation_id: str | None = None,
+    examples_hash: str | None = None,
+    calibrate: Any = None,
+) -> Classification:
+    """Classify a processed document and charge for it. Flushes only: the caller commits.
+
+    Credits are held before the model is called (own transaction) and charged here beside the
+    result; if anything fails the hold is released and nothing is charged.
+    """
+    started = time.perf_counter()
+    model = model or state.settings.resolved_default_model
+    _, info = state.backends.resolve(model)  # unknown model: 400 before any other work
+    document = await get_processed_document(session, account_id=account.id, document_id=document_id)
+    numbers = parse_page_range(page_range, document.num_pages)
+    pages = await get_pages(session, document_id=document.id, page_numbers=numbers)
+    credits = len(numbers) * info.credits_per_page
+    request_id = new_id()
+    await release_connection(session)
+    await ledger.reserve(
+        state.sessionmaker, account_id=account.id, request_id=request_id, amount=credits
+    )
+    try:
+        result, info = await classify_pages(
+            state,
+            model=model,
+            labels=labels,
+            pages=[(p.page_number, p.text) for p in pages],
+            instructions=instructions,
+            examples=examples,
+            training_key=training_key,
+        )
+        scores = result.scores
+        if calibrate is not None:
+            scores = await calibrate(scores)
+        record = Classification(
+            id=request_id,
+            account_id=account.id,
+            document_id=document.id,
+            kind=kind,
+            classifier_id=classifier_id,
+            classifier_version=classifier_version,
+            evaluation_id=evaluation_id,
+            model=model,
+            classification_schema=schema_json(labels),
+            page_range=page_range,
+            pages_used=numbers,
+            classification=max(scores, key=lambda k: scores[k]),
+            confidence_scores=scores,
+            confidence_method=result.confidence_method,
+            credits_used=credits,
+            num_pages=len(numbers),
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            cost_usd=result.cost_usd,
+            examples_hash=examples_hash,
+        )
+        session.add(record)
+        await ledger.charge(
+            session,
+            account_id=account.id,
+            request_id=request_id,
+            amount=credits,
+            model=model,
+            pages=len(numbers),
+            note=kind,
+        )
+        record.duration = round(time.perf_counter() - started, 3)
+        await session.flush()
+    except BaseException:
+        await session.rollback()
+        await ledger.release(state.sessionmaker, request_id=request_id)
+        raise
+    record_usage(
+        model,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        credits=credits,
+    )
+    return record
+
+
+async def release_connection(session: AsyncSession) -> None:
+    """End the session's read-only transaction so it holds no pooled connection (and, on SQLite,
+    no snapshot) while the model works; the session opens a new one when it writes the result."""
+    if not (session.new or session.dirty or session.deleted):
+        await session.commit()
+
+
+def classification_response(c: Classification) -> ClassifyResponse:
+    scores = c.confidence_scores or {}
+    return ClassifyResponse(
+        request_id=c.id,
+        document_id=c.document_id,
+        classifier_id=c.classifier_id,
+        classification=c.classification or "",
+        confidence_scores=scores,
+        request_status=c.request_status,
+        credits_used=c.credits_used,
+        num_pages=c.num_pages,
+        duration=c.duration,
+        model=c.model,
+        classifier_version=c.classifier_version,
+        confidence_method=c.confidence_method,
+        usage=Usage(prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens),
+        pages_used=list(c.pages_used or []),
+        created_at=c.created_at,
+    )

@@ -1,0 +1,1 @@
+"""DocSift's Streamlit console: talks to the API over HTTP only."""

@@ -1,0 +1,290 @@
+"""The console's one HTTP client for the DocSift API (no Streamlit here, so it stays testable)."""
+
+from __future__ import annotations
+
+import mimetypes
+from typing import Any, TypedDict
+
+import httpx
+
+JSON = dict[str, Any]
+
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, read=300.0)  # classify and OCR can take minutes
+FRIENDLY_TITLES = {
+    "invalid_api_key": "The API key was rejected: check the key in the sidebar",
+    "insufficient_credits": "Not enough credits",
+    "invalid_request": "The request was not valid",
+    "not_found": "Not found",
+    "document_not_processed": "The document is not processed yet",
+    "unsupported_file": "Unsupported file",
+    "payload_too_large": "The file is too large",
+    "rate_limited": "Too many requests: wait a moment and try again",
+    "model_error": "The model provider failed",
+    "internal_error": "The server hit an internal error",
+}
+
+
+class SchemaItem(TypedDict):
+    label: str
+    description: str
+
+
+class EvaluationItem(TypedDict):
+    document_id: str
+    expected_label: str
+
+
+class DocSiftError(Exception):
+    """Anything that went wrong talking to the API, with a message fit for a person."""
+
+    def user_message(self) -> str:
+        return str(self)
+
+
+class ApiUnreachable(DocSiftError):
+    """The API could not be reached at all (refused, DNS, timeout)."""
+
+    def __init__(self, base_url: str, detail: str) -> None:
+        super().__init__(f"Cannot reach the API at {base_url} ({detail})")
+        self.base_url = base_url
+
+
+class ApiError(DocSiftError):
+    """The API answered with an error body: `{"success": false, "error", "message"}`."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def user_message(self) -> str:
+        title = FRIENDLY_TITLES.get(self.code, self.code.replace("_", " ").capitalize())
+        return f"{title}. {self.message} (HTTP {self.status}, `{self.code}`)"
+
+
+def _error_from(response: httpx.Response) -> ApiError:
+    """Read the contract's error body, or make one up from a non-contract reply."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "error" in body:
+        return ApiError(response.status_code, str(body["error"]), str(body.get("message", "")))
+    text = response.text.strip()[:300] or response.reason_phrase
+    return ApiError(response.status_code, f"http_{response.status_code}", text)
+
+
+def _drop_none(**fields: Any) -> JSON:
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def guess_content_type(filename: str) -> str:
+    """A MIME type for an upload; the server sniffs the bytes anyway."""
+    return mimetypes.guess_type(filename)[0] or "application/octet-stream"
+
+
+class DocSiftClient:
+    """Typed helpers over the v1 endpoints; every failure raises a DocSiftError."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={"x-api-key": api_key},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ApiUnreachable(self.base_url, type(exc).__name__) from exc
+        if response.is_error:
+            raise _error_from(response)
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._request(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ApiError(response.status_code, "bad_response", "the reply was not JSON") from exc
+
+    @staticmethod
+    def _page(limit: int, offset: int, **filters: Any) -> JSON:
+        return _drop_none(limit=limit, offset=offset, **filters)
+
+    # Service
+    def health(self) -> JSON:
+        return self._json("GET", "/healthz")
+
+    def models(self) -> JSON:
+        return self._json("GET", "/v1/models")
+
+    # Account
+    def account(self) -> JSON:
+        return self._json("GET", "/v1/account")
+
+    def ledger(self, limit: int = 50, offset: int = 0) -> JSON:
+        return self._json("GET", "/v1/account/ledger", params=self._page(limit, offset))
+
+    def keys(self) -> JSON:
+        return self._json("GET", "/v1/account/keys")
+
+    def create_key(self, name: str) -> JSON:
+        return self._json("POST", "/v1/account/keys", json={"name": name})
+
+    def revoke_key(self, key_id: str) -> JSON:
+        return self._json("DELETE", f"/v1/account/keys/{key_id}")
+
+    # Documents
+    def upload_document(
+        self, filename: str, content: bytes, content_type: str | None = None
+    ) -> JSON:
+        """Upload one file; a zip answers `{"documents": [...]}`, anything else one document."""
+        mime = content_type or guess_content_type(filename)
+        return self._json("POST", "/v1/documents", files={"file": (filename, content, mime)})
+
+    def list_documents(self, limit: int = 50, offset: int = 0) -> JSON:
+        return self._json("GET", "/v1/documents", params=self._page(limit, offset))
+
+    def document(self, document_id: str) -> JSON:
+        return self._json("GET", f"/v1/documents/{document_id}")
+
+    def page_image(self, document_id: str, page: int, dpi: int = 72) -> bytes:
+        path = f"/v1/documents/{document_id}/pages/{page}/image"
+        return self._request("GET", path, params={"dpi": dpi}).content
+
+    def delete_document(self, document_id: str) -> JSON:
+        return self._json("DELETE", f"/v1/documents/{document_id}")
+
+    # Classification
+    def classify(
+        self,
+        document_id: str,
+        schema: list[SchemaItem],
+        *,
+        page_range: str | None = None,
+        query_model: str | None = None,
+        instructions: str | None = None,
+    ) -> JSON:
+        body = _drop_none(
+            document_id=document_id,
+            classification_schema=schema,
+            page_range=page_range,
+            query_model=query_model,
+            instructions=instructions,
+        )
+        return self._json("POST", "/v1/classify", json=body)
+
+    def classifications(self, limit: int = 20, offset: int = 0, **filters: str | None) -> JSON:
+        return self._json("GET", "/v1/classifications", params=self._page(limit, offset, **filters))
+
+    def classification(self, request_id: str) -> JSON:
+        return self._json("GET", f"/v1/classifications/{request_id}")
+
+    # Classifiers
+    def list_classifiers(self, limit: int = 200, offset: int = 0) -> JSON:
+        return self._json("GET", "/v1/classifiers", params=self._page(limit, offset))
+
+    def classifier(self, classifier_id: str) -> JSON:
+        return self._json("GET", f"/v1/classifiers/{classifier_id}")
+
+    def create_classifier(
+        self,
+        name: str,
+        schema: list[SchemaItem],
+        *,
+        description: str | None = None,
+        query_model: str | None = None,
+        page_range: str | None = None,
+        instructions: str | None = None,
+    ) -> JSON:
+        body = _drop_none(
+            name=name,
+            description=description,
+            classification_schema=schema,
+            query_model=query_model,
+            page_range=page_range,
+            instructions=instructions,
+        )
+        return self._json("POST", "/v1/classifiers", json=body)
+
+    def update_classifier(self, classifier_id: str, changes: JSON) -> JSON:
+        """PATCH only the fields that changed; the server makes a new version when needed."""
+        return self._json("PATCH", f"/v1/classifiers/{classifier_id}", json=changes)
+
+    def delete_classifier(self, classifier_id: str) -> JSON:
+        return self._json("DELETE", f"/v1/classifiers/{classifier_id}")
+
+    def run_classifier(
+        self,
+        classifier_id: str,
+        document_id: str,
+        *,
+        page_range: str | None = None,
+        query_model: str | None = None,
+        version: int | None = None,
+    ) -> JSON:
+        body = _drop_none(
+            document_id=document_id, page_range=page_range, query_model=query_model, version=version
+        )
+        return self._json("POST", f"/v1/classifiers/{classifier_id}/run", json=body)
+
+    def add_example(self, classifier_id: str, document_id: str, label: str) -> JSON:
+        body = {"document_id": document_id, "label": label}
+        return self._json("POST", f"/v1/classifiers/{classifier_id}/examples", json=body)
+
+    def examples(self, classifier_id: str, limit: int = 200, offset: int = 0) -> JSON:
+        path = f"/v1/classifiers/{classifier_id}/examples"
+        return self._json("GET", path, params=self._page(limit, offset))
+
+    def delete_example(self, classifier_id: str, example_id: str) -> bool:
+        """True once deleted (the reply body, if any, carries nothing more)."""
+        self._request("DELETE", f"/v1/classifiers/{classifier_id}/examples/{example_id}")
+        return True
+
+    # Evaluations
+    def create_evaluation(
+        self,
+        items: list[EvaluationItem],
+        *,
+        name: str | None = None,
+        classifier_id: str | None = None,
+        schema: list[SchemaItem] | None = None,
+        query_model: str | None = None,
+    ) -> JSON:
+        body = _drop_none(
+            name=name,
+            classifier_id=classifier_id,
+            classification_schema=schema,
+            query_model=query_model,
+            items=items,
+        )
+        return self._json("POST", "/v1/evaluations", json=body)
+
+    def list_evaluations(self, limit: int = 50, offset: int = 0) -> JSON:
+        return self._json("GET", "/v1/evaluations", params=self._page(limit, offset))
+
+    def evaluation(self, evaluation_id: str) -> JSON:
+        return self._json("GET", f"/v1/evaluations/{evaluation_id}")
+
+
+def documents_of(upload_reply: JSON) -> list[JSON]:
+    """The documents an upload made: one for a file, several for a zip."""
+    if "documents" in upload_reply:
+        return list(upload_reply["documents"])
+    return [upload_reply]

@@ -1,0 +1,182 @@
+"""Live test: drop a document in, classify it, see every label's score and the pages used."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from frontend.api_client import JSON, DocSiftClient, DocSiftError, documents_of
+from frontend.charts import confidence_chart
+from frontend.schema import EXAMPLE_SCHEMA
+from frontend.ui import call, call_or_stop, fmt_pct, fmt_seconds, model_choices, require_client
+from frontend.widgets import UPLOAD_TYPES, SchemaChoice, model_select, schema_picker
+
+RESULTS = "live_results"
+MAX_PREVIEWS = 4
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def page_png(
+    _client: DocSiftClient, base_url: str, api_key: str, document_id: str, page: int
+) -> bytes:
+    """A page preview; URL and key are part of the cache key so accounts never share images."""
+    return _client.page_image(document_id, page)
+
+
+def classify_one(
+    client: DocSiftClient,
+    document: JSON,
+    choice: SchemaChoice,
+    model: str | None,
+    pages: str | None,
+) -> JSON:
+    if choice.classifier is not None:
+        return client.run_classifier(
+            choice.classifier["classifier_id"],
+            document["document_id"],
+            page_range=pages,
+            query_model=model,
+        )
+    assert choice.schema is not None
+    return client.classify(
+        document["document_id"], choice.schema, page_range=pages, query_model=model
+    )
+
+
+def classify_upload(
+    client: DocSiftClient, upload: Any, choice: SchemaChoice, model: str | None, pages: str | None
+) -> list[JSON]:
+    """Upload the file, then classify each document it holds (a zip holds several)."""
+    with st.spinner(f"Uploading and reading {upload.name}..."):
+        reply = call(client.upload_document, upload.name, upload.getvalue(), upload.type)
+    if reply is None:
+        return []
+    entries = []
+    for document in documents_of(reply):
+        entry: JSON = {"document": document, "result": None, "error": None}
+        if document.get("status") == "failed":
+            entry["error"] = f"Could not read this document: {document.get('error') or 'unknown'}"
+        else:
+            with st.spinner(f"Classifying {document['filename']}..."):
+                try:
+                    entry["result"] = classify_one(client, document, choice, model, pages)
+                except DocSiftError as exc:
+                    entry["error"] = exc.user_message()
+        entries.append(entry)
+    return entries
+
+
+def render_previews(client: DocSiftClient, document: JSON, result: JSON) -> None:
+    pages = result.get("pages_used") or list(range(1, (document.get("num_pages") or 1) + 1))
+    shown = pages[:MAX_PREVIEWS]
+    st.caption(
+        f"Pages used: {', '.join(map(str, pages))}"
+        + (f" (previews of the first {len(shown)})" if len(pages) > len(shown) else "")
+    )
+    for column, page in zip(st.columns(len(shown)), shown, strict=True):
+        try:
+            png = page_png(client, client.base_url, client.api_key, document["document_id"], page)
+        except DocSiftError as exc:
+            column.warning(f"Page {page}: {exc.user_message()}")
+            continue
+        column.image(png, caption=f"Page {page}", width="stretch")
+
+
+def render_result(client: DocSiftClient, entry: JSON) -> None:
+    document, result = entry["document"], entry["result"]
+    if entry["error"]:
+        st.error(f"{document.get('filename', 'document')}: {entry['error']}")
+        return
+    scores = result.get("confidence_scores", {})
+    label = result.get("classification")
+    cols = st.columns(4)
+    cols[0].metric("Label", label or "-")
+    cols[1].metric("Confidence", fmt_pct(scores.get(label)))
+    cols[2].metric("Credits", result.get("credits_used", 0))
+    cols[3].metric("Duration", fmt_seconds(result.get("duration")))
+    details = [
+        f"model `{result.get('model', '?')}`",
+        f"confidence method `{result.get('confidence_method', '?')}`",
+        f"{result.get('num_pages', '?')} page(s)",
+    ]
+    if result.get("classifier_id"):
+        details.append(f"classifier version {result.get('classifier_version')}")
+    details.append(f"request `{result.get('request_id')}`")
+    st.caption(" · ".join(details))
+    if scores:
+        st.altair_chart(confidence_chart(scores, label), width="stretch")
+    render_previews(client, document, result)
+
+
+def render_results(client: DocSiftClient) -> None:
+    entries = st.session_state.get(RESULTS, [])
+    if len(entries) == 1:
+        render_result(client, entries[0])
+        return
+    for number, entry in enumerate(entries):
+        title = entry["document"].get("filename", "document")
+        if entry["result"]:
+            title += f" → {entry['result'].get('classification')}"
+        with st.expander(title, expanded=number == 0):
+            render_result(client, entry)
+
+
+def render_recent(client: DocSiftClient) -> None:
+    st.subheader("Recent results")
+    listing = call(client.classifications, limit=10)
+    if listing is None:
+        return
+    rows = []
+    for item in listing.get("items", []):
+        scores = item.get("confidence_scores") or {}
+        rows.append(
+            {
+                "when": item.get("created_at"),
+                "label": item.get("classification"),
+                "confidence": scores.get(item.get("classification")),
+                "credits": item.get("credits_used"),
+                "pages": item.get("num_pages"),
+                "duration (s)": item.get("duration"),
+                "model": item.get("model"),
+                "classifier": item.get("classifier_id"),
+                "document": item.get("document_id"),
+            }
+        )
+    if not rows:
+        st.caption("No classifications yet.")
+        return
+    st.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        column_config={"confidence": st.column_config.NumberColumn(format="percent")},
+    )
+
+
+def main() -> None:
+    st.title("Live test")
+    client = require_client()
+    classifiers = call_or_stop(client.list_classifiers).get("items", [])
+    models, default_model = model_choices(client)
+    upload = st.file_uploader(
+        "Document (PDF, image, text or zip)", type=UPLOAD_TYPES, key="live_file"
+    )
+    choice = schema_picker("live", classifiers, EXAMPLE_SCHEMA)
+    if choice.problem:
+        st.warning(choice.problem)
+    col_model, col_pages = st.columns(2)
+    with col_model:
+        blank = "Classifier default" if choice.classifier else f"Server default ({default_model})"
+        model = model_select("Model", models, "live_model", blank_means=blank)
+    pages = col_pages.text_input("Page range (optional)", key="live_page_range", placeholder="1-2")
+    ready = upload is not None and choice.problem is None
+    if st.button("Classify", type="primary", disabled=not ready, key="live_classify"):
+        st.session_state[RESULTS] = classify_upload(
+            client, upload, choice, model, pages.strip() or None
+        )
+    render_results(client)
+    render_recent(client)
+
+
+main()

@@ -1,0 +1,152 @@
+"""A fake OpenAI-compatible server on 127.0.0.1 for end-to-end tests of the real LiteLLM path.
+
+A function decides each answer; every request body is recorded. Helpers build the usual answers:
+logprobs over label codes, no logprobs, errors with Retry-After, delays, malformed JSON.
+"""
+
+import asyncio
+import json
+import math
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = None  # dict -> JSON; str/bytes -> raw
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+Responder = Callable[[dict[str, Any]], Reply]
+
+
+def completion(
+    content: str,
+    top: list[tuple[str, float]] | None,
+    *,
+    n: int = 1,
+    contents: list[str] | None = None,
+) -> dict:
+    """An OpenAI chat completion; `top` are (token, probability) alternatives of the first token."""
+    logprobs = None
+    if top is not None:
+        logprobs = {
+            "content": [
+                {
+                    "token": content,
+                    "logprob": math.log(top[0][1]),
+                    "bytes": list(content.encode()),
+                    "top_logprobs": [
+                        {"token": t, "logprob": math.log(p), "bytes": list(t.encode())}
+                        for t, p in top
+                    ],
+                }
+            ]
+        }
+    texts = contents or [content] * n
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": "fake-model",
+        "choices": [
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": logprobs,
+                "finish_reason": "length",
+            }
+            for i, text in enumerate(texts)
+        ],
+        "usage": {"prompt_tokens": 321, "completion_tokens": 1, "total_tokens": 322},
+    }
+
+
+def codes_reply(probabilities: list[float], codes: str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ") -> Reply:
+    """Logprobs putting probability p[i] on code i (first code answered)."""
+    top = [(codes[i], p) for i, p in enumerate(probabilities) if p > 0]
+    top.sort(key=lambda t: -t[1])
+    return Reply(body=completion(top[0][0], top))
+
+
+class FakeOpenAI:
+    def __init__(self, responder: Responder | None = None) -> None:
+        self.responder: Responder = responder or (lambda _req: codes_reply([0.7, 0.2, 0.1]))
+        self.requests: list[dict[str, Any]] = []
+        self.port = _free_port()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def _chat(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append(body)
+        reply = self.responder(body)
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        if isinstance(reply.body, (str, bytes)):
+            return Response(
+                reply.body,
+                status_code=reply.status,
+                headers=reply.headers,
+                media_type="application/json",
+            )
+        return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+
+    def start(self) -> "FakeOpenAI":
+        app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("fake OpenAI server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.should_exit = True
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def last_prompt(self) -> str:
+        return "\n".join(m["content"] for m in self.requests[-1]["messages"])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def error_reply(status: int, retry_after: str | None = None) -> Reply:
+    headers = {"retry-after": retry_after} if retry_after else {}
+    return Reply(
+        status=status,
+        body={"error": {"message": f"fake {status}", "type": "server_error"}},
+        headers=headers,
+    )
+
+
+def json_dumps(value: Any) -> str:
+    return json.dumps(value)

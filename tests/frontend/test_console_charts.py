@@ -1,0 +1,63 @@
+"""Chart builders: the data and encodings each chart is built from."""
+
+import pandas as pd
+
+from frontend import charts
+from frontend.metrics import compare_per_label
+from tests.frontend import fakes
+
+
+def layer_data(chart, spec: dict, layer: int = 0) -> list[dict]:
+    """The rows a (layered) chart draws."""
+    name = (
+        spec["layer"][layer]["data"]["name"]
+        if "data" in spec["layer"][layer]
+        else spec["data"]["name"]
+    )
+    return spec["datasets"][name]
+
+
+def test_confidence_chart_sorts_labels_and_highlights_the_choice() -> None:
+    chart = charts.confidence_chart({"other": 0.1, "invoice": 0.7, "contract": 0.2}, "invoice")
+    spec = chart.to_dict()
+    bars = spec["layer"][0]
+    assert bars["encoding"]["y"]["sort"] == ["invoice", "contract", "other"]
+    rows = spec["datasets"][spec["data"]["name"]]
+    assert [r["label"] for r in rows if r["chosen"]] == ["invoice"]
+
+
+def test_confusion_matrix_has_a_cell_per_pair() -> None:
+    spec = charts.confusion_matrix_chart(["a", "b"], [[3, 1], [0, 2]]).to_dict()
+    rows = spec["datasets"][spec["data"]["name"]]
+    assert {(r["expected"], r["predicted"]): r["count"] for r in rows} == {
+        ("a", "a"): 3,
+        ("a", "b"): 1,
+        ("b", "a"): 0,
+        ("b", "b"): 2,
+    }
+
+
+def test_reliability_chart_drops_empty_bins_and_draws_the_diagonal() -> None:
+    bins = fakes.metrics(0.5, 0.5, 0.5)["reliability"] + [
+        {"bin_lower": 0.0, "bin_upper": 0.1, "count": 0, "accuracy": None, "confidence": None}
+    ]
+    spec = charts.reliability_chart(bins).to_dict()
+    diagonal = spec["datasets"][spec["layer"][0]["data"]["name"]]
+    points = spec["datasets"][spec["layer"][1]["data"]["name"]]
+    assert diagonal == [{"x": 0.0, "y": 0.0}, {"x": 1.0, "y": 1.0}]
+    assert [p["count"] for p in points] == [1, 2]
+
+
+def test_usage_by_day_is_a_time_axis() -> None:
+    spec = charts.usage_by_day_chart(fakes.account()["usage"]["by_day"]).to_dict()
+    assert spec["encoding"]["x"]["type"] == "temporal"
+    assert [r["credits"] for r in spec["datasets"][spec["data"]["name"]]] == [5, 8]
+
+
+def test_per_label_comparison_groups_runs_per_label() -> None:
+    long = compare_per_label(fakes.metrics(0.5, 0.5, 0.4), fakes.metrics(0.7, 0.7, 0.9), "A", "B")
+    spec = charts.per_label_comparison_chart(long, "f1").to_dict()
+    rows = pd.DataFrame(spec["datasets"][spec["data"]["name"]])
+    assert set(rows["metric"]) == {"f1"}
+    assert rows.set_index(["label", "run"]).loc[("invoice", "B"), "value"] == 0.9
+    assert spec["encoding"]["xOffset"]["field"] == "run"

@@ -1,0 +1,262 @@
+"""DocSift's MCP tools, driven by the `mcp` package's own client over real HTTP (uvicorn, loopback)."""
+
+import asyncio
+import base64
+import json
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+import uvicorn
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+from mcp_types import CallToolResult
+
+from backend.backends.fake import FunctionBackend
+from backend.backends.registry import BackendRegistry
+from backend.config import Settings
+from backend.main import create_app
+from tests.conftest import Harness, Tenant
+from tests.fixtures.documents import text_pdf
+
+SCHEMA = [
+    {"label": "invoice", "description": "A document requesting payment for goods or services"},
+    {"label": "contract", "description": "A legally binding agreement between parties"},
+]
+INVOICE = ["INVOICE 1042\nAmount due: 1,250.00 EUR", "Payment terms: 30 days\nThank you"]
+
+
+@pytest.fixture
+async def served(settings: Settings, fake_backend: FunctionBackend) -> AsyncIterator[Harness]:
+    """The app behind a real uvicorn server on a free loopback port, in this test's event loop."""
+    app = create_app(settings, backends=BackendRegistry([fake_backend]))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():  # start-up failed: surface its exception
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            yield Harness(app=app, client=client, settings=settings)
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@asynccontextmanager
+async def mcp_session(harness: Harness, api_key: str) -> AsyncIterator[Client]:
+    """An MCP client session to /mcp that sends the key on every request."""
+    url = str(harness.client.base_url.join("/mcp"))
+    async with (
+        httpx2.AsyncClient(headers={"x-api-key": api_key}) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        yield client
+
+
+def payload(result: CallToolResult) -> dict[str, Any]:
+    """A tool result's JSON, from its text content (what every MCP client can read)."""
+    assert result.content and result.content[0].type == "text"
+    return json.loads(result.content[0].text)
+
+
+async def upload(client: Client, pages: list[str], filename: str = "invoice.pdf") -> dict:
+    content = base64.b64encode(text_pdf(pages)).decode()
+    result = await client.call_tool(
+        "upload_document", {"content_base64": content, "filename": filename}
+    )
+    assert not result.is_error, result.content
+    return payload(result)
+
+
+async def balance(harness: Harness, tenant: Tenant) -> int:
+    return (await harness.client.get("/v1/account", headers=tenant.headers)).json()["balance"]
+
+
+async def test_the_tools_are_listed_with_their_inputs(served: Harness):
+    tenant = await served.tenant()
+    async with mcp_session(served, tenant.api_key) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert set(tools) >= {
+        "upload_document",
+        "classify",
+        "run_classifier",
+        "split_document",
+        "list_classifiers",
+        "list_models",
+    }
+    classify = tools["classify"].input_schema
+    assert set(classify["required"]) == {"document_id", "classification_schema"}
+    assert {"page_range", "query_model"} <= set(classify["properties"])
+    assert all(tool.description for tool in tools.values())
+
+
+async def test_list_models_matches_the_rest_route(served: Harness):
+    tenant = await served.tenant()
+    async with mcp_session(served, tenant.api_key) as client:
+        result = await client.call_tool("list_models", {})
+    rest = (await served.client.get("/v1/models", headers=tenant.headers)).json()
+    assert not result.is_error
+    assert payload(result) == rest == result.structured_content
+    assert [m["name"] for m in rest["models"]] == ["fake"]
+
+
+async def test_upload_stores_and_extracts_like_the_rest_upload(served: Harness):
+    tenant = await served.tenant()
+    async with mcp_session(served, tenant.api_key) as client:
+        document = await upload(client, INVOICE)
+        again = payload(
+            await client.call_tool("upload_document", {"document_id": document["document_id"]})
+        )
+    assert document["status"] == "processed" and document["num_pages"] == 2
+    assert document["filename"] == "invoice.pdf"
+    rest = (
+        await served.client.get(f"/v1/documents/{document['document_id']}", headers=tenant.headers)
+    ).json()
+    assert again == {k: v for k, v in rest.items() if k != "pages"}
+    page = await served.client.get(
+        f"/v1/documents/{document['document_id']}/pages/1", headers=tenant.headers
+    )
+    assert "Amount due" in page.json()["text"]
+
+
+async def test_upload_errors_are_contract_errors(served: Harness):
+    tenant = await served.tenant()
+    other = await served.tenant(name="other")
+    async with mcp_session(served, other.api_key) as client:
+        theirs = await upload(client, INVOICE)
+    async with mcp_session(served, tenant.api_key) as client:
+        calls = {
+            "invalid_request": {"content_base64": "not base64 at all!"},
+            "unsupported_file": {"content_base64": base64.b64encode(b"\x00\x01binary").decode()},
+            "not_found": {"document_id": theirs["document_id"]},
+        }
+        for code, arguments in calls.items():
+            result = await client.call_tool("upload_document", arguments)
+            body = payload(result)
+            assert result.is_error and body["success"] is False
+            assert body["error"] == code and body["message"], (code, body)
+            assert result.structured_content == body
+
+
+async def test_a_missing_or_bad_key_is_refused_before_mcp(served: Harness):
+    initialize = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    headers = {"accept": "application/json, text/event-stream"}
+    for key in (None, "dsk_not-a-real-key"):
+        sent = headers | ({"x-api-key": key} if key else {})
+        response = await served.client.post("/mcp", json=initialize, headers=sent)
+        assert response.status_code == 403
+        assert response.json()["error"] == "invalid_api_key"
+        assert response.json()["success"] is False
+    with pytest.RaisesGroup(MCPError, flatten_subgroups=True):
+        async with mcp_session(served, "dsk_not-a-real-key") as client:
+            await client.list_tools()
+
+
+async def test_classify_is_billed_like_the_rest_call(
+    served: Harness, fake_backend: FunctionBackend
+):
+    tenant = await served.tenant(credits=50)
+    arguments = {"classification_schema": SCHEMA, "query_model": "fake"}
+    async with mcp_session(served, tenant.api_key) as client:
+        document = await upload(client, INVOICE)
+        arguments["document_id"] = document["document_id"]
+        result = await client.call_tool("classify", arguments)
+    assert not result.is_error, result.content
+    by_mcp = payload(result)
+    assert result.structured_content == by_mcp
+    rest = await served.client.post("/v1/classify", json=arguments, headers=tenant.headers)
+    by_rest = rest.json()
+
+    assert by_mcp.keys() == by_rest.keys()
+    assert by_mcp["classification"] == by_rest["classification"] == "invoice"
+    assert by_mcp["confidence_scores"] == by_rest["confidence_scores"]
+    assert (
+        (by_mcp["num_pages"], by_mcp["credits_used"])
+        == (2, 2)
+        == (
+            by_rest["num_pages"],
+            by_rest["credits_used"],
+        )
+    )
+    assert len(fake_backend.calls) == 2 and "INVOICE 1042" in fake_backend.calls[0].pages[0]
+    assert await balance(served, tenant) == 46
+    ledger = (await served.client.get("/v1/account/ledger", headers=tenant.headers)).json()
+    debits = {e["request_id"]: e["amount"] for e in ledger["items"] if e["kind"] == "debit"}
+    assert debits == {by_mcp["request_id"]: -2, by_rest["request_id"]: -2}
+    audit = await served.client.get(
+        f"/v1/classifications/{by_mcp['request_id']}", headers=tenant.headers
+    )
+    assert audit.status_code == 200 and audit.json()["classification"] == "invoice"
+
+
+async def test_an_idempotent_retry_is_charged_once(served: Harness):
+    tenant = await served.tenant(credits=50)
+    async with mcp_session(served, tenant.api_key) as client:
+        document = await upload(client, INVOICE)
+        arguments = {
+            "document_id": document["document_id"],
+            "classification_schema": SCHEMA,
+            "idempotency_key": "mail-4711-attachment-1",
+        }
+        first = payload(await client.call_tool("classify", arguments))
+        second = payload(await client.call_tool("classify", arguments))
+    assert first["request_id"] == second["request_id"]
+    assert await balance(served, tenant) == 48
+
+
+async def test_an_unknown_model_is_an_invalid_request_tool_error(served: Harness):
+    tenant = await served.tenant(credits=50)
+    async with mcp_session(served, tenant.api_key) as client:
+        document = await upload(client, INVOICE)
+        result = await client.call_tool(
+            "classify",
+            {
+                "document_id": document["document_id"],
+                "classification_schema": SCHEMA,
+                "query_model": "no-such-model",
+            },
+        )
+    body = payload(result)
+    assert result.is_error
+    assert body["error"] == "invalid_request" and "no-such-model" in body["message"]
+    assert await balance(served, tenant) == 50
+
+
+async def test_classify_errors_carry_the_contract_codes(served: Harness):
+    tenant = await served.tenant(credits=2)
+    async with mcp_session(served, tenant.api_key) as client:
+        processed = await upload(client, INVOICE)
+        content = base64.b64encode(text_pdf(INVOICE)).decode()
+        raw = payload(
+            await client.call_tool("upload_document", {"content_base64": content, "extract": False})
+        )
+        assert raw["status"] == "uploaded"
+        three_pages = await upload(client, [*INVOICE, "Page three"])
+        cases = {
+            "invalid_request": {"document_id": processed["document_id"], "page_range": "7-9"},
+            "document_not_processed": {"document_id": raw["document_id"]},
+            "not_found": {"document_id": "00000000-0000-0000-0000-000000000000"},
+            "insufficient_credits": {"document_id": three_pages["document_id"], "page_range": "1-"},
+        }
+        for code, arguments in cases.items():
+            result = await client.call_tool(
+                "classify", {"classification_schema": SCHEMA, **arguments}
+            )
+            assert result.is_error and payload(result)["error"] == code, (code, result.content)
+        one_label = await client.call_tool(
+            "classify",
+            {"document_id": processed["document_id"], "classification_schema": SCHEMA[:1]},
+        )
+        assert payload(one_label)["error"] == "invalid_request"
+    assert await balance(served, tenant) == 2
