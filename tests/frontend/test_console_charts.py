@@ -7,16 +7,6 @@ from frontend.metrics import compare_per_label
 from tests.frontend import fakes
 
 
-def layer_data(chart, spec: dict, layer: int = 0) -> list[dict]:
-    """The rows a (layered) chart draws."""
-    name = (
-        spec["layer"][layer]["data"]["name"]
-        if "data" in spec["layer"][layer]
-        else spec["data"]["name"]
-    )
-    return spec["datasets"][name]
-
-
 def test_confidence_chart_sorts_labels_and_highlights_the_choice() -> None:
     chart = charts.confidence_chart({"other": 0.1, "invoice": 0.7, "contract": 0.2}, "invoice")
     spec = chart.to_dict()

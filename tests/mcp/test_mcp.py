@@ -17,6 +17,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult
 
+from backend.backends.base import Backend
 from backend.backends.fake import FunctionBackend
 from backend.backends.registry import BackendRegistry
 from backend.config import Settings
@@ -31,10 +32,10 @@ SCHEMA = [
 INVOICE = ["INVOICE 1042\nAmount due: 1,250.00 EUR", "Payment terms: 30 days\nThank you"]
 
 
-@pytest.fixture
-async def served(settings: Settings, fake_backend: FunctionBackend) -> AsyncIterator[Harness]:
+@asynccontextmanager
+async def serve(settings: Settings, backends: list[Backend]) -> AsyncIterator[Harness]:
     """The app behind a real uvicorn server on a free loopback port, in this test's event loop."""
-    app = create_app(settings, backends=BackendRegistry([fake_backend]))
+    app = create_app(settings, backends=BackendRegistry(backends))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -53,13 +54,19 @@ async def served(settings: Settings, fake_backend: FunctionBackend) -> AsyncIter
         sock.close()
 
 
+@pytest.fixture
+async def served(settings: Settings, fake_backend: FunctionBackend) -> AsyncIterator[Harness]:
+    async with serve(settings, [fake_backend]) as harness:
+        yield harness
+
+
 @asynccontextmanager
-async def mcp_session(harness: Harness, api_key: str) -> AsyncIterator[Client]:
+async def mcp_session(harness: Harness, api_key: str, mode: str = "auto") -> AsyncIterator[Client]:
     """An MCP client session to /mcp that sends the key on every request."""
     url = str(harness.client.base_url.join("/mcp"))
     async with (
         httpx2.AsyncClient(headers={"x-api-key": api_key}) as http,
-        Client(streamable_http_client(url, http_client=http)) as client,
+        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
     ):
         yield client
 
@@ -260,3 +267,27 @@ async def test_classify_errors_carry_the_contract_codes(served: Harness):
         )
         assert payload(one_label)["error"] == "invalid_request"
     assert await balance(served, tenant) == 2
+
+
+async def test_handshake_era_clients_are_served_too(served: Harness):
+    """Clients that still open with `initialize` (protocol 2025-*) get the same tools."""
+    tenant = await served.tenant()
+    async with mcp_session(served, tenant.api_key, mode="legacy") as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        models = payload(await client.call_tool("list_models", {}))
+    assert {"classify", "upload_document"} <= names
+    assert models["default_model"] == "fake"
+
+
+async def test_the_key_rate_limit_applies_to_mcp(settings: Settings):
+    limited = settings.model_copy(update={"rate_limit_per_minute": 2})
+    async with serve(limited, [FunctionBackend()]) as harness:
+        tenant = await harness.tenant()
+        request = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+        headers = tenant.headers | {"accept": "application/json, text/event-stream"}
+        statuses = []
+        for _ in range(3):
+            response = await harness.client.post("/mcp", json=request, headers=headers)
+            statuses.append(response.status_code)
+    assert statuses == [200, 200, 429]
+    assert response.json()["error"] == "rate_limited" and int(response.headers["retry-after"]) >= 1
