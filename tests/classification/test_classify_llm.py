@@ -52,7 +52,9 @@ async def llm(database_url, tmp_path, fake_server, fake_backend, monkeypatch):
             )
         ],
     )
-    async for harness in start_harness(settings, [fake_backend, LiteLLMBackend(settings)]):
+    backend = LiteLLMBackend(settings)
+    async for harness in start_harness(settings, [fake_backend, backend]):
+        await backend._litellm_ready()  # the import takes seconds on a busy machine: not under test
         yield harness
 
 
