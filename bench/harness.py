@@ -1,0 +1,146 @@
+"""Start the pieces a benchmark needs, on 127.0.0.1 only: a fake OpenAI server and DocSift."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, timeout: float = 120) -> float:
+    """Seconds until GET url answers 200."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+@contextmanager
+def fake_openai(delay: float = 0.0):
+    """A fake OpenAI-compatible server in its own process (so it does not share our GIL)."""
+    port = free_port()
+    code = (
+        "import sys, uvicorn; sys.path.insert(0, %r)\n"
+        "from tests.fake_openai import FakeOpenAI, Reply, completion\n"
+        "fake = FakeOpenAI(lambda r: Reply(body=completion('A', [('A', 0.8), ('B', 0.15), ('C', 0.05)]), delay=%r))\n"
+        "from starlette.applications import Starlette\nfrom starlette.routing import Route\n"
+        "app = Starlette(routes=[Route('/v1/chat/completions', fake._chat, methods=['POST'])])\n"
+        "uvicorn.run(app, host='127.0.0.1', port=%d, log_level='warning', backlog=4096)\n"
+    ) % (str(REPO), delay, port)
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        base = f"http://127.0.0.1:{port}/v1"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.post(f"{base}/chat/completions", json={}, timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextmanager
+def docsift_server(model_base: str | None = None, extra_env: dict[str, str] | None = None):
+    """DocSift under uvicorn (one process) on a fresh SQLite database; yields (url, api_key, startup_s)."""
+    folder = Path(tempfile.mkdtemp(prefix="docsift-bench-"))
+    env = {
+        **os.environ,
+        "DOCSIFT_DATABASE_URL": f"sqlite:///{folder / 'bench.db'}",
+        "DOCSIFT_STORAGE_DIR": str(folder / "files"),
+        "DOCSIFT_RATE_LIMIT_PER_MINUTE": "0",
+        "DOCSIFT_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
+    }
+    if model_base:
+        env["DOCSIFT_MODELS"] = json.dumps(
+            [
+                {
+                    "name": "bench-llm",
+                    "litellm_model": "openai/bench",
+                    "api_base": model_base,
+                    "api_key": "none",
+                }
+            ]
+        )
+    created = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "backend.cli",
+            "accounts",
+            "create",
+            "--name",
+            "bench",
+            "--credits",
+            "100000000",
+            "--json",
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    api_key = json.loads(created.stdout)["api_key"]
+    port = free_port()
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "backend.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--backlog",
+            "4096",
+        ],
+        env=env,
+        cwd=REPO,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(f"{url}/healthz")
+        yield url, api_key, time.monotonic() - started
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def write_result(name: str, data: dict) -> Path:
+    path = REPO / "bench" / "results" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
