@@ -38,15 +38,10 @@ def wait_healthy(url: str, timeout: float = 120) -> float:
 def fake_openai(delay: float = 0.0):
     """A fake OpenAI-compatible server in its own process (so it does not share our GIL)."""
     port = free_port()
-    code = (
-        "import sys, uvicorn; sys.path.insert(0, %r)\n"
-        "from tests.fake_openai import FakeOpenAI, Reply, completion\n"
-        "fake = FakeOpenAI(lambda r: Reply(body=completion('A', [('A', 0.8), ('B', 0.15), ('C', 0.05)]), delay=%r))\n"
-        "from starlette.applications import Starlette\nfrom starlette.routing import Route\n"
-        "app = Starlette(routes=[Route('/v1/chat/completions', fake._chat, methods=['POST'])])\n"
-        "uvicorn.run(app, host='127.0.0.1', port=%d, log_level='warning', backlog=4096)\n"
-    ) % (str(REPO), delay, port)
-    proc = subprocess.Popen([sys.executable, "-c", code])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_openai", "--port", str(port), "--delay", str(delay)],
+        cwd=REPO,
+    )
     try:
         base = f"http://127.0.0.1:{port}/v1"
         deadline = time.monotonic() + 30

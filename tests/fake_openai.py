@@ -150,3 +150,24 @@ def error_reply(status: int, retry_after: str | None = None) -> Reply:
 
 def json_dumps(value: Any) -> str:
     return json.dumps(value)
+
+
+def main() -> None:
+    """Serve in the foreground: `python -m tests.fake_openai --port 9000 --delay 1.0`."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--delay", type=float, default=0.0)
+    args = parser.parse_args()
+    fake = FakeOpenAI(
+        lambda _r: Reply(
+            body=completion("A", [("A", 0.8), ("B", 0.15), ("C", 0.05)]), delay=args.delay
+        )
+    )
+    app = Starlette(routes=[Route("/v1/chat/completions", fake._chat, methods=["POST"])])
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", backlog=4096)
+
+
+if __name__ == "__main__":
+    main()
