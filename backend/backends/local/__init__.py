@@ -1,0 +1,143 @@
+"""The embedded `local` model: no network, no key, runs on the CPU.
+
+Zero-shot from the label descriptions (zero_shot.py) until a classifier has labelled examples,
+then a model trained on them (trained.py). See the README's "The local model" section for the
+measured accuracy and why MiniLM was chosen.
+"""
+
+import asyncio
+import hashlib
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from backend.backends.base import (
+    Backend,
+    ClassifyRequest,
+    ClassifyResult,
+    LabelledText,
+    LabelSpec,
+    ModelInfo,
+)
+from backend.backends.local.embedder import EMBEDDER
+from backend.backends.local.trained import TrainedModel, fit
+from backend.backends.local.zero_shot import label_text, zero_shot_probabilities
+from backend.config import Settings
+
+CHUNK_CHARS = 1000
+MAX_CHUNKS = 2
+CACHE_SIZE = 64
+
+
+def document_embedding(text: str) -> np.ndarray:
+    """Mean of the embeddings of the document's first chunks (where its type shows)."""
+    chunks = [
+        text[i : i + CHUNK_CHARS]
+        for i in range(0, min(len(text), CHUNK_CHARS * MAX_CHUNKS), CHUNK_CHARS)
+    ]
+    vectors = EMBEDDER.embed(chunks or [""])
+    mean = vectors.mean(axis=0)
+    return mean / max(float(np.linalg.norm(mean)), 1e-9)
+
+
+def _key(labels: list[LabelSpec], examples: list[LabelledText]) -> str:
+    digest = hashlib.sha256()
+    for spec in labels:
+        digest.update(f"{spec.label}\x00{spec.description}\x01".encode())
+    for example in examples:
+        digest.update(f"{example.label}\x00{example.text}\x01".encode())
+    return digest.hexdigest()
+
+
+def train(labels: list[LabelSpec], examples: list[LabelledText]) -> TrainedModel:
+    """Fit on the examples (blocking; seconds for a hundred documents)."""
+    names = [s.label for s in labels]
+    usable = [e for e in examples if e.label in names]
+    embeddings = np.vstack([document_embedding(e.text) for e in usable])
+    return fit(names, [e.text for e in usable], [e.label for e in usable], embeddings)
+
+
+def estimate_accuracy(labels: list[LabelSpec], examples: list[LabelledText]) -> dict:
+    """Cross-validated accuracy and calibration of a model trained on these examples."""
+    if len({e.label for e in examples}) < 2:
+        return {"accuracy": None, "ece": None, "n_examples": len(examples), "per_label": {}}
+    return train(labels, examples).metrics
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._models: OrderedDict[str, TrainedModel] = OrderedDict()
+        self._label_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def models(self) -> list[ModelInfo]:
+        return [
+            ModelInfo(
+                name="local",
+                backend=self.name,
+                credits_per_page=self.settings.local_credits_per_page,
+                confidence_method="local_classifier",
+                trainable=True,
+                description="Embedded model (MiniLM + lexical): zero-shot, or trained on your examples",
+            )
+        ]
+
+    async def startup(self) -> None:
+        # Load the ONNX model in the background so the first request does not pay for it.
+        asyncio.get_running_loop().run_in_executor(None, EMBEDDER.embed, ["warm up"])
+
+    async def classify(self, request: ClassifyRequest) -> ClassifyResult:
+        return await asyncio.to_thread(self._classify, request)
+
+    def _trained(self, request: ClassifyRequest) -> TrainedModel:
+        key = request.training_key or _key(request.labels, request.examples)
+        with self._lock:
+            model = self._models.get(key)
+            if model is not None:
+                self._models.move_to_end(key)
+                return model
+        model = train(request.labels, request.examples)
+        with self._lock:
+            self._models[key] = model
+            while len(self._models) > CACHE_SIZE:
+                self._models.popitem(last=False)
+        return model
+
+    def _label_embeddings(self, labels: list[LabelSpec]) -> np.ndarray:
+        texts = [label_text(s) for s in labels]
+        missing = [t for t in texts if t not in self._label_vectors]
+        if missing:
+            for text, vector in zip(missing, EMBEDDER.embed(missing), strict=True):
+                with self._lock:
+                    self._label_vectors[text] = vector
+                    while len(self._label_vectors) > 4096:
+                        self._label_vectors.popitem(last=False)
+        return np.vstack([self._label_vectors[t] for t in texts])
+
+    def _classify(self, request: ClassifyRequest) -> ClassifyResult:
+        text = "\n\n".join(request.pages)
+        embedding = document_embedding(text)
+        zero = zero_shot_probabilities(
+            request.labels, text, embedding, self._label_embeddings(request.labels)
+        )
+        taught = {e.label for e in request.examples} & {s.label for s in request.labels}
+        if len(taught) < 2:
+            return ClassifyResult(scores=zero, confidence_method="local_zero_shot")
+        model = self._trained(request)
+        trained = model.predict_proba([text], embedding[None, :])[0]
+        # Labels nobody gave examples for keep their zero-shot share.
+        untaught = 1 - len(taught) / len(request.labels)
+        scores = {
+            spec.label: (1 - untaught) * float(trained[i]) + untaught * zero[spec.label]
+            for i, spec in enumerate(request.labels)
+        }
+        total = sum(scores.values())
+        return ClassifyResult(
+            scores={k: v / total for k, v in scores.items()},
+            confidence_method="local_trained",
+            details={"cv_accuracy": model.metrics.get("accuracy")},
+        )

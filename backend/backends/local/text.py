@@ -1,0 +1,39 @@
+"""Text normalization shared by the zero-shot and trained local models."""
+
+import re
+import unicodedata
+from functools import lru_cache
+
+import snowballstemmer
+
+# "W-9", "W 9", "w9" are one identifier; so are "1099-MISC" and "1099 misc".
+_IDENT_JOIN = re.compile(r"\b([a-z]{1,2})[-\s]?(\d{1,4})\b")
+_TOKEN = re.compile(r"[a-z0-9]+")
+_STEMMER = snowballstemmer.stemmer("english")
+
+STOPWORDS = frozenset(
+    ["a", "an", "and", "any", "are", "as", "at", "be", "by", "for", "from", "has", "have", "in", "is", "it", "its", "of", "on", "or", "that", "the", "this", "to", "was", "with", "which", "who", "whom", "whose", "what", "when", "where", "will", "would", "can", "could", "should", "may", "might", "must", "not", "no", "one", "two", "their", "them", "they", "these", "those", "there", "here", "such", "other", "others", "than", "then", "also", "into", "over", "under", "each", "every", "all", "both", "some", "same", "own", "very", "more", "most", "less", "least", "only", "just", "about", "above", "below", "up", "down", "out", "off", "again", "further", "once", "including", "include", "includes", "showing", "shows", "show", "none", "above", "document", "documents", "fit", "fits", "category", "categories", "type", "types", "kind", "kinds"]
+)
+
+
+def normalize(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).lower()
+    return _IDENT_JOIN.sub(r"\1\2", text)
+
+
+@lru_cache(maxsize=65536)
+def stem(word: str) -> str:
+    return _STEMMER.stemWord(word)
+
+
+def tokens(text: str) -> list[str]:
+    return _TOKEN.findall(normalize(text))
+
+
+def is_identifier(token: str) -> bool:
+    """Form numbers and codes: a token with a digit in it (w9, 1040, 1099)."""
+    return (
+        any(ch.isdigit() for ch in token)
+        and not token.isdigit()
+        or (token.isdigit() and len(token) >= 3)
+    )
