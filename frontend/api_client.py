@@ -25,11 +25,15 @@ FRIENDLY_TITLES = {
 
 
 class SchemaItem(TypedDict):
+    """One label of a classification schema."""
+
     label: str
     description: str
 
 
 class EvaluationItem(TypedDict):
+    """One document of an evaluation and the label it should get."""
+
     document_id: str
     expected_label: str
 
@@ -76,6 +80,7 @@ def _error_from(response: httpx.Response) -> ApiError:
 
 
 def _drop_none(**fields: Any) -> JSON:
+    """Only the fields that were given, so the server's defaults apply to the rest."""
     return {name: value for name, value in fields.items() if value is not None}
 
 
@@ -105,9 +110,11 @@ class DocSiftClient:
         )
 
     def close(self) -> None:
+        """Close the connection pool."""
         self._http.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send a request; raise ApiUnreachable or ApiError instead of returning an error."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
@@ -117,6 +124,7 @@ class DocSiftClient:
         return response
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send a request and decode the JSON reply."""
         response = self._request(method, path, **kwargs)
         try:
             return response.json()
@@ -125,29 +133,37 @@ class DocSiftClient:
 
     @staticmethod
     def _page(limit: int, offset: int, **filters: Any) -> JSON:
+        """Query parameters for a paginated list."""
         return _drop_none(limit=limit, offset=offset, **filters)
 
     # Service
     def health(self) -> JSON:
+        """GET /healthz."""
         return self._json("GET", "/healthz")
 
     def models(self) -> JSON:
+        """GET /v1/models: the models this server offers and its default."""
         return self._json("GET", "/v1/models")
 
     # Account
     def account(self) -> JSON:
+        """GET /v1/account: balance, reserved credits and usage."""
         return self._json("GET", "/v1/account")
 
     def ledger(self, limit: int = 50, offset: int = 0) -> JSON:
+        """GET /v1/account/ledger: one page of credit movements."""
         return self._json("GET", "/v1/account/ledger", params=self._page(limit, offset))
 
     def keys(self) -> JSON:
+        """GET /v1/account/keys."""
         return self._json("GET", "/v1/account/keys")
 
     def create_key(self, name: str) -> JSON:
+        """POST /v1/account/keys: the reply holds the key itself, shown only this once."""
         return self._json("POST", "/v1/account/keys", json={"name": name})
 
     def revoke_key(self, key_id: str) -> JSON:
+        """DELETE /v1/account/keys/{key_id}."""
         return self._json("DELETE", f"/v1/account/keys/{key_id}")
 
     # Documents
@@ -159,16 +175,20 @@ class DocSiftClient:
         return self._json("POST", "/v1/documents", files={"file": (filename, content, mime)})
 
     def list_documents(self, limit: int = 50, offset: int = 0) -> JSON:
+        """GET /v1/documents."""
         return self._json("GET", "/v1/documents", params=self._page(limit, offset))
 
     def document(self, document_id: str) -> JSON:
+        """GET /v1/documents/{id}: metadata and per-page info."""
         return self._json("GET", f"/v1/documents/{document_id}")
 
     def page_image(self, document_id: str, page: int, dpi: int = 72) -> bytes:
+        """GET /v1/documents/{id}/pages/{n}/image: a PNG preview."""
         path = f"/v1/documents/{document_id}/pages/{page}/image"
         return self._request("GET", path, params={"dpi": dpi}).content
 
     def delete_document(self, document_id: str) -> JSON:
+        """DELETE /v1/documents/{id}."""
         return self._json("DELETE", f"/v1/documents/{document_id}")
 
     # Classification
@@ -181,6 +201,7 @@ class DocSiftClient:
         query_model: str | None = None,
         instructions: str | None = None,
     ) -> JSON:
+        """POST /v1/classify with an inline schema."""
         body = _drop_none(
             document_id=document_id,
             classification_schema=schema,
@@ -191,16 +212,20 @@ class DocSiftClient:
         return self._json("POST", "/v1/classify", json=body)
 
     def classifications(self, limit: int = 20, offset: int = 0, **filters: str | None) -> JSON:
+        """GET /v1/classifications: past results, newest first, optionally filtered."""
         return self._json("GET", "/v1/classifications", params=self._page(limit, offset, **filters))
 
     def classification(self, request_id: str) -> JSON:
+        """GET /v1/classifications/{request_id}."""
         return self._json("GET", f"/v1/classifications/{request_id}")
 
     # Classifiers
     def list_classifiers(self, limit: int = 200, offset: int = 0) -> JSON:
+        """GET /v1/classifiers."""
         return self._json("GET", "/v1/classifiers", params=self._page(limit, offset))
 
     def classifier(self, classifier_id: str) -> JSON:
+        """GET /v1/classifiers/{id}: the classifier with its versions."""
         return self._json("GET", f"/v1/classifiers/{classifier_id}")
 
     def create_classifier(
@@ -213,6 +238,7 @@ class DocSiftClient:
         page_range: str | None = None,
         instructions: str | None = None,
     ) -> JSON:
+        """POST /v1/classifiers: version 1 of a new classifier."""
         body = _drop_none(
             name=name,
             description=description,
@@ -228,6 +254,7 @@ class DocSiftClient:
         return self._json("PATCH", f"/v1/classifiers/{classifier_id}", json=changes)
 
     def delete_classifier(self, classifier_id: str) -> JSON:
+        """DELETE /v1/classifiers/{id}."""
         return self._json("DELETE", f"/v1/classifiers/{classifier_id}")
 
     def run_classifier(
@@ -239,16 +266,19 @@ class DocSiftClient:
         query_model: str | None = None,
         version: int | None = None,
     ) -> JSON:
+        """POST /v1/classifiers/{id}/run: classify with a saved classifier."""
         body = _drop_none(
             document_id=document_id, page_range=page_range, query_model=query_model, version=version
         )
         return self._json("POST", f"/v1/classifiers/{classifier_id}/run", json=body)
 
     def add_example(self, classifier_id: str, document_id: str, label: str) -> JSON:
+        """POST /v1/classifiers/{id}/examples: label a document as an example."""
         body = {"document_id": document_id, "label": label}
         return self._json("POST", f"/v1/classifiers/{classifier_id}/examples", json=body)
 
     def examples(self, classifier_id: str, limit: int = 200, offset: int = 0) -> JSON:
+        """GET /v1/classifiers/{id}/examples: the examples and the accuracy estimate."""
         path = f"/v1/classifiers/{classifier_id}/examples"
         return self._json("GET", path, params=self._page(limit, offset))
 
@@ -267,6 +297,7 @@ class DocSiftClient:
         schema: list[SchemaItem] | None = None,
         query_model: str | None = None,
     ) -> JSON:
+        """POST /v1/evaluations: start a run in the background."""
         body = _drop_none(
             name=name,
             classifier_id=classifier_id,
@@ -277,9 +308,11 @@ class DocSiftClient:
         return self._json("POST", "/v1/evaluations", json=body)
 
     def list_evaluations(self, limit: int = 50, offset: int = 0) -> JSON:
+        """GET /v1/evaluations."""
         return self._json("GET", "/v1/evaluations", params=self._page(limit, offset))
 
     def evaluation(self, evaluation_id: str) -> JSON:
+        """GET /v1/evaluations/{id}: progress, then metrics and items."""
         return self._json("GET", f"/v1/evaluations/{evaluation_id}")
 
 

@@ -18,7 +18,11 @@ def confidence_chart(scores: Mapping[str, float], predicted: str | None = None) 
         alt.Chart(data)
         .mark_bar()
         .encode(
-            x=alt.X("confidence:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+            x=alt.X(
+                "confidence:Q",
+                scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(format="%", tickCount=5),
+            ),
             y=alt.Y("label:N", sort=order, title=None),
             color=alt.Color("chosen:N", legend=None, scale=alt.Scale(domain=[True, False])),
             tooltip=["label", alt.Tooltip("confidence:Q", format=".2%")],
@@ -27,7 +31,7 @@ def confidence_chart(scores: Mapping[str, float], predicted: str | None = None) 
     text = bars.mark_text(align="left", dx=3).encode(
         text=alt.Text("confidence:Q", format=".1%"), color=alt.value("gray")
     )
-    return (bars + text).properties(height=max(80, 28 * len(data)))
+    return (bars + text).properties(height=alt.Step(28))
 
 
 def confusion_matrix_chart(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> alt.Chart:
@@ -54,7 +58,7 @@ def confusion_matrix_chart(labels: Sequence[str], matrix: Sequence[Sequence[int]
             alt.value("black"),
         ),
     )
-    return (heat + text).properties(height=max(160, 36 * len(labels)))
+    return (heat + text).properties(height=alt.Step(36))
 
 
 def reliability_chart(bins: Sequence[Mapping[str, Any]]) -> alt.Chart:
@@ -68,30 +72,33 @@ def reliability_chart(bins: Sequence[Mapping[str, Any]]) -> alt.Chart:
     )
     diagonal = diagonal.encode(x="x:Q", y="y:Q")
     axis = alt.Scale(domain=[0, 1])
-    points = (
-        alt.Chart(data)
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("confidence:Q", scale=axis, title="Mean confidence"),
-            y=alt.Y("accuracy:Q", scale=axis, title="Accuracy"),
-            size=alt.Size("count:Q", legend=None),
-            tooltip=["bin_lower", "bin_upper", "count", "accuracy", "confidence"],
+    base = alt.Chart(data).encode(
+        x=alt.X("confidence:Q", scale=axis, title="Mean confidence"),
+        y=alt.Y("accuracy:Q", scale=axis, title="Accuracy"),
+        tooltip=["bin_lower", "bin_upper", "count", "accuracy", "confidence"],
+    )
+    line = base.mark_line(color="#1f77b4")
+    points = base.mark_circle(color="#1f77b4", opacity=0.9).encode(
+        size=alt.Size(
+            "count:Q",
+            scale=alt.Scale(range=[40, 400]),
+            legend=alt.Legend(title="Items", format="d", tickMinStep=1),
         )
     )
-    return (diagonal + points).properties(height=300)
+    return (diagonal + line + points).properties(height=300)
 
 
 def usage_by_day_chart(by_day: Sequence[Mapping[str, Any]]) -> alt.Chart:
     """Credits spent per day (bars) with classifications in the tooltip."""
     data = pd.DataFrame(by_day, columns=["day", "credits", "classifications", "pages"])
-    data["day"] = pd.to_datetime(data["day"])
+    # Days are ISO dates: ordinal bars are as wide as a day, and ISO strings sort by date.
     return (
         alt.Chart(data)
         .mark_bar()
         .encode(
-            x=alt.X("day:T", title="Day"),
+            x=alt.X("day:O", title="Day", sort="ascending", axis=alt.Axis(labelAngle=-45)),
             y=alt.Y("credits:Q", title="Credits"),
-            tooltip=[alt.Tooltip("day:T"), "credits", "classifications", "pages"],
+            tooltip=["day", "credits", "classifications", "pages"],
         )
         .properties(height=240)
     )
@@ -108,7 +115,7 @@ def usage_by_model_chart(by_model: Sequence[Mapping[str, Any]]) -> alt.Chart:
             y=alt.Y("model:N", sort="-x", title=None),
             tooltip=["model", "credits", "classifications", "pages"],
         )
-        .properties(height=max(80, 28 * len(data)))
+        .properties(height=alt.Step(28))
     )
 
 

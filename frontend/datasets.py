@@ -28,10 +28,12 @@ class LabelledSet:
     skipped: list[str]
 
     def counts(self) -> dict[str, int]:
+        """Documents per label, by label name."""
         return dict(sorted(Counter(f.label for f in self.files).items()))
 
     @property
     def labels(self) -> list[str]:
+        """The labels found, sorted."""
         return list(self.counts())
 
 

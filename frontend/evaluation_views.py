@@ -47,6 +47,7 @@ def run_title(run: Mapping[str, Any]) -> str:
 
 
 def render_headline(metrics: Mapping[str, Any]) -> None:
+    """The headline metrics of a run in two rows."""
     keys = [key for key, _, _ in HEADLINE]
     names = {key: name for key, name, _ in HEADLINE}
     for row in (keys[:4], keys[4:]):
@@ -97,15 +98,17 @@ def render_comparison(run_a: JSON, run_b: JSON) -> None:
     if not metrics_a or not metrics_b:
         st.info("Both runs must be finished to compare them.")
         return
-    name_a, name_b = f"A: {run_title(run_a)}", f"B: {run_title(run_b)}"
+    name_a = f"A: {run_a.get('name') or str(run_a['evaluation_id'])[:8]}"
+    name_b = f"B: {run_b.get('name') or str(run_b['evaluation_id'])[:8]}"
     headline = compare_headline(metrics_a, metrics_b)
     for column, row in zip(st.columns(4), headline.head(4).itertuples(), strict=False):
         fmt = FORMATS[row.key]
+        unchanged = pd.isna(row.delta) or row.delta == 0
         column.metric(
             row.metric,
             fmt(row.b),
             delta=None if pd.isna(row.delta) else fmt_delta(row.key, row.delta),
-            delta_color="normal" if row.higher_is_better else "inverse",
+            delta_color="off" if unchanged else ("normal" if row.higher_is_better else "inverse"),
             help=f"A: {fmt(row.a)}",
         )
     table = headline.assign(
@@ -125,7 +128,15 @@ def render_comparison(run_a: JSON, run_b: JSON) -> None:
     )
     long = compare_per_label(metrics_a, metrics_b, name_a, name_b)
     st.altair_chart(per_label_comparison_chart(long, metric or "f1"), width="stretch")
-    st.dataframe(per_label_deltas(metrics_a, metrics_b), hide_index=True)
+    st.dataframe(
+        per_label_deltas(metrics_a, metrics_b),
+        hide_index=True,
+        column_config={
+            "f1_a": st.column_config.NumberColumn("F1 (A)", format="%.3f"),
+            "f1_b": st.column_config.NumberColumn("F1 (B)", format="%.3f"),
+            "delta": st.column_config.NumberColumn("B - A", format="%+.3f"),
+        },
+    )
 
 
 def fmt_delta(key: str, delta: float) -> str:

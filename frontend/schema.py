@@ -37,6 +37,7 @@ def schema_frame(schema: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def _text(value: Any) -> str:
+    """A cell as trimmed text (None and NaN become blank)."""
     return "" if value is None or pd.isna(value) else str(value).strip()
 
 

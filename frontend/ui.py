@@ -8,7 +8,7 @@ from typing import Any, Literal, TypeVar
 
 import streamlit as st
 
-from frontend.api_client import DocSiftClient, DocSiftError
+from frontend.api_client import JSON, ApiError, DocSiftClient, DocSiftError
 
 T = TypeVar("T")
 
@@ -78,6 +78,23 @@ def call_or_stop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return result
 
 
+def optional_items(fn: Callable[[], JSON], what: str) -> list[JSON]:
+    """A list a page can do without: empty when the server lacks the route (an older API).
+
+    Any other failure (bad key, server down) stops the page after showing why.
+    """
+    try:
+        return list(fn().get("items", []))
+    except ApiError as exc:
+        if exc.status == 404:
+            st.caption(f"This API server offers no {what}.")
+            return []
+        st.error(exc.user_message())
+    except DocSiftError as exc:
+        st.error(exc.user_message())
+    st.stop()
+
+
 def flash(message: str, kind: FlashKind = "success") -> None:
     """Keep a message to show after the next st.rerun()."""
     st.session_state.setdefault(FLASH_KEY, []).append((kind, message))
@@ -90,14 +107,17 @@ def show_flashes() -> None:
 
 
 def fmt_pct(value: float | None) -> str:
+    """0.931 as 93.1%."""
     return "-" if value is None else f"{value:.1%}"
 
 
 def fmt_num(value: float | None, digits: int = 3) -> str:
+    """A number with fixed decimals."""
     return "-" if value is None else f"{value:.{digits}f}"
 
 
 def fmt_seconds(value: float | None) -> str:
+    """Seconds with two decimals."""
     return "-" if value is None else f"{value:.2f} s"
 
 

@@ -98,6 +98,7 @@ class SchemaChoice:
 
     @property
     def labels(self) -> list[str]:
+        """The labels of the chosen schema."""
         if self.classifier is not None:
             return [item["label"] for item in self.classifier["classification_schema"]]
         return [item["label"] for item in self.schema or []]

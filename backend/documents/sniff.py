@@ -22,8 +22,6 @@ TEXT = FileKind("text", "text/plain")
 def sniff(data: bytes) -> FileKind | None:
     """The kind of file `data` is, or None when DocSift does not take it."""
     head = data[:16]
-    if data[:1024].lstrip(b"\x00\t\r\n\x0c ").startswith(b"%PDF-") or b"%PDF-" in data[:1024]:
-        return PDF
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return PNG
     if head.startswith(b"\xff\xd8\xff"):
@@ -34,6 +32,10 @@ def sniff(data: bytes) -> FileKind | None:
         return WEBP
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return ZIP
+    # Some PDFs carry junk before the header; MuPDF reads them, so do we (checked after zip:
+    # a zip whose first entry is a stored PDF also has "%PDF-" near its start).
+    if b"%PDF-" in data[:1024]:
+        return PDF
     if _looks_like_text(data):
         return TEXT
     return None

@@ -16,6 +16,7 @@ LEDGER_PAGE = "account_ledger_page"
 
 
 def render_balance(account: JSON) -> None:
+    """Balance, reserved and available credits."""
     st.caption(f"Account {account.get('name')} · `{account.get('account_id')}`")
     cols = st.columns(3)
     cols[0].metric("Balance", account.get("balance", 0))
@@ -24,6 +25,7 @@ def render_balance(account: JSON) -> None:
 
 
 def render_usage(usage: JSON) -> None:
+    """Usage totals, credits per day and per model."""
     st.subheader("Usage")
     cols = st.columns(3)
     cols[0].metric("Credits used", usage.get("total_credits", 0))
@@ -46,6 +48,7 @@ def render_usage(usage: JSON) -> None:
 
 
 def render_ledger(client: DocSiftClient) -> None:
+    """One page of the ledger and the page picker."""
     st.subheader("Ledger")
     page = int(st.session_state.get(LEDGER_PAGE, 1))
     ledger = call(client.ledger, limit=LEDGER_PAGE_SIZE, offset=(page - 1) * LEDGER_PAGE_SIZE)
@@ -70,6 +73,7 @@ def render_ledger(client: DocSiftClient) -> None:
 
 
 def render_new_key(client: DocSiftClient) -> None:
+    """Create a key and show it once."""
     with st.form("account_new_key_form", clear_on_submit=True):
         name = st.text_input("New key name", placeholder="e.g. ci", key="account_new_key_name")
         submitted = st.form_submit_button("Create key")
@@ -86,6 +90,7 @@ def render_new_key(client: DocSiftClient) -> None:
 
 
 def render_keys(client: DocSiftClient) -> None:
+    """List keys, create one, revoke one."""
     st.subheader("API keys")
     render_new_key(client)
     listing = call(client.keys)
@@ -125,6 +130,7 @@ def render_keys(client: DocSiftClient) -> None:
 
 
 def main() -> None:
+    """The Account page."""
     st.title("Account")
     show_flashes()
     client = require_client()

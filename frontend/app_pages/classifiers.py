@@ -34,10 +34,12 @@ UPLOADS_GEN = "classifiers_uploader_generation"  # bumping it empties the exampl
 
 
 def select_after_rerun(classifier_id: str) -> None:
+    """Select this classifier on the next run (the picker's key is locked this run)."""
     st.session_state[PENDING] = classifier_id
 
 
 def render_list(classifiers: Sequence[JSON]) -> None:
+    """A table of every saved classifier."""
     if not classifiers:
         st.info("No classifiers yet: create the first one below.")
         return
@@ -59,6 +61,7 @@ def render_list(classifiers: Sequence[JSON]) -> None:
 
 
 def pick_classifier(classifiers: Sequence[JSON]) -> str:
+    """The classifier to work on, or NEW."""
     names = {c["classifier_id"]: f"{c['name']} (v{c['version']})" for c in classifiers}
     options = [NEW, *names]
     if PENDING in st.session_state:
@@ -74,6 +77,7 @@ def pick_classifier(classifiers: Sequence[JSON]) -> str:
 
 
 def render_create(client: DocSiftClient, models: list[str], default_model: str | None) -> None:
+    """The form for a new classifier."""
     st.subheader("New classifier")
     name = st.text_input("Name", key="classifiers_new_name", placeholder="e.g. mailroom")
     description = st.text_input("Description", key="classifiers_new_description")
@@ -106,6 +110,7 @@ def render_create(client: DocSiftClient, models: list[str], default_model: str |
 def render_edit(
     client: DocSiftClient, classifier: JSON, models: list[str], default_model: str | None
 ) -> None:
+    """Edit labels, name and defaults (a new version when they change), or delete."""
     prefix = f"classifiers_edit_{classifier['classifier_id']}_v{classifier['version']}"
     name = st.text_input("Name", value=classifier["name"], key=f"{prefix}_name")
     description = st.text_input(
@@ -144,6 +149,7 @@ def render_edit(
 
 
 def render_versions(detail: JSON) -> None:
+    """Every version, and the changes between two of them."""
     versions = sorted(detail.get("versions", []), key=lambda v: v["version"])
     st.dataframe(
         pd.DataFrame(
@@ -177,6 +183,7 @@ def render_versions(detail: JSON) -> None:
 
 
 def render_estimate(estimate: JSON | None) -> None:
+    """The accuracy the server estimates from the labelled examples."""
     if not estimate:
         return
     cols = st.columns(3)
@@ -206,6 +213,7 @@ def add_examples(client: DocSiftClient, classifier_id: str, files: list, label: 
 
 
 def render_examples(client: DocSiftClient, classifier: JSON) -> None:
+    """Estimate, add examples by upload, list and delete them."""
     cid = classifier["classifier_id"]
     listing = call(client.examples, cid)
     if listing is None:
@@ -248,6 +256,7 @@ def render_examples(client: DocSiftClient, classifier: JSON) -> None:
 def render_classifier(
     client: DocSiftClient, classifier_id: str, models: list[str], default_model: str | None
 ) -> None:
+    """One classifier's tabs."""
     detail = call(client.classifier, classifier_id)
     if detail is None:
         return
@@ -264,6 +273,7 @@ def render_classifier(
 
 
 def main() -> None:
+    """The Classifiers page."""
     st.title("Classifiers")
     show_flashes()
     client = require_client()

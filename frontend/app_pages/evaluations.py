@@ -11,7 +11,7 @@ from frontend.api_client import JSON, DocSiftClient, DocSiftError, EvaluationIte
 from frontend.datasets import LabelledFile, LabelledSet, read_labelled_zip
 from frontend.evaluation_views import render_comparison, render_run, run_title
 from frontend.schema import EXAMPLE_SCHEMA
-from frontend.ui import call, call_or_stop, flash, model_choices, require_client, show_flashes
+from frontend.ui import call, flash, model_choices, optional_items, require_client, show_flashes
 from frontend.widgets import SchemaChoice, model_select, schema_picker
 
 ACTIVE = "evaluations_active"  # the run being watched
@@ -46,6 +46,7 @@ def watch_active_run(client: DocSiftClient) -> None:
 
 
 def read_zip_upload(upload: object) -> LabelledSet | None:
+    """Read and summarise a labelled zip; None (with a message) if unusable."""
     try:
         labelled = read_labelled_zip(upload.getvalue())  # type: ignore[attr-defined]
     except ValueError as exc:
@@ -127,6 +128,7 @@ def start_run(
     name: str,
     model: str | None,
 ) -> None:
+    """POST the run and start watching it."""
     classifier_id = choice.classifier["classifier_id"] if choice.classifier else None
     reply = call(
         client.create_evaluation,
@@ -147,6 +149,7 @@ def start_run(
 def render_new_run(
     client: DocSiftClient, classifiers: list[JSON], models: list[str], default_model: str | None
 ) -> None:
+    """Choose the labelled set, the labels and the model, then start a run."""
     name = st.text_input("Run name", key="evaluations_name", placeholder="e.g. v3 on gpt-4o-mini")
     source = st.radio("Labelled set", [ZIP, UPLOADED], horizontal=True, key="evaluations_source")
     labelled: LabelledSet | None = None
@@ -181,6 +184,7 @@ def render_new_run(
 
 
 def pick_run(runs: list[JSON], label: str, key: str, index: int = 0) -> str:
+    """A run picker over past runs."""
     by_id = {r["evaluation_id"]: r for r in runs}
     return st.selectbox(
         label,
@@ -192,6 +196,7 @@ def pick_run(runs: list[JSON], label: str, key: str, index: int = 0) -> str:
 
 
 def render_results(client: DocSiftClient, runs: list[JSON]) -> None:
+    """Metrics and charts of one run."""
     if not runs:
         st.info("No evaluations yet: start one in the New run tab.")
         return
@@ -203,6 +208,7 @@ def render_results(client: DocSiftClient, runs: list[JSON]) -> None:
 
 
 def render_compare(client: DocSiftClient, runs: list[JSON]) -> None:
+    """Two finished runs side by side."""
     finished = [r for r in runs if r.get("status") == "completed"]
     if len(finished) < 2:
         st.info("Two finished runs are needed to compare.")
@@ -218,13 +224,14 @@ def render_compare(client: DocSiftClient, runs: list[JSON]) -> None:
 
 
 def main() -> None:
+    """The Evaluations page."""
     st.title("Evaluations")
     show_flashes()
     client = require_client()
     if st.session_state.get(ACTIVE):
         watch_active_run(client)
-    classifiers = call_or_stop(client.list_classifiers).get("items", [])
-    runs = (call(client.list_evaluations, limit=100) or {}).get("items", [])
+    classifiers = optional_items(client.list_classifiers, "saved classifiers")
+    runs = optional_items(lambda: client.list_evaluations(limit=100), "evaluations")
     models, default_model = model_choices(client)
     # A run that just finished opens on its results.
     opened = "Results" if st.session_state.get(PENDING_PICK) else None

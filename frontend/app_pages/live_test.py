@@ -10,10 +10,11 @@ import streamlit as st
 from frontend.api_client import JSON, DocSiftClient, DocSiftError, documents_of
 from frontend.charts import confidence_chart
 from frontend.schema import EXAMPLE_SCHEMA
-from frontend.ui import call, call_or_stop, fmt_pct, fmt_seconds, model_choices, require_client
+from frontend.ui import call, fmt_pct, fmt_seconds, model_choices, optional_items, require_client
 from frontend.widgets import UPLOAD_TYPES, SchemaChoice, model_select, schema_picker
 
 RESULTS = "live_results"
+UPLOADED = "live_uploaded"  # (uploader file id, documents): re-classifying skips upload and OCR
 MAX_PREVIEWS = 4
 
 
@@ -32,6 +33,7 @@ def classify_one(
     model: str | None,
     pages: str | None,
 ) -> JSON:
+    """Classify one document with the saved classifier or the inline schema."""
     if choice.classifier is not None:
         return client.run_classifier(
             choice.classifier["classifier_id"],
@@ -48,13 +50,10 @@ def classify_one(
 def classify_upload(
     client: DocSiftClient, upload: Any, choice: SchemaChoice, model: str | None, pages: str | None
 ) -> list[JSON]:
-    """Upload the file, then classify each document it holds (a zip holds several)."""
-    with st.spinner(f"Uploading and reading {upload.name}..."):
-        reply = call(client.upload_document, upload.name, upload.getvalue(), upload.type)
-    if reply is None:
-        return []
+    """Upload the file (once), then classify each document it holds (a zip holds several)."""
+    documents = uploaded_documents(client, upload)
     entries = []
-    for document in documents_of(reply):
+    for document in documents:
         entry: JSON = {"document": document, "result": None, "error": None}
         if document.get("status") == "failed":
             entry["error"] = f"Could not read this document: {document.get('error') or 'unknown'}"
@@ -68,23 +67,40 @@ def classify_upload(
     return entries
 
 
+def uploaded_documents(client: DocSiftClient, upload: Any) -> list[JSON]:
+    """The documents of this upload, sent to the API only the first time it is classified."""
+    previous = st.session_state.get(UPLOADED)
+    if previous and previous[0] == (client.base_url, upload.file_id):
+        return previous[1]
+    with st.spinner(f"Uploading and reading {upload.name}..."):
+        reply = call(client.upload_document, upload.name, upload.getvalue(), upload.type)
+    if reply is None:
+        return []
+    documents = documents_of(reply)
+    st.session_state[UPLOADED] = ((client.base_url, upload.file_id), documents)
+    return documents
+
+
 def render_previews(client: DocSiftClient, document: JSON, result: JSON) -> None:
+    """Thumbnails of the pages the classification used."""
     pages = result.get("pages_used") or list(range(1, (document.get("num_pages") or 1) + 1))
     shown = pages[:MAX_PREVIEWS]
     st.caption(
         f"Pages used: {', '.join(map(str, pages))}"
         + (f" (previews of the first {len(shown)})" if len(pages) > len(shown) else "")
     )
-    for column, page in zip(st.columns(len(shown)), shown, strict=True):
+    # Always MAX_PREVIEWS columns, so one page is a thumbnail rather than a full-width image.
+    for column, page in zip(st.columns(MAX_PREVIEWS), shown, strict=False):
         try:
             png = page_png(client, client.base_url, client.api_key, document["document_id"], page)
         except DocSiftError as exc:
             column.warning(f"Page {page}: {exc.user_message()}")
             continue
-        column.image(png, caption=f"Page {page}", width="stretch")
+        column.container(border=True).image(png, caption=f"Page {page}", width="stretch")
 
 
 def render_result(client: DocSiftClient, entry: JSON) -> None:
+    """Label, scores chart, credits, duration and previews of one result."""
     document, result = entry["document"], entry["result"]
     if entry["error"]:
         st.error(f"{document.get('filename', 'document')}: {entry['error']}")
@@ -111,6 +127,7 @@ def render_result(client: DocSiftClient, entry: JSON) -> None:
 
 
 def render_results(client: DocSiftClient) -> None:
+    """The results of the last Classify click (one per document of a zip)."""
     entries = st.session_state.get(RESULTS, [])
     if len(entries) == 1:
         render_result(client, entries[0])
@@ -124,6 +141,7 @@ def render_results(client: DocSiftClient) -> None:
 
 
 def render_recent(client: DocSiftClient) -> None:
+    """The account's latest classifications."""
     st.subheader("Recent results")
     listing = call(client.classifications, limit=10)
     if listing is None:
@@ -155,9 +173,10 @@ def render_recent(client: DocSiftClient) -> None:
 
 
 def main() -> None:
+    """The Live test page."""
     st.title("Live test")
     client = require_client()
-    classifiers = call_or_stop(client.list_classifiers).get("items", [])
+    classifiers = optional_items(client.list_classifiers, "saved classifiers")
     models, default_model = model_choices(client)
     upload = st.file_uploader(
         "Document (PDF, image, text or zip)", type=UPLOAD_TYPES, key="live_file"

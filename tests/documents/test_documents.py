@@ -214,3 +214,14 @@ def test_display_name_strips_paths_and_control_characters():
 
     assert display_name("../../a/b\\c\x01d.pdf") == "cd.pdf"
     assert display_name("") == "upload" and len(display_name("x" * 500)) == 200
+
+
+async def test_zip_holding_an_uncompressed_pdf_is_a_zip(client, tenant):
+    import io as _io
+
+    buffer = _io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("a.pdf", text_pdf([INVOICE]))
+        archive.writestr("b.pdf", text_pdf([INVOICE]))
+    response = await upload(client, tenant, buffer.getvalue(), "stored.zip")
+    assert response.status_code == 201 and len(response.json()["documents"]) == 2

@@ -33,15 +33,19 @@ def test_reliability_chart_drops_empty_bins_and_draws_the_diagonal() -> None:
     ]
     spec = charts.reliability_chart(bins).to_dict()
     diagonal = spec["datasets"][spec["layer"][0]["data"]["name"]]
-    points = spec["datasets"][spec["layer"][1]["data"]["name"]]
+    points = spec["datasets"][spec["layer"][2]["data"]["name"]]
     assert diagonal == [{"x": 0.0, "y": 0.0}, {"x": 1.0, "y": 1.0}]
     assert [p["count"] for p in points] == [1, 2]
+    assert spec["layer"][2]["encoding"]["size"]["field"] == "count"
 
 
-def test_usage_by_day_is_a_time_axis() -> None:
-    spec = charts.usage_by_day_chart(fakes.account()["usage"]["by_day"]).to_dict()
-    assert spec["encoding"]["x"]["type"] == "temporal"
-    assert [r["credits"] for r in spec["datasets"][spec["data"]["name"]]] == [5, 8]
+def test_usage_by_day_has_a_bar_per_day_in_date_order() -> None:
+    by_day = list(reversed(fakes.account()["usage"]["by_day"]))
+    spec = charts.usage_by_day_chart(by_day).to_dict()
+    assert spec["encoding"]["x"]["field"] == "day"
+    assert spec["encoding"]["x"]["sort"] == "ascending"
+    rows = spec["datasets"][spec["data"]["name"]]
+    assert {r["day"]: r["credits"] for r in rows} == {"2026-11-22": 5, "2026-11-23": 8}
 
 
 def test_per_label_comparison_groups_runs_per_label() -> None:
