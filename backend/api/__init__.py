@@ -2,13 +2,21 @@
 
 from fastapi import APIRouter
 
-from backend.api import account, classifications, classify, documents, health, models
+from backend.api import (
+    account,
+    classifications,
+    classifiers,
+    classify,
+    documents,
+    health,
+    models,
+)
 from backend.errors import ERROR_RESPONSES
 
 api_router = APIRouter()
 api_router.include_router(health.router)
 
 v1 = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
-for module in (account, models, documents, classify, classifications):
+for module in (account, models, documents, classify, classifications, classifiers):
     v1.include_router(module.router)
 api_router.include_router(v1)

@@ -1,0 +1,399 @@
+"""Saved classifiers: versions, labelled examples, runs."""
+
+import asyncio
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, Field
+from sqlmodel import col, select
+
+from backend.api.classify import IdempotencyKey
+from backend.api.pagination import PageDep, Paginated, paginate
+from backend.backends.local import estimate_accuracy
+from backend.billing import idempotency
+from backend.classification.schema import SchemaItem, validate_schema
+from backend.classification.service import (
+    ClassifyResponse,
+    classification_response,
+    run_classification,
+)
+from backend.classifiers import service
+from backend.classifiers.examples import most_similar
+from backend.deps import CurrentAccount, SessionDep, StateDep
+from backend.documents.page_range import parse_page_range
+from backend.documents.queries import document_text, get_processed_document
+from backend.models import Classifier, ClassifierVersion, Example, TrainedModel
+
+router = APIRouter(tags=["classifiers"])
+ClassifierId = Annotated[str, Path(max_length=64)]
+
+
+class ClassifierIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    classification_schema: list[SchemaItem]
+    query_model: str | None = Field(default=None, max_length=200)
+    page_range: str | None = Field(default=None, max_length=200)
+    instructions: str | None = Field(default=None, max_length=4000)
+
+
+class ClassifierPatch(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    classification_schema: list[SchemaItem] | None = None
+    query_model: str | None = Field(default=None, max_length=200)
+    page_range: str | None = Field(default=None, max_length=200)
+    instructions: str | None = Field(default=None, max_length=4000)
+
+
+class VersionOut(BaseModel):
+    version: int
+    classification_schema: list[dict[str, str]]
+    query_model: str | None
+    page_range: str | None
+    instructions: str | None
+    created_at: datetime
+
+
+class Estimate(BaseModel):
+    accuracy: float | None = None
+    ece: float | None = None
+    n_examples: int = 0
+    per_label: dict[str, Any] = Field(default_factory=dict)
+
+
+class ClassifierOut(BaseModel):
+    classifier_id: str
+    name: str
+    description: str | None
+    version: int
+    classification_schema: list[dict[str, str]]
+    query_model: str | None
+    page_range: str | None
+    instructions: str | None
+    created_at: datetime
+    updated_at: datetime
+    num_examples: int
+
+
+class ClassifierDetail(ClassifierOut):
+    versions: list[VersionOut]
+    estimate: Estimate | None = None
+
+
+class RunIn(BaseModel):
+    document_id: str = Field(max_length=64)
+    page_range: str | None = Field(default=None, max_length=200)
+    query_model: str | None = Field(default=None, max_length=200)
+    version: int | None = Field(default=None, ge=1)
+
+
+class ExampleIn(BaseModel):
+    document_id: str = Field(max_length=64)
+    label: str = Field(min_length=1, max_length=200)
+
+
+class ExampleOut(BaseModel):
+    example_id: str
+    document_id: str
+    label: str
+    created_at: datetime
+
+
+class ExamplesOut(Paginated[ExampleOut]):
+    estimate: Estimate
+
+
+class Deleted(BaseModel):
+    classifier_id: str
+    deleted: bool
+
+
+def _out(classifier: Classifier, version: ClassifierVersion, num_examples: int) -> dict:
+    return {
+        "classifier_id": classifier.id,
+        "name": classifier.name,
+        "description": classifier.description,
+        "version": version.version,
+        "classification_schema": version.classification_schema,
+        "query_model": version.query_model,
+        "page_range": version.page_range,
+        "instructions": version.instructions,
+        "created_at": classifier.created_at,
+        "updated_at": classifier.updated_at,
+        "num_examples": num_examples,
+    }
+
+
+def _check_page_range(page_range: str | None) -> None:
+    if page_range:  # validate its form now; its fit is checked against each document at run time
+        parse_page_range(page_range, 10**6)
+
+
+async def _estimate(
+    session: SessionDep, snap: service.Snapshot, examples: list[Example]
+) -> Estimate:
+    """Cross-validated accuracy of `local` trained on the examples, cached per example set."""
+    digest = service.examples_hash(examples)
+    cached = (
+        await session.exec(
+            select(TrainedModel).where(
+                TrainedModel.classifier_id == snap.classifier.id,
+                TrainedModel.version == snap.version.version,
+                TrainedModel.examples_hash == digest,
+            )
+        )
+    ).first()
+    if cached is not None:
+        return Estimate(**(cached.metrics or {}))
+    labelled = service.training_examples(examples, snap.labels)
+    metrics = await asyncio.to_thread(estimate_accuracy, snap.labels, labelled)
+    metrics = {k: metrics.get(k) for k in ("accuracy", "ece", "n_examples", "per_label")}
+    session.add(
+        TrainedModel(
+            classifier_id=snap.classifier.id,
+            version=snap.version.version,
+            examples_hash=digest,
+            num_examples=len(labelled),
+            artifact=b"",
+            metrics=metrics,
+        )
+    )
+    await session.commit()
+    return Estimate(**metrics)
+
+
+@router.post("/classifiers", status_code=201)
+async def create_classifier(
+    body: ClassifierIn, account: CurrentAccount, session: SessionDep, state: StateDep
+) -> ClassifierOut:
+    """Save a named label set with defaults; it starts at version 1."""
+    labels = validate_schema(body.classification_schema, state.settings)
+    _check_page_range(body.page_range)
+    if body.query_model:
+        state.backends.resolve(body.query_model)
+    snap = await service.create(
+        session,
+        account_id=account.id,
+        name=body.name,
+        description=body.description,
+        labels=labels,
+        query_model=body.query_model,
+        page_range=body.page_range,
+        instructions=body.instructions,
+    )
+    await session.commit()
+    return ClassifierOut(**_out(snap.classifier, snap.version, 0))
+
+
+@router.get("/classifiers")
+async def list_classifiers(
+    account: CurrentAccount, session: SessionDep, page: PageDep
+) -> Paginated[ClassifierOut]:
+    """List this account's classifiers, newest first."""
+    query = (
+        select(Classifier)
+        .where(Classifier.account_id == account.id, col(Classifier.deleted_at).is_(None))
+        .order_by(col(Classifier.created_at).desc(), col(Classifier.id))
+    )
+    rows, total = await paginate(session, query, page)
+    items = []
+    for classifier in rows:
+        version = await service.get_version(session, classifier)
+        items.append(
+            ClassifierOut(
+                **_out(classifier, version, await service.count_examples(session, classifier.id))
+            )
+        )
+    return Paginated(items=items, total=total, limit=page.limit, offset=page.offset)
+
+
+@router.get("/classifiers/{classifier_id}")
+async def get_classifier(
+    classifier_id: ClassifierId, account: CurrentAccount, session: SessionDep
+) -> ClassifierDetail:
+    """Show a classifier with all its versions and its estimated accuracy."""
+    classifier = await service.get_classifier(
+        session, account_id=account.id, classifier_id=classifier_id
+    )
+    snap = await service.snapshot(session, classifier)
+    examples = await service.examples_of(session, classifier)
+    versions = await service.list_versions(session, classifier)
+    return ClassifierDetail(
+        **_out(classifier, snap.version, len(examples)),
+        versions=[VersionOut.model_validate(v, from_attributes=True) for v in versions],
+        estimate=await _estimate(session, snap, examples),
+    )
+
+
+@router.patch("/classifiers/{classifier_id}")
+async def update_classifier(
+    classifier_id: ClassifierId,
+    body: ClassifierPatch,
+    account: CurrentAccount,
+    session: SessionDep,
+    state: StateDep,
+) -> ClassifierOut:
+    """Change a classifier; a change to what decides results makes a new version."""
+    classifier = await service.get_classifier(
+        session, account_id=account.id, classifier_id=classifier_id
+    )
+    changes = body.model_dump(exclude_unset=True)
+    if body.classification_schema is not None:
+        changes["classification_schema"] = validate_schema(
+            body.classification_schema, state.settings
+        )
+    elif "classification_schema" in changes:
+        del changes["classification_schema"]
+    _check_page_range(body.page_range)
+    if body.query_model:
+        state.backends.resolve(body.query_model)
+    snap = await service.update(session, classifier, changes)
+    count = await service.count_examples(session, classifier.id)
+    await session.commit()
+    return ClassifierOut(**_out(snap.classifier, snap.version, count))
+
+
+@router.delete("/classifiers/{classifier_id}")
+async def delete_classifier(
+    classifier_id: ClassifierId, account: CurrentAccount, session: SessionDep
+) -> Deleted:
+    """Delete a classifier (past results keep pointing at their version)."""
+    classifier = await service.get_classifier(
+        session, account_id=account.id, classifier_id=classifier_id
+    )
+    await service.soft_delete(session, classifier)
+    await session.commit()
+    return Deleted(classifier_id=classifier.id, deleted=True)
+
+
+@router.post("/classifiers/{classifier_id}/run")
+async def run_classifier(
+    classifier_id: ClassifierId,
+    body: RunIn,
+    account: CurrentAccount,
+    session: SessionDep,
+    state: StateDep,
+    idempotency_key: IdempotencyKey = None,
+) -> ClassifyResponse:
+    """Classify a document with a saved classifier (its latest version, or a pinned one)."""
+    classifier = await service.get_classifier(
+        session, account_id=account.id, classifier_id=classifier_id
+    )
+    snap = await service.snapshot(session, classifier, body.version)
+    model = body.query_model or snap.version.query_model or state.settings.resolved_default_model
+    _, info = state.backends.resolve(model)
+    stored = await service.examples_of(session, classifier)
+    labelled = service.training_examples(stored, snap.labels)
+    digest = service.examples_hash(stored)
+    if info.trainable:
+        examples, training_key = labelled, f"{classifier.id}:{snap.version.version}:{digest}"
+    else:
+        document = await get_processed_document(
+            session, account_id=account.id, document_id=body.document_id
+        )
+        text = await document_text(session, document_id=document.id) if labelled else ""
+        examples, training_key = most_similar(text, labelled), None
+
+    async def work() -> dict:
+        record = await run_classification(
+            session,
+            state,
+            account=account,
+            document_id=body.document_id,
+            labels=snap.labels,
+            page_range=body.page_range or snap.version.page_range,
+            model=model,
+            instructions=snap.version.instructions,
+            examples=examples,
+            training_key=training_key,
+            classifier_id=classifier.id,
+            classifier_version=snap.version.version,
+            kind="classifier_run",
+            examples_hash=digest,
+        )
+        return classification_response(record).model_dump(mode="json")
+
+    result = await idempotency.run(
+        state.sessionmaker,
+        session,
+        account_id=account.id,
+        key=idempotency_key,
+        endpoint=f"classifiers/{classifier.id}/run",
+        payload=body.model_dump(),
+        work=work,
+    )
+    return ClassifyResponse.model_validate(result)
+
+
+@router.post("/classifiers/{classifier_id}/examples", status_code=201)
+async def add_example(
+    classifier_id: ClassifierId, body: ExampleIn, account: CurrentAccount, session: SessionDep
+) -> ExampleOut:
+    """Label a processed document as an example of one of the classifier's labels."""
+    classifier = await service.get_classifier(
+        session, account_id=account.id, classifier_id=classifier_id
+    )
+    example = await service.add_example(
+        session, classifier, document_id=body.document_id, label=body.label
+    )
+    await session.commit()
+    return ExampleOut(
+        example_id=example.id,
+        document_id=example.document_id,
+        label=example.label,
+        created_at=example.created_at,
+    )
+
+
+@router.get("/classifiers/{classifier_id}/examples")
+async def list_examples(
+    classifier_id: ClassifierId, account: CurrentAccount, session: SessionDep, page: PageDep
+) -> ExamplesOut:
+    """List a classifier's labelled examples with the accuracy they are estimated to give."""
+    classifier = await service.get_classifier(
+        session, account_id=account.id, classifier_id=classifier_id
+    )
+    query = (
+        select(Example)
+        .where(Example.classifier_id == classifier.id, col(Example.deleted_at).is_(None))
+        .order_by(col(Example.created_at), col(Example.id))
+    )
+    rows, total = await paginate(session, query, page)
+    snap = await service.snapshot(session, classifier)
+    estimate = await _estimate(session, snap, await service.examples_of(session, classifier))
+    return ExamplesOut(
+        items=[
+            ExampleOut(
+                example_id=e.id, document_id=e.document_id, label=e.label, created_at=e.created_at
+            )
+            for e in rows
+        ],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
+        estimate=estimate,
+    )
+
+
+@router.delete("/classifiers/{classifier_id}/examples/{example_id}")
+async def delete_example(
+    classifier_id: ClassifierId,
+    example_id: Annotated[str, Path(max_length=64)],
+    account: CurrentAccount,
+    session: SessionDep,
+) -> ExampleOut:
+    """Remove a labelled example."""
+    classifier = await service.get_classifier(
+        session, account_id=account.id, classifier_id=classifier_id
+    )
+    await service.delete_example(session, classifier, example_id)
+    example = await session.get(Example, example_id)
+    await session.commit()
+    return ExampleOut(
+        example_id=example.id,
+        document_id=example.document_id,
+        label=example.label,
+        created_at=example.created_at,
+    )

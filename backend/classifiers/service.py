@@ -1,0 +1,205 @@
+"""Saved classifiers: immutable versions, labelled examples, runs."""
+
+import hashlib
+from dataclasses import dataclass
+
+from sqlalchemy import func
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.backends.base import LabelledText, LabelSpec
+from backend.classification.schema import schema_json, specs_from_json
+from backend.documents.queries import document_text, get_processed_document
+from backend.errors import InvalidRequest, NotFound
+from backend.models import Classifier, ClassifierVersion, Example, utcnow
+
+# What decides results: a change to any of these makes a new version.
+VERSIONED_FIELDS = ("classification_schema", "query_model", "page_range", "instructions")
+EXAMPLE_TEXT_CHARS = 20_000
+
+
+@dataclass
+class Snapshot:
+    classifier: Classifier
+    version: ClassifierVersion
+
+    @property
+    def labels(self) -> list[LabelSpec]:
+        return specs_from_json(self.version.classification_schema)
+
+
+async def get_classifier(
+    session: AsyncSession, *, account_id: str, classifier_id: str
+) -> Classifier:
+    classifier = await session.get(Classifier, classifier_id)
+    if (
+        classifier is None
+        or classifier.account_id != account_id
+        or classifier.deleted_at is not None
+    ):
+        raise NotFound(f"Classifier {classifier_id} not found.")
+    return classifier
+
+
+async def get_version(
+    session: AsyncSession, classifier: Classifier, version: int | None = None
+) -> ClassifierVersion:
+    number = version or classifier.latest_version
+    row = (
+        await session.exec(
+            select(ClassifierVersion).where(
+                ClassifierVersion.classifier_id == classifier.id,
+                ClassifierVersion.version == number,
+            )
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"Classifier {classifier.id} has no version {number}.")
+    return row
+
+
+async def list_versions(session: AsyncSession, classifier: Classifier) -> list[ClassifierVersion]:
+    return list(
+        (
+            await session.exec(
+                select(ClassifierVersion)
+                .where(ClassifierVersion.classifier_id == classifier.id)
+                .order_by(col(ClassifierVersion.version))
+            )
+        ).all()
+    )
+
+
+async def create(
+    session: AsyncSession,
+    *,
+    account_id: str,
+    name: str,
+    description: str | None,
+    labels: list[LabelSpec],
+    query_model: str | None,
+    page_range: str | None,
+    instructions: str | None,
+) -> Snapshot:
+    classifier = Classifier(
+        account_id=account_id, name=name, description=description, latest_version=1
+    )
+    session.add(classifier)
+    await session.flush()
+    version = ClassifierVersion(
+        classifier_id=classifier.id,
+        version=1,
+        classification_schema=schema_json(labels),
+        query_model=query_model,
+        page_range=page_range,
+        instructions=instructions,
+    )
+    session.add(version)
+    await session.flush()
+    return Snapshot(classifier, version)
+
+
+async def update(session: AsyncSession, classifier: Classifier, changes: dict) -> Snapshot:
+    """Apply changes; a new immutable version only when something that decides results changed."""
+    current = await get_version(session, classifier)
+    if "name" in changes and changes["name"] is not None:
+        classifier.name = changes["name"]
+    if "description" in changes:
+        classifier.description = changes["description"]
+    proposed = {field: getattr(current, field) for field in VERSIONED_FIELDS}
+    for field in VERSIONED_FIELDS:
+        if field in changes:
+            value = changes[field]
+            proposed[field] = schema_json(value) if field == "classification_schema" else value
+    if proposed != {field: getattr(current, field) for field in VERSIONED_FIELDS}:
+        classifier.latest_version += 1
+        current = ClassifierVersion(
+            classifier_id=classifier.id, version=classifier.latest_version, **proposed
+        )
+        session.add(current)
+    classifier.updated_at = utcnow()
+    session.add(classifier)
+    await session.flush()
+    return Snapshot(classifier, current)
+
+
+async def soft_delete(session: AsyncSession, classifier: Classifier) -> None:
+    classifier.deleted_at = utcnow()
+    session.add(classifier)
+    await session.flush()
+
+
+async def examples_of(session: AsyncSession, classifier: Classifier) -> list[Example]:
+    return list(
+        (
+            await session.exec(
+                select(Example)
+                .where(Example.classifier_id == classifier.id, col(Example.deleted_at).is_(None))
+                .order_by(col(Example.created_at), col(Example.id))
+            )
+        ).all()
+    )
+
+
+async def count_examples(session: AsyncSession, classifier_id: str) -> int:
+    return int(
+        (
+            await session.exec(
+                select(func.count()).where(
+                    Example.classifier_id == classifier_id, col(Example.deleted_at).is_(None)
+                )
+            )
+        ).one()
+    )
+
+
+async def add_example(
+    session: AsyncSession, classifier: Classifier, *, document_id: str, label: str
+) -> Example:
+    labels = [s.label for s in (await snapshot(session, classifier)).labels]
+    if label not in labels:
+        raise InvalidRequest(
+            f"Label '{label}' is not in the classifier's schema: {', '.join(labels)}."
+        )
+    document = await get_processed_document(
+        session, account_id=classifier.account_id, document_id=document_id
+    )
+    text = await document_text(session, document_id=document.id, max_chars=EXAMPLE_TEXT_CHARS)
+    example = Example(
+        account_id=classifier.account_id,
+        classifier_id=classifier.id,
+        document_id=document.id,
+        label=label,
+        text=text,
+    )
+    session.add(example)
+    await session.flush()
+    return example
+
+
+async def delete_example(session: AsyncSession, classifier: Classifier, example_id: str) -> None:
+    example = await session.get(Example, example_id)
+    if example is None or example.classifier_id != classifier.id or example.deleted_at is not None:
+        raise NotFound(f"Example {example_id} not found.")
+    example.deleted_at = utcnow()
+    session.add(example)
+    await session.flush()
+
+
+async def snapshot(
+    session: AsyncSession, classifier: Classifier, version: int | None = None
+) -> Snapshot:
+    return Snapshot(classifier, await get_version(session, classifier, version))
+
+
+def examples_hash(examples: list[Example]) -> str:
+    digest = hashlib.sha256()
+    for example in sorted(examples, key=lambda e: e.id):
+        digest.update(f"{example.id}:{example.label}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def training_examples(examples: list[Example], labels: list[LabelSpec]) -> list[LabelledText]:
+    """The examples whose label the version still has (a removed label's examples sit out)."""
+    names = {s.label for s in labels}
+    return [LabelledText(e.label, e.text) for e in examples if e.label in names]
