@@ -18,6 +18,7 @@ from backend.billing import ledger
 from backend.config import Settings, get_settings
 from backend.db import create_engine, create_sessionmaker
 from backend.errors_handlers import install_error_handlers
+from backend.evaluation import runner
 from backend.migrate import upgrade
 from backend.observability import RequestContextMiddleware, configure_logging
 from backend.ratelimit import KeyRateLimiter
@@ -59,6 +60,8 @@ def create_app(
                 mp_context=multiprocessing.get_context("spawn"),
             ),
         )
+        # Evaluation runs a dead process left behind carry on here.
+        await runner.resume_unfinished(app.state.docsift)
         try:
             yield
         finally:

@@ -8,6 +8,7 @@ from backend.api import (
     classifiers,
     classify,
     documents,
+    evaluations,
     health,
     models,
 )
@@ -17,6 +18,14 @@ api_router = APIRouter()
 api_router.include_router(health.router)
 
 v1 = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
-for module in (account, models, documents, classify, classifications, classifiers):
+for module in (
+    account,
+    models,
+    documents,
+    classify,
+    classifications,
+    classifiers,
+    evaluations,
+):
     v1.include_router(module.router)
 api_router.include_router(v1)

@@ -23,6 +23,7 @@ from backend.classifiers.examples import most_similar
 from backend.deps import CurrentAccount, SessionDep, StateDep
 from backend.documents.page_range import parse_page_range
 from backend.documents.queries import document_text, get_processed_document
+from backend.evaluation.calibration import calibrator
 from backend.models import Classifier, ClassifierVersion, Example, TrainedModel
 
 router = APIRouter(tags=["classifiers"])
@@ -296,6 +297,10 @@ async def run_classifier(
         text = await document_text(session, document_id=document.id) if labelled else ""
         examples, training_key = most_similar(text, labelled), None
 
+    calibrate = await calibrator(
+        session, classifier_id=classifier.id, version=snap.version.version, model=model
+    )
+
     async def work() -> dict:
         record = await run_classification(
             session,
@@ -312,6 +317,7 @@ async def run_classifier(
             classifier_version=snap.version.version,
             kind="classifier_run",
             examples_hash=digest,
+            calibrate=calibrate,
         )
         return classification_response(record).model_dump(mode="json")
 

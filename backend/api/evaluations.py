@@ -1,0 +1,267 @@
+"""Evaluations: run a classifier over labelled documents in the background, then read metrics."""
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, Field, model_validator
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from backend.api.pagination import PageDep, Paginated, paginate
+from backend.classification.schema import SchemaItem, schema_json, validate_schema
+from backend.classifiers import service as classifiers
+from backend.deps import CurrentAccount, SessionDep, StateDep
+from backend.errors import InsufficientCredits, InvalidRequest, NotFound
+from backend.evaluation import runner
+from backend.evaluation.calibration import fit_from_evaluation
+from backend.models import Document, Evaluation, EvaluationItem
+
+router = APIRouter(tags=["evaluations"])
+EvaluationId = Annotated[str, Path(max_length=64)]
+MAX_ITEMS = 5000
+
+
+class ItemIn(BaseModel):
+    document_id: str = Field(max_length=64)
+    expected_label: str = Field(min_length=1, max_length=200)
+
+
+class EvaluationIn(BaseModel):
+    name: str | None = Field(default=None, max_length=200)
+    classifier_id: str | None = Field(default=None, max_length=64)
+    classification_schema: list[SchemaItem] | None = None
+    query_model: str | None = Field(default=None, max_length=200)
+    items: list[ItemIn] = Field(min_length=1, max_length=MAX_ITEMS)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "EvaluationIn":
+        if (self.classifier_id is None) == (self.classification_schema is None):
+            raise ValueError("give exactly one of classifier_id and classification_schema")
+        return self
+
+
+class Started(BaseModel):
+    evaluation_id: str
+    status: str
+    total: int
+    credits_estimate: int
+
+
+class ItemOut(BaseModel):
+    document_id: str
+    expected_label: str
+    predicted_label: str | None
+    confidence_scores: dict[str, float] | None
+    status: str
+    error: str | None
+    duration: float | None
+
+
+class EvaluationSummary(BaseModel):
+    evaluation_id: str
+    name: str | None
+    status: str
+    done: int
+    total: int
+    model: str
+    classifier_id: str | None
+    classifier_version: int | None
+    credits_estimate: int
+    created_at: datetime
+    accuracy: float | None
+
+
+class EvaluationOut(EvaluationSummary):
+    labels: list[str]
+    metrics: dict[str, Any] | None
+    error: str | None
+    items: list[ItemOut]
+
+
+class CalibrationIn(BaseModel):
+    enabled: bool = True
+
+
+class CalibrationOut(BaseModel):
+    classifier_id: str
+    version: int
+    model: str
+    temperature: float
+    ece_before: float
+    ece_after: float
+    enabled: bool
+
+
+def _summary(e: Evaluation) -> dict:
+    return {
+        "evaluation_id": e.id,
+        "name": e.name,
+        "status": e.status,
+        "done": e.done,
+        "total": e.total,
+        "model": e.query_model,
+        "classifier_id": e.classifier_id,
+        "classifier_version": e.classifier_version,
+        "credits_estimate": e.credits_estimate,
+        "created_at": e.created_at,
+        "accuracy": (e.metrics or {}).get("accuracy"),
+    }
+
+
+async def _get(session: SessionDep, account_id: str, evaluation_id: str) -> Evaluation:
+    evaluation = await session.get(Evaluation, evaluation_id)
+    if evaluation is None or evaluation.account_id != account_id:
+        raise NotFound(f"Evaluation {evaluation_id} not found.")
+    return evaluation
+
+
+@router.post("/evaluations", status_code=202)
+async def start_evaluation(
+    body: EvaluationIn, account: CurrentAccount, session: SessionDep, state: StateDep
+) -> Started:
+    """Start an evaluation run in the background; refused up front if credits cannot cover it."""
+    classifier_version = None
+    if body.classifier_id:
+        classifier = await classifiers.get_classifier(
+            session, account_id=account.id, classifier_id=body.classifier_id
+        )
+        snap = await classifiers.snapshot(session, classifier)
+        labels, classifier_version = snap.labels, snap.version.version
+        model = (
+            body.query_model or snap.version.query_model or state.settings.resolved_default_model
+        )
+    else:
+        labels = validate_schema(body.classification_schema or [], state.settings)
+        model = body.query_model or state.settings.resolved_default_model
+    _, info = state.backends.resolve(model)
+    names = {s.label for s in labels}
+    unknown = sorted({i.expected_label for i in body.items} - names)
+    if unknown:
+        raise InvalidRequest(f"Expected labels not in the schema: {', '.join(unknown[:10])}.")
+    ids = list({i.document_id for i in body.items})
+    documents = {
+        d.id: d
+        for d in (
+            await session.exec(
+                select(Document).where(
+                    col(Document.id).in_(ids),
+                    Document.account_id == account.id,
+                    col(Document.deleted_at).is_(None),
+                )
+            )
+        ).all()
+    }
+    missing = [i for i in ids if i not in documents]
+    if missing:
+        raise NotFound(f"Documents not found: {', '.join(missing[:5])}.")
+    unprocessed = [d.id for d in documents.values() if d.status != "processed"]
+    if unprocessed:
+        raise InvalidRequest(f"Documents not processed: {', '.join(unprocessed[:5])}.")
+    estimate = sum(documents[i.document_id].num_pages for i in body.items) * info.credits_per_page
+    await session.refresh(account)
+    available = account.balance - account.reserved
+    if estimate > available:
+        raise InsufficientCredits(
+            f"This evaluation will cost {estimate} credits; the account has {available} available."
+        )
+    evaluation = Evaluation(
+        account_id=account.id,
+        name=body.name,
+        classifier_id=body.classifier_id,
+        classifier_version=classifier_version,
+        classification_schema=schema_json(labels),
+        query_model=model,
+        total=len(body.items),
+        credits_estimate=estimate,
+    )
+    session.add(evaluation)
+    await session.flush()
+    for position, item in enumerate(body.items):
+        session.add(
+            EvaluationItem(
+                evaluation_id=evaluation.id,
+                position=position,
+                document_id=item.document_id,
+                expected_label=item.expected_label,
+            )
+        )
+    await session.commit()
+    runner.start(state, evaluation.id)
+    return Started(
+        evaluation_id=evaluation.id,
+        status=evaluation.status,
+        total=evaluation.total,
+        credits_estimate=estimate,
+    )
+
+
+@router.get("/evaluations")
+async def list_evaluations(
+    account: CurrentAccount, session: SessionDep, page: PageDep
+) -> Paginated[EvaluationSummary]:
+    """List past evaluation runs, newest first."""
+    query = (
+        select(Evaluation)
+        .where(Evaluation.account_id == account.id)
+        .order_by(col(Evaluation.created_at).desc(), col(Evaluation.id))
+    )
+    rows, total = await paginate(session, query, page)
+    return Paginated(
+        items=[EvaluationSummary(**_summary(e)) for e in rows],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+@router.get("/evaluations/{evaluation_id}")
+async def get_evaluation(
+    evaluation_id: EvaluationId, account: CurrentAccount, session: SessionDep
+) -> EvaluationOut:
+    """Show a run's progress, then its metrics and every item's prediction."""
+    evaluation = await _get(session, account.id, evaluation_id)
+    items = (
+        await session.exec(
+            select(EvaluationItem)
+            .where(EvaluationItem.evaluation_id == evaluation.id)
+            .order_by(col(EvaluationItem.position))
+        )
+    ).all()
+    return EvaluationOut(
+        **_summary(evaluation),
+        labels=[s["label"] for s in evaluation.classification_schema],
+        metrics=evaluation.metrics,
+        error=evaluation.error,
+        items=[ItemOut.model_validate(i, from_attributes=True) for i in items],
+    )
+
+
+@router.post("/evaluations/{evaluation_id}/calibration")
+async def calibrate(
+    evaluation_id: EvaluationId, body: CalibrationIn, account: CurrentAccount, session: SessionDep
+) -> CalibrationOut:
+    """Fit a temperature on this run and apply it (when enabled) to later runs of its classifier version and model."""
+    evaluation = await _get(session, account.id, evaluation_id)
+    if evaluation.status != "completed" or not evaluation.classifier_id:
+        raise InvalidRequest("Calibration needs a completed evaluation of a saved classifier.")
+    completed = (
+        await session.exec(
+            select(func.count()).where(
+                EvaluationItem.evaluation_id == evaluation.id, EvaluationItem.status == "completed"
+            )
+        )
+    ).one()
+    if completed < 5:
+        raise InvalidRequest("Calibration needs at least 5 completed items.")
+    row = await fit_from_evaluation(session, evaluation, enabled=body.enabled)
+    await session.commit()
+    return CalibrationOut(
+        classifier_id=row.classifier_id,
+        version=row.version,
+        model=row.model,
+        temperature=row.temperature,
+        ece_before=row.ece_before,
+        ece_after=row.ece_after,
+        enabled=row.enabled,
+    )

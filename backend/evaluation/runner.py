@@ -1,0 +1,188 @@
+"""Evaluation runs in the background: every item classified (and billed) like a normal request,
+progress committed item by item so it survives a page reload, metrics computed at the end.
+
+Runs are asyncio tasks in the API process. A run left `queued` or `running` by a process that
+died is picked up again at start-up (`resume_unfinished`): items already done are kept.
+"""
+
+import asyncio
+import logging
+
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from backend.backends.base import LabelledText
+from backend.classification.schema import specs_from_json
+from backend.classification.service import run_classification
+from backend.classifiers import service as classifiers
+from backend.errors import ApiError
+from backend.evaluation.metrics import summarize
+from backend.models import Account, Evaluation, EvaluationItem, utcnow
+from backend.state import AppState
+
+log = logging.getLogger(__name__)
+CONCURRENCY = 4
+_tasks: set[asyncio.Task] = set()  # strong references, so runs are not garbage-collected
+
+
+def start(state: AppState, evaluation_id: str) -> asyncio.Task:
+    task = asyncio.create_task(run(state, evaluation_id), name=f"evaluation-{evaluation_id}")
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+    return task
+
+
+async def _training(
+    state: AppState, evaluation: Evaluation
+) -> tuple[list[LabelledText], str | None, str | None]:
+    if not evaluation.classifier_id:
+        return [], None, None
+    async with state.sessionmaker() as session:
+        account_id = evaluation.account_id
+        classifier = await classifiers.get_classifier(
+            session, account_id=account_id, classifier_id=evaluation.classifier_id
+        )
+        stored = await classifiers.examples_of(session, classifier)
+        labels = specs_from_json(evaluation.classification_schema)
+        digest = classifiers.examples_hash(stored)
+        key = f"{classifier.id}:{evaluation.classifier_version}:{digest}"
+        return classifiers.training_examples(stored, labels), key, digest
+
+
+async def run(state: AppState, evaluation_id: str) -> None:
+    async with state.sessionmaker() as session:
+        evaluation = await session.get(Evaluation, evaluation_id)
+        if evaluation is None:
+            return
+        evaluation.status, evaluation.started_at = "running", evaluation.started_at or utcnow()
+        session.add(evaluation)
+        await session.commit()
+        pending = (
+            await session.exec(
+                select(EvaluationItem)
+                .where(
+                    EvaluationItem.evaluation_id == evaluation_id,
+                    EvaluationItem.status == "pending",
+                )
+                .order_by(col(EvaluationItem.position))
+            )
+        ).all()
+    try:
+        examples, training_key, digest = await _training(state, evaluation)
+        _, info = state.backends.resolve(evaluation.query_model)
+        if (
+            not info.trainable
+        ):  # few-shot selection for LLM evaluations is per document; keep it lean
+            examples, training_key = [], None
+        limiter = asyncio.Semaphore(CONCURRENCY)
+        await asyncio.gather(
+            *[
+                _classify_item(state, evaluation, item.id, limiter, examples, training_key, digest)
+                for item in pending
+            ]
+        )
+        await finish(state, evaluation_id)
+    except Exception as error:  # a run must end in a state the user can read
+        log.exception("evaluation %s failed", evaluation_id)
+        async with state.sessionmaker() as session:
+            evaluation = await session.get(Evaluation, evaluation_id)
+            evaluation.status, evaluation.error, evaluation.finished_at = (
+                "failed",
+                str(error)[:500],
+                utcnow(),
+            )
+            session.add(evaluation)
+            await session.commit()
+
+
+async def _classify_item(
+    state: AppState,
+    evaluation: Evaluation,
+    item_id: str,
+    limiter: asyncio.Semaphore,
+    examples: list[LabelledText],
+    training_key: str | None,
+    digest: str | None,
+) -> None:
+    async with limiter, state.sessionmaker() as session:
+        item = await session.get(EvaluationItem, item_id)
+        account = await session.get(Account, evaluation.account_id)
+        labels = specs_from_json(evaluation.classification_schema)
+        try:
+            record = await run_classification(
+                session,
+                state,
+                account=account,
+                document_id=item.document_id,
+                labels=labels,
+                page_range=None,
+                model=evaluation.query_model,
+                examples=examples,
+                training_key=training_key,
+                classifier_id=evaluation.classifier_id,
+                classifier_version=evaluation.classifier_version,
+                kind="evaluation",
+                evaluation_id=evaluation.id,
+                examples_hash=digest,
+            )
+        except ApiError as error:
+            item = await session.get(EvaluationItem, item_id)
+            item.status, item.error = "failed", f"{error.code}: {error.message}"
+        else:
+            item.status = "completed"
+            item.predicted_label = record.classification
+            item.confidence_scores = record.confidence_scores
+            item.classification_id = record.id
+            item.duration = record.duration
+            item.credits_used = record.credits_used
+            item.prompt_tokens, item.completion_tokens = (
+                record.prompt_tokens,
+                record.completion_tokens,
+            )
+        session.add(item)
+        # Atomic in SQL: items finish concurrently.
+        await session.execute(
+            update(Evaluation)
+            .where(Evaluation.id == evaluation.id)
+            .values(done=Evaluation.done + 1)
+        )
+        await session.commit()
+
+
+async def finish(state: AppState, evaluation_id: str) -> None:
+    async with state.sessionmaker() as session:
+        evaluation = await session.get(Evaluation, evaluation_id)
+        items = (
+            await session.exec(
+                select(EvaluationItem).where(EvaluationItem.evaluation_id == evaluation_id)
+            )
+        ).all()
+        completed = [i for i in items if i.status == "completed"]
+        labels = [s["label"] for s in evaluation.classification_schema]
+        evaluation.metrics = summarize(
+            labels,
+            [i.expected_label for i in completed],
+            [i.predicted_label or "" for i in completed],
+            [i.confidence_scores or {} for i in completed],
+            durations=[i.duration or 0.0 for i in completed],
+            credits=sum(i.credits_used for i in completed),
+            prompt_tokens=sum(i.prompt_tokens for i in completed),
+            completion_tokens=sum(i.completion_tokens for i in completed),
+            failed=len(items) - len(completed),
+        )
+        evaluation.status, evaluation.finished_at = "completed", utcnow()
+        session.add(evaluation)
+        await session.commit()
+
+
+async def resume_unfinished(state: AppState) -> int:
+    """Restart runs a dead process left behind; returns how many."""
+    async with state.sessionmaker() as session:
+        stuck = (
+            await session.exec(
+                select(Evaluation.id).where(col(Evaluation.status).in_(["queued", "running"]))
+            )
+        ).all()
+    for evaluation_id in stuck:
+        start(state, evaluation_id)
+    return len(stuck)
