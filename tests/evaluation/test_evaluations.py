@@ -29,8 +29,8 @@ def fake_backend():
     return FunctionBackend(keyword_answer)
 
 
-async def wait_done(client, tenant, evaluation_id, timeout=20.0):
-    for _ in range(int(timeout / 0.05)):
+async def wait_done(client, tenant, evaluation_id, seconds=20.0):
+    for _ in range(int(seconds / 0.05)):
         body = (await client.get(f"/v1/evaluations/{evaluation_id}", headers=tenant.headers)).json()
         if body["status"] in ("completed", "failed"):
             return body
