@@ -1,0 +1,1 @@
+"""Offline evaluation of DocSift classifiers on labelled folders (`python -m evals.run`)."""
