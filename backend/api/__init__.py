@@ -11,6 +11,7 @@ from backend.api import (
     evaluations,
     health,
     models,
+    split,
 )
 from backend.errors import ERROR_RESPONSES
 
@@ -26,6 +27,7 @@ for module in (
     classifications,
     classifiers,
     evaluations,
+    split,
 ):
     v1.include_router(module.router)
 api_router.include_router(v1)

@@ -1,0 +1,1 @@
+"""Splitting a file that holds several documents into labelled segments."""
