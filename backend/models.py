@@ -9,7 +9,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, DateTime, LargeBinary, Text, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC timestamps on every database (SQLite returns naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
 
 def utcnow() -> datetime:
@@ -21,7 +34,7 @@ def new_id() -> str:
 
 
 def _ts(**kw: Any) -> Any:
-    return Field(default_factory=utcnow, sa_type=DateTime(timezone=True), **kw)
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, **kw)
 
 
 def _json(**kw: Any) -> Any:
@@ -51,8 +64,8 @@ class ApiKey(SQLModel, table=True):
     key_hash: str = Field(unique=True, index=True)
     is_admin: bool = False
     created_at: datetime = _ts()
-    last_used_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
-    revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class LedgerEntry(SQLModel, table=True):
@@ -111,8 +124,8 @@ class Document(SQLModel, table=True):
     error: str | None = None
     parent_document_id: str | None = Field(default=None, index=True)
     created_at: datetime = _ts(index=True)
-    processed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
-    deleted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    processed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Page(SQLModel, table=True):
@@ -136,7 +149,7 @@ class Classifier(SQLModel, table=True):
     latest_version: int = 1
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
-    deleted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class ClassifierVersion(SQLModel, table=True):
@@ -166,7 +179,7 @@ class Example(SQLModel, table=True):
     # The document's text when it was labelled, so training never depends on a deleted file.
     text: str = Field(default="", sa_column=Column(Text))
     created_at: datetime = _ts()
-    deleted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class TrainedModel(SQLModel, table=True):
@@ -231,8 +244,8 @@ class Evaluation(SQLModel, table=True):
     metrics: dict[str, Any] | None = _json()
     error: str | None = None
     created_at: datetime = _ts(index=True)
-    started_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
-    finished_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class EvaluationItem(SQLModel, table=True):

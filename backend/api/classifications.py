@@ -1,6 +1,6 @@
 """The audit history of classifications."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
@@ -9,10 +9,23 @@ from sqlmodel import col, select
 from backend.api.pagination import PageDep, Paginated, paginate
 from backend.classification.service import ClassifyResponse, classification_response
 from backend.deps import CurrentAccount, SessionDep
-from backend.errors import NotFound
+from backend.errors import InvalidRequest, NotFound
 from backend.models import Classification
 
 router = APIRouter(tags=["classifications"])
+
+ISO_PATTERN = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?)?$"
+IsoDateTime = Annotated[
+    str | None, Query(pattern=ISO_PATTERN, description="ISO 8601, e.g. 2026-11-01T00:00:00Z")
+]
+
+
+def _parse_time(value: str, name: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest(f"{name} is not a valid ISO 8601 date-time.") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class ClassificationRecord(ClassifyResponse):
@@ -52,8 +65,8 @@ async def list_classifications(
     document_id: Annotated[str | None, Query(max_length=64)] = None,
     label: Annotated[str | None, Query(max_length=200)] = None,
     kind: Annotated[str | None, Query(max_length=32)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: IsoDateTime = None,
+    until: IsoDateTime = None,
 ) -> Paginated[ClassificationRecord]:
     """List past classifications, newest first, filtered by classifier, document, label or date."""
     query = select(Classification).where(Classification.account_id == account.id)
@@ -66,9 +79,9 @@ async def list_classifications(
     if kind:
         query = query.where(Classification.kind == kind)
     if since:
-        query = query.where(Classification.created_at >= since)
+        query = query.where(Classification.created_at >= _parse_time(since, "since"))
     if until:
-        query = query.where(Classification.created_at <= until)
+        query = query.where(Classification.created_at <= _parse_time(until, "until"))
     query = query.order_by(col(Classification.created_at).desc(), col(Classification.id))
     rows, total = await paginate(session, query, page)
     return Paginated(

@@ -159,3 +159,22 @@ async def test_history_is_filtered_and_scoped(client, harness, tenant):
         await client.get(f"/v1/classifications/{first['request_id']}", headers=other.headers)
     ).status_code == 404
     assert (await client.get("/v1/classifications", headers=other.headers)).json()["total"] == 0
+
+
+async def test_history_date_filters_take_iso_datetimes_only(client, harness, tenant):
+    doc = await make_document(harness, tenant, ["a"])
+    await classify(client, tenant, document_id=doc)
+    since = await client.get(
+        "/v1/classifications?since=2000-01-01T00:00:00Z", headers=tenant.headers
+    )
+    assert since.status_code == 200 and since.json()["total"] == 1
+    until = await client.get(
+        "/v1/classifications?until=2000-01-01T00:00:00Z", headers=tenant.headers
+    )
+    assert until.json()["total"] == 0
+    assert (
+        await client.get("/v1/classifications?until=0", headers=tenant.headers)
+    ).status_code == 400
+    assert (
+        await client.get("/v1/classifications?since=yesterday", headers=tenant.headers)
+    ).status_code == 400
