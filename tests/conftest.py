@@ -95,15 +95,15 @@ def both_databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
 
 
 def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
-    return Settings(
-        _env_file=None,
-        database_url=database_url,
-        storage_dir=tmp_path / "files",
-        default_model="fake",
-        log_json=False,
-        rate_limit_per_minute=0,
+    values = {
+        "database_url": database_url,
+        "storage_dir": tmp_path / "files",
+        "default_model": "fake",
+        "log_json": False,
+        "rate_limit_per_minute": 0,
         **overrides,
-    )
+    }
+    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture
