@@ -55,9 +55,13 @@ def segment_starts(pages: list[PageSignal]) -> list[int]:
     starts = [0]
     for i in range(1, len(pages)):
         page, previous = pages[i], pages[i - 1]
-        if page.label != previous.label or page.says_first or (
-            not page.says_later
-            and _header_similarity(page.text, pages[starts[-1]].text) >= HEADER_SIMILARITY
+        if (
+            page.label != previous.label
+            or page.says_first
+            or (
+                not page.says_later
+                and _header_similarity(page.text, pages[starts[-1]].text) >= HEADER_SIMILARITY
+            )
         ):
             starts.append(i)
     return starts
