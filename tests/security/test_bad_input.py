@@ -12,6 +12,8 @@ from PIL import Image
 
 from tests.fixtures.documents import text_pdf
 
+# CI machines are busy: a slow answer is not a wrong one.
+HTTP = httpx.Client(timeout=120)
 SCHEMA = [
     {"label": "invoice", "description": "A bill"},
     {"label": "other", "description": "Anything else"},
@@ -69,14 +71,13 @@ def test_bad_uploads(live_server, case):
     url, keys = live_server
     data, status = UPLOADS[case]
     data = LAZY[case]() if data is None else data
-    response = httpx.post(
+    response = HTTP.post(
         f"{url}/v1/documents",
         files={"file": ("upload.bin", data)},
         headers={"x-api-key": keys[0]},
-        timeout=120,
     )
     _assert_error(response, status)
-    assert httpx.get(f"{url}/healthz").status_code == 200
+    assert HTTP.get(f"{url}/healthz").status_code == 200
 
 
 def test_zip_with_parent_paths_and_path_filenames_are_stored_safely(live_server):
@@ -84,7 +85,7 @@ def test_zip_with_parent_paths_and_path_filenames_are_stored_safely(live_server)
     archive = _zip(
         {"../../../../etc/passwd.pdf": text_pdf(["x"]), "/abs/path.pdf": text_pdf(["y"])}
     )
-    response = httpx.post(
+    response = HTTP.post(
         f"{url}/v1/documents",
         files={"file": ("../../evil.zip", archive)},
         headers={"x-api-key": keys[0]},
@@ -94,7 +95,7 @@ def test_zip_with_parent_paths_and_path_filenames_are_stored_safely(live_server)
 
 
 def _document(url: str, key: str, pages: int = 2) -> str:
-    response = httpx.post(
+    response = HTTP.post(
         f"{url}/v1/documents",
         files={"file": ("a.pdf", text_pdf(["text"] * pages))},
         headers={"x-api-key": key},
@@ -138,30 +139,30 @@ def test_bad_classify_requests(live_server):
     doc = _document(url, keys[0])
     for name, (body, status) in _classify_cases(doc).items():
         if isinstance(body, bytes):
-            response = httpx.post(
+            response = HTTP.post(
                 f"{url}/v1/classify",
                 content=body,
                 headers={"x-api-key": keys[0], "content-type": "application/json"},
             )
         else:
-            response = httpx.post(f"{url}/v1/classify", json=body, headers={"x-api-key": keys[0]})
+            response = HTTP.post(f"{url}/v1/classify", json=body, headers={"x-api-key": keys[0]})
         _assert_error(response, status, name)
-    assert httpx.get(f"{url}/healthz").status_code == 200
+    assert HTTP.get(f"{url}/healthz").status_code == 200
 
 
 def test_missing_wrong_and_revoked_keys(live_server):
     url, keys = live_server
-    new = httpx.post(
+    new = HTTP.post(
         f"{url}/v1/account/keys", json={"name": "temp"}, headers={"x-api-key": keys[1]}
     ).json()
-    httpx.delete(f"{url}/v1/account/keys/{new['key_id']}", headers={"x-api-key": keys[1]})
+    HTTP.delete(f"{url}/v1/account/keys/{new['key_id']}", headers={"x-api-key": keys[1]})
     for headers in (
         {},
         {"x-api-key": ""},
         {"x-api-key": "dsk_" + "A" * 43},
         {"x-api-key": new["api_key"]},
     ):
-        _assert_error(httpx.get(f"{url}/v1/account", headers=headers), 403, str(headers))
+        _assert_error(HTTP.get(f"{url}/v1/account", headers=headers), 403, str(headers))
 
 
 def _assert_error(response: httpx.Response, status: int, name: str = "") -> None:
