@@ -54,7 +54,24 @@ async def llm(database_url, tmp_path, fake_server, fake_backend, monkeypatch):
     )
     backend = LiteLLMBackend(settings)
     async for harness in start_harness(settings, [fake_backend, backend]):
-        await backend._litellm_ready()  # the import takes seconds on a busy machine: not under test
+        # Importing LiteLLM and its provider clients takes seconds on a busy machine: warm the whole
+        # path once, outside the timeouts under test.
+        await backend._litellm_ready()
+        from backend.backends.llm import client
+
+        await client.complete(
+            client.CallOptions(
+                model="openai/warm",
+                api_base=fake_server.base_url,
+                api_key="none",
+                timeout=60,
+                deadline=60,
+            ),
+            [{"role": "user", "content": "warm"}],
+            logprobs=True,
+            top_logprobs=20,
+        )
+        fake_server.requests.clear()
         yield harness
 
 
