@@ -19,6 +19,7 @@ from backend.config import Settings, get_settings
 from backend.db import create_engine, create_sessionmaker
 from backend.errors_handlers import install_error_handlers
 from backend.evaluation import runner
+from backend.mcp_server import mount_mcp
 from backend.migrate import upgrade
 from backend.observability import RequestContextMiddleware, configure_logging
 from backend.ratelimit import KeyRateLimiter
@@ -63,7 +64,9 @@ def create_app(
         # Evaluation runs a dead process left behind carry on here.
         await runner.resume_unfinished(app.state.docsift)
         try:
-            yield
+            # The MCP endpoint's task group lives as long as the app (see backend/mcp_server.py).
+            async with mcp_endpoint.run():
+                yield
         finally:
             app.state.docsift.executor.shutdown(wait=False, cancel_futures=True)
             await registry.shutdown()
@@ -78,6 +81,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(api_router)
+    mcp_endpoint = mount_mcp(app, settings)
     return app
 
 
