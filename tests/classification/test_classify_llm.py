@@ -57,7 +57,14 @@ async def llm(database_url, tmp_path, fake_server, fake_backend, monkeypatch):
                 litellm_model="openai/tiny",
                 api_base=fake_server.base_url,
                 api_key="none",
-            )
+            ),
+            ModelConfig(  # a chat template without a system role (Gemma on llama.cpp)
+                name="no-system-llm",
+                litellm_model="openai/tiny",
+                api_base=fake_server.base_url,
+                api_key="none",
+                supports_system_message=False,
+            ),
         ],
     )
     backend = LiteLLMBackend(settings)
@@ -174,6 +181,20 @@ async def test_a_configured_openai_compatible_model_is_listed_and_used(llm, fake
     doc = await make_document(llm, tenant, ["x"])
     response = await _classify(llm, tenant, doc, query_model="local-llm")
     assert response.status_code == 200 and fake_server.requests[-1]["model"] == "tiny"
+
+
+async def test_a_model_without_a_system_role_gets_the_rules_in_the_user_turn(llm, fake_server):
+    tenant = await llm.tenant()
+    doc = await make_document(llm, tenant, ["INVOICE 42, total due"])
+    response = await _classify(llm, tenant, doc, query_model="no-system-llm")
+    assert response.status_code == 200, response.text
+    messages = fake_server.requests[-1]["messages"]
+    assert [m["role"] for m in messages] == ["user"]
+    assert "You are a document classifier" in messages[0]["content"]
+    assert "INVOICE 42, total due" in messages[0]["content"]
+    # Models with a system role keep it.
+    await _classify(llm, tenant, doc, query_model="local-llm")
+    assert [m["role"] for m in fake_server.requests[-1]["messages"]] == ["system", "user"]
 
 
 async def test_rate_limit_is_retried_honouring_retry_after(llm, fake_server, monkeypatch):

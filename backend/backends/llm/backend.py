@@ -120,6 +120,7 @@ class LiteLLMBackend(Backend):
                 model=config.litellm_model,
                 api_base=config.api_base,
                 api_key=config.api_key,
+                supports_system_message=config.supports_system_message,
                 timeout=s.model_timeout_seconds,
                 max_retries=s.model_max_retries,
                 backoff=s.model_backoff_seconds,

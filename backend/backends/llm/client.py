@@ -174,6 +174,7 @@ class CallOptions:
     model: str  # a LiteLLM model string, e.g. "gpt-4o-mini" or "openai/gemma3"
     api_base: str | None = None
     api_key: str | None = None
+    supports_system_message: bool = True
     timeout: float = 30.0  # one attempt
     max_retries: int = 3
     backoff: float = 0.5  # first pause between attempts; doubles each time
@@ -214,6 +215,8 @@ async def complete(
         params["api_base"] = options.api_base
     if options.api_key:
         params["api_key"] = options.api_key
+    if not options.supports_system_message:
+        params["supports_system_message"] = False
     end = deadline_at if deadline_at is not None else time.monotonic() + options.deadline
 
     async def attempt() -> Completion:
