@@ -67,6 +67,9 @@ def litellm() -> Any:
         module.disable_aiohttp_transport = True  # httpx transport: respx-visible, one client stack
         module.suppress_debug_info = True
         module.telemetry = False
+        # LiteLLM logs every call at INFO (through rich when installed): ~5% of a request's CPU.
+        for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+            logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
         for name in _FIRST_CALL_MODULES:
             try:
                 importlib.import_module(name)
