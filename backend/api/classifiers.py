@@ -19,10 +19,8 @@ from backend.classification.service import (
     run_classification,
 )
 from backend.classifiers import service
-from backend.classifiers.examples import most_similar
 from backend.deps import CurrentAccount, SessionDep, StateDep
 from backend.documents.page_range import parse_page_range
-from backend.documents.queries import document_text, get_processed_document
 from backend.evaluation.calibration import calibrator
 from backend.models import Classifier, ClassifierVersion, Example, TrainedModel
 
@@ -285,18 +283,9 @@ async def run_classifier(
     snap = await service.snapshot(session, classifier, body.version)
     model = body.query_model or snap.version.query_model or state.settings.resolved_default_model
     _, info = state.backends.resolve(model)
-    stored = await service.examples_of(session, classifier)
-    labelled = service.training_examples(stored, snap.labels)
-    digest = service.examples_hash(stored)
-    if info.trainable:
-        examples, training_key = labelled, f"{classifier.id}:{snap.version.version}:{digest}"
-    else:
-        document = await get_processed_document(
-            session, account_id=account.id, document_id=body.document_id
-        )
-        text = await document_text(session, document_id=document.id) if labelled else ""
-        examples, training_key = most_similar(text, labelled), None
-
+    examples, training_key, digest = await service.run_examples(
+        session, snap, trainable=info.trainable, account_id=account.id, document_id=body.document_id
+    )
     calibrate = await calibrator(
         session, classifier_id=classifier.id, version=snap.version.version, model=model
     )

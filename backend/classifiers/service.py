@@ -203,3 +203,21 @@ def training_examples(examples: list[Example], labels: list[LabelSpec]) -> list[
     """The examples whose label the version still has (a removed label's examples sit out)."""
     names = {s.label for s in labels}
     return [LabelledText(e.label, e.text) for e in examples if e.label in names]
+
+
+async def run_examples(
+    session: AsyncSession, snap: Snapshot, *, trainable: bool, account_id: str, document_id: str
+) -> tuple[list[LabelledText], str | None, str]:
+    """The examples one run of a classifier uses, its training key and the examples' digest:
+    all of them as training data for a trainable model, the few most like the document for an
+    LLM (few-shot context)."""
+    from backend.classifiers.examples import most_similar  # scikit-learn, only when running
+
+    stored = await examples_of(session, snap.classifier)
+    labelled = training_examples(stored, snap.labels)
+    digest = examples_hash(stored)
+    if trainable:
+        return labelled, f"{snap.classifier.id}:{snap.version.version}:{digest}", digest
+    document = await get_processed_document(session, account_id=account_id, document_id=document_id)
+    text = await document_text(session, document_id=document.id) if labelled else ""
+    return most_similar(text, labelled), None, digest

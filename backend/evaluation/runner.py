@@ -1,8 +1,9 @@
 """Evaluation runs in the background: every item classified (and billed) like a normal request,
 progress committed item by item so it survives a page reload, metrics computed at the end.
 
-Runs are asyncio tasks in the API process. A run left `queued` or `running` by a process that
-died is picked up again at start-up (`resume_unfinished`): items already done are kept.
+A run is one job on the task queue (backend/queue.py), enqueued in the transaction that creates
+it and run by a queue worker. A job retried after its worker died carries on: items already done
+are kept, only pending ones are classified. The job's lock keeps two runs of one evaluation apart.
 """
 
 import asyncio
@@ -10,6 +11,7 @@ import logging
 
 from sqlalchemy import update
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.backends.base import LabelledText
 from backend.classification.schema import specs_from_json
@@ -18,18 +20,23 @@ from backend.classifiers import service as classifiers
 from backend.errors import ApiError
 from backend.evaluation.metrics import summarize
 from backend.models import Account, Evaluation, EvaluationItem, utcnow
+from backend.queue import task
 from backend.state import AppState
 
 log = logging.getLogger(__name__)
 CONCURRENCY = 4
-_tasks: set[asyncio.Task] = set()  # strong references, so runs are not garbage-collected
+RUN_TASK = "docsift.evaluations.run"
 
 
-def start(state: AppState, evaluation_id: str) -> asyncio.Task:
-    task = asyncio.create_task(run(state, evaluation_id), name=f"evaluation-{evaluation_id}")
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
-    return task
+def _lock(evaluation_id: str) -> str:
+    return f"evaluation:{evaluation_id}"
+
+
+async def enqueue(state: AppState, session: AsyncSession, evaluation_id: str) -> None:
+    """Enqueue the run in `session`'s transaction (the one that creates the evaluation)."""
+    await state.queue.enqueue(
+        session, RUN_TASK, [{"evaluation_id": evaluation_id}], lock=_lock(evaluation_id)
+    )
 
 
 async def _training(
@@ -49,10 +56,11 @@ async def _training(
         return classifiers.training_examples(stored, labels), key, digest
 
 
+@task(RUN_TASK, retries=3)
 async def run(state: AppState, evaluation_id: str) -> None:
     async with state.sessionmaker() as session:
         evaluation = await session.get(Evaluation, evaluation_id)
-        if evaluation is None:
+        if evaluation is None or evaluation.status in ("completed", "failed"):
             return
         evaluation.status, evaluation.started_at = "running", evaluation.started_at or utcnow()
         session.add(evaluation)
@@ -176,13 +184,22 @@ async def finish(state: AppState, evaluation_id: str) -> None:
 
 
 async def resume_unfinished(state: AppState) -> int:
-    """Restart runs a dead process left behind; returns how many."""
+    """Hand unfinished runs that no job will take back to the queue (an in-memory broker's jobs
+    died with its process; runs started before the queue existed); returns how many."""
     async with state.sessionmaker() as session:
         stuck = (
             await session.exec(
                 select(Evaluation.id).where(col(Evaluation.status).in_(["queued", "running"]))
             )
         ).all()
+    resumed = 0
     for evaluation_id in stuck:
-        start(state, evaluation_id)
-    return len(stuck)
+        if not state.queue.in_memory and await state.queue.has_unfinished_job(
+            RUN_TASK, _lock(evaluation_id)
+        ):
+            continue
+        await state.queue.defer(
+            RUN_TASK, [{"evaluation_id": evaluation_id}], lock=_lock(evaluation_id)
+        )
+        resumed += 1
+    return resumed
