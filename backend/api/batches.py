@@ -160,7 +160,7 @@ async def create_batch(
     return BatchStarted.model_validate(result)
 
 
-@router.post("/batches/upload", status_code=202)
+@router.post("/batch-uploads", status_code=202)
 async def upload_batch(
     request: Request,
     account: CurrentAccount,

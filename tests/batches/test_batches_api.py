@@ -152,7 +152,7 @@ async def test_a_zip_upload_feeds_a_batch(client, harness, tenant):
         }
     )
     response = await client.post(
-        "/v1/batches/upload",
+        "/v1/batch-uploads",
         files={"file": ("docs.zip", archive, "application/zip")},
         data={"batch": _json({"classification_schema": SCHEMA, "query_model": "fake"})},
         headers=tenant.headers,
@@ -175,7 +175,7 @@ async def test_a_zip_upload_feeds_a_batch(client, harness, tenant):
     assert results["broken.pdf"]["status"] == "failed"
     assert results["broken.pdf"]["error"].startswith("unsupported_file")
     bad_options = await client.post(
-        "/v1/batches/upload",
+        "/v1/batch-uploads",
         files={"file": ("docs.zip", archive, "application/zip")},
         data={"batch": '{"query_model": "fake"}'},
         headers=tenant.headers,
