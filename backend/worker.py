@@ -10,6 +10,7 @@ import backend.offline  # noqa: F401, I001
 import asyncio
 import logging
 import os
+import time
 
 from backend.config import Settings
 from backend.observability import configure_logging
@@ -29,10 +30,16 @@ async def run(settings: Settings, *, concurrency: int | None = None) -> None:
 
 
 def main(settings: Settings, *, concurrency: int | None = None) -> None:
-    if not settings.is_postgres:
-        raise SystemExit(
-            "docsift worker needs PostgreSQL (DOCSIFT_DATABASE_URL=postgresql://...): with SQLite "
-            "the API process runs the jobs itself."
-        )
     configure_logging(json_logs=settings.log_json, level=settings.log_level)
+    if not settings.is_postgres:
+        # The Procfile's worker line must not bring a single-machine (SQLite) set-up down.
+        log.warning(
+            "docsift worker: with SQLite the API process runs the queue's jobs itself; this "
+            "process has nothing to do (set DOCSIFT_DATABASE_URL=postgresql://... for workers)."
+        )
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return
     asyncio.run(run(settings, concurrency=concurrency))
