@@ -72,6 +72,14 @@ class KeyRateLimiter:
                     {"key": key_id},
                 )
             now = utcnow()
+            # This key's expired hits go as it is counted, so the table stays as small as the
+            # set of busy keys (the periodic prune catches keys that went quiet).
+            await session.execute(
+                delete(RateLimitHit).where(
+                    RateLimitHit.key == key_id,  # type: ignore[arg-type]
+                    RateLimitHit.at <= now - WINDOW,  # type: ignore[arg-type]
+                )
+            )
             count, oldest = (
                 await session.exec(
                     select(func.count(), func.min(RateLimitHit.at)).where(
