@@ -360,6 +360,8 @@ class WebhookDelivery(SQLModel, table=True):
     response_status: int | None = None
     last_error: str | None = None
     log: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Set while a run is attempting it, so two runs of one job never POST at once.
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = _ts(index=True)
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 

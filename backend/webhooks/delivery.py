@@ -13,7 +13,8 @@ import time
 from datetime import datetime, timedelta
 
 import httpx
-from sqlmodel import select
+from sqlalchemy import or_, update
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, stop_any
 
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 DELIVER_TASK = "docsift.webhooks.deliver"
 LOG_ENTRIES = 20  # attempts kept on a delivery row
 INLINE_WAIT_SECONDS = 30.0
+CLAIM_MARGIN_SECONDS = 30.0
 
 
 class DeliveryFailed(Exception):
@@ -117,10 +119,29 @@ async def _schedule_next(state: AppState, delivery_id: str) -> None:
 async def _attempt(state: AppState, client: httpx.AsyncClient, delivery_id: str) -> None:
     """One signed POST, logged on the row; raises DeliveryFailed unless the receiver said 2xx."""
     async with state.sessionmaker() as session:
+        # Claim the attempt: a job retried while its first run is in fact still alive (a worker
+        # only slow to send heartbeats) must not POST the same event at the same time. A claim
+        # left by a dead run expires after the request timeout.
+        now = utcnow()
+        lease = timedelta(seconds=state.settings.webhook_timeout_seconds + CLAIM_MARGIN_SECONDS)
+        claimed = await session.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.id == delivery_id,  # type: ignore[arg-type]
+                WebhookDelivery.status == "pending",  # type: ignore[arg-type]
+                or_(
+                    col(WebhookDelivery.claimed_until).is_(None),
+                    col(WebhookDelivery.claimed_until) < now,
+                ),
+            )
+            .values(claimed_until=now + lease)
+        )
+        await session.commit()
+        if claimed.rowcount != 1:
+            return  # delivered, failed, or being attempted by another run right now
         delivery = await session.get(WebhookDelivery, delivery_id)
         account = await session.get(Account, delivery.account_id) if delivery else None
-        if delivery is None or account is None or delivery.status != "pending":
-            return
+        assert delivery is not None and account is not None
         url, body, event_type = delivery.url, delivery.body.encode(), delivery.event_type
         secret = account.webhook_secret or ""
     started = time.perf_counter()
@@ -151,6 +172,7 @@ async def _attempt(state: AppState, client: httpx.AsyncClient, delivery_id: str)
         delivery = await session.get(WebhookDelivery, delivery_id)
         assert delivery is not None
         delivery.attempts += 1
+        delivery.claimed_until = None
         delivery.response_status, delivery.last_error = status, error
         entry = {
             "attempt": delivery.attempts,
@@ -171,7 +193,7 @@ async def _attempt(state: AppState, client: httpx.AsyncClient, delivery_id: str)
 
 async def redeliver(state: AppState, session: AsyncSession, delivery: WebhookDelivery) -> None:
     """Send a failed event again, with a fresh budget of attempts (the log is kept)."""
-    delivery.status, delivery.attempts = "pending", 0
+    delivery.status, delivery.attempts, delivery.claimed_until = "pending", 0, None
     session.add(delivery)
     await session.flush()
     await enqueue(state, session, [delivery])

@@ -228,3 +228,28 @@ async def test_private_addresses_can_be_refused(database_url, tmp_path, fake_bac
             )
             assert response.status_code == 400, url
             assert "private" in response.json()["message"]
+
+
+async def test_two_runs_of_one_delivery_post_it_once(harness, tenant, receiver):
+    """A delivery job retried while its first run still lives (a worker slow to send heartbeats)
+    must not send the event twice."""
+    from backend.models import WebhookDelivery
+    from backend.webhooks.delivery import deliver
+
+    state = harness.app.state.docsift
+    async with state.sessionmaker() as session:
+        delivery = WebhookDelivery(
+            account_id=tenant.account_id,
+            event_key="test:twice",
+            event_type="test.event",
+            url=receiver.url,
+            body='{"id":"x","type":"test.event"}',
+        )
+        session.add(delivery)
+        await session.commit()
+    await asyncio.gather(deliver(state, delivery.id), deliver(state, delivery.id))
+    await deliver(state, delivery.id)  # and a late retry finds it delivered
+    assert len(receiver.received) == 1
+    async with state.sessionmaker() as session:
+        stored = await session.get(WebhookDelivery, delivery.id)
+        assert (stored.status, stored.attempts, stored.claimed_until) == ("succeeded", 1, None)
