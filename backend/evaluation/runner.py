@@ -8,12 +8,15 @@ are kept, only pending ones are classified. The job's lock keeps two runs of one
 
 import asyncio
 import logging
+from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.backends.base import LabelledText
+from backend.billing import ledger
 from backend.classification.schema import specs_from_json
 from backend.classification.service import run_classification
 from backend.classifiers import service as classifiers
@@ -115,7 +118,14 @@ async def _classify_item(
     async with limiter, state.sessionmaker() as session:
         item = await session.get(EvaluationItem, item_id)
         account = await session.get(Account, evaluation.account_id)
+        if item is None or item.status != "pending":
+            return
         labels = specs_from_json(evaluation.classification_schema)
+        # Keyed by the item, as batch items are (backend/batches/tasks.py): a run of this job
+        # that died may have left a credit hold under this id, and a second live run (a worker
+        # taken for dead) cannot store a second result or charge twice.
+        await ledger.release(state.sessionmaker, request_id=item.id)
+        values: dict[str, Any]
         try:
             record = await run_classification(
                 session,
@@ -132,22 +142,35 @@ async def _classify_item(
                 kind="evaluation",
                 evaluation_id=evaluation.id,
                 examples_hash=digest,
+                request_id=item.id,
             )
         except ApiError as error:
-            item = await session.get(EvaluationItem, item_id)
-            item.status, item.error = "failed", f"{error.code}: {error.message}"
+            record = None
+            values = {"status": "failed", "error": f"{error.code}: {error.message}"}
+        except IntegrityError:
+            await session.rollback()  # another run stored this item's result first
+            return
         else:
-            item.status = "completed"
-            item.predicted_label = record.classification
-            item.confidence_scores = record.confidence_scores
-            item.classification_id = record.id
-            item.duration = record.duration
-            item.credits_used = record.credits_used
-            item.prompt_tokens, item.completion_tokens = (
-                record.prompt_tokens,
-                record.completion_tokens,
-            )
-        session.add(item)
+            values = {
+                "status": "completed",
+                "predicted_label": record.classification,
+                "confidence_scores": record.confidence_scores,
+                "classification_id": record.id,
+                "duration": record.duration,
+                "credits_used": record.credits_used,
+                "prompt_tokens": record.prompt_tokens,
+                "completion_tokens": record.completion_tokens,
+            }
+        settled = await session.execute(
+            update(EvaluationItem)
+            .where(EvaluationItem.id == item_id, EvaluationItem.status == "pending")  # type: ignore[arg-type]
+            .values(**values)
+        )
+        if settled.rowcount != 1:  # settled by another run: keep nothing of this one
+            await session.rollback()
+            if record is not None:
+                await ledger.release(state.sessionmaker, request_id=item_id)
+            return
         # Atomic in SQL: items finish concurrently.
         await session.execute(
             update(Evaluation)

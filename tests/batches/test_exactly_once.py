@@ -168,3 +168,44 @@ async def test_an_item_that_keeps_dying_is_failed_and_the_batch_still_completes(
     async with state.sessionmaker() as session:
         failed = await session.get(BatchItem, first)
         assert failed.error.startswith("internal_error: gave up after")
+
+
+async def test_two_runs_of_one_evaluation_classify_each_item_once(harness, tenant, fake_backend):
+    """Evaluation items are keyed the same way (a run retried while the first still lives)."""
+    from backend.evaluation.runner import run
+    from backend.models import Evaluation, EvaluationItem
+
+    state = harness.app.state.docsift
+    docs = [await make_document(harness, tenant, [f"invoice {i}"]) for i in range(3)]
+    async with state.sessionmaker() as session:
+        evaluation = Evaluation(
+            account_id=tenant.account_id,
+            classification_schema=SCHEMA,
+            query_model="fake",
+            total=3,
+        )
+        session.add(evaluation)
+        await session.flush()
+        for i, doc in enumerate(docs):
+            session.add(
+                EvaluationItem(
+                    evaluation_id=evaluation.id,
+                    position=i,
+                    document_id=doc,
+                    expected_label="invoice",
+                )
+            )
+        await session.commit()
+    await asyncio.gather(run(state, evaluation.id), run(state, evaluation.id))
+    async with state.sessionmaker() as session:
+        stored = await session.get(Evaluation, evaluation.id, populate_existing=True)
+        assert stored.status == "completed" and stored.done == 3
+        results = (
+            await session.exec(
+                select(func.count()).where(Classification.evaluation_id == evaluation.id)
+            )
+        ).one()
+        assert results == 3
+        account = await session.get(Account, tenant.account_id, populate_existing=True)
+        assert (account.balance, account.reserved) == (997, 0)
+        assert await ledger.ledger_sum(session, tenant.account_id) == 997
