@@ -20,6 +20,9 @@ class ModelConfig(BaseSettings):
     # Name of a HuggingFace-style tokenizer.json or "tiktoken:<encoding>"; None = probe at runtime.
     tokenizer: str | None = None
     supports_logprobs: bool = True
+    # False for chat templates without a system role (Gemma): LiteLLM folds the system prompt
+    # into the first user message instead of the server silently dropping it.
+    supports_system_message: bool = True
     input_cost_per_million: float | None = None
     output_cost_per_million: float | None = None
 

@@ -13,6 +13,9 @@ class Entry:
 
 
 def read_dataset(folder: Path, label_column: str = "label") -> list[Entry]:
+    """The labelled files of a dataset folder, in a stable order."""
+    if not folder.is_dir():
+        raise SystemExit(f"{folder} is not a folder")
     manifest = folder / "MANIFEST.tsv"
     if manifest.exists():
         with manifest.open(newline="") as handle:

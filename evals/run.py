@@ -2,10 +2,12 @@
 
     python -m evals.run DATASET (--schema FILE.json | --classifier ID) [--model M]
         [--api-url URL] [--api-key KEY] [--out DIR] [--min-accuracy X] [--label-column label]
+        [--concurrency N] [--reuse OLD/report.json]
     python -m evals.run --compare A/report.json B/report.json
 
 DATASET has a MANIFEST.tsv (`file` and label columns, as ../shared/datasets/docs-v1) or one
-subfolder per label. Each file is uploaded (text extraction and OCR happen on the server), the
+subfolder per label. Each file is uploaded (text extraction and OCR happen on the server; with
+--reuse, documents of an earlier report that are still on the server are used again), the
 evaluation runs server-side (so the console shows it too) while a progress bar follows it, and
 DIR gets report.json, report.md, confusion_matrix.png and reliability.png. With --min-accuracy
 the exit code is 1 when accuracy is below it, for CI.
@@ -26,9 +28,12 @@ from tqdm import tqdm
 from evals import report as reporting
 from evals.dataset import Entry, read_dataset
 
+POLL_SECONDS = 1.0
+POLL_RETRIES = 30  # connection errors tolerated while polling (a server restart resumes the run)
+
 
 class ApiError(SystemExit):
-    pass
+    """An API error ends the script with its message."""
 
 
 def _check(response: httpx.Response) -> Any:
@@ -42,15 +47,35 @@ def _check(response: httpx.Response) -> Any:
     return response.json()
 
 
+def _reusable(client: httpx.Client, previous: Path | None) -> dict[str, dict[str, Any]]:
+    """Documents of an earlier report still on the server, by file: {file: document}."""
+    if previous is None:
+        return {}
+    found = {}
+    for item in json.loads(previous.read_text()).get("items", []):
+        response = client.get(f"/v1/documents/{item['document_id']}")
+        if response.status_code == 200 and response.json()["status"] == "processed":
+            found[item["file"]] = response.json()
+    return found
+
+
 def upload_all(
-    client: httpx.Client, entries: list[Entry], concurrency: int
+    client: httpx.Client,
+    entries: list[Entry],
+    dataset: Path,
+    concurrency: int,
+    reuse: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Upload every file; returns one record per entry with its document (or its error)."""
+    """Upload every file (or reuse its earlier document); one record per entry."""
+    reuse = reuse or {}
 
     def upload(entry: Entry) -> dict[str, Any]:
+        known = reuse.get(str(entry.path.relative_to(dataset)))
+        if known and known.get("size_bytes") == entry.path.stat().st_size:
+            return {"entry": entry, "document": known, "error": None, "reused": True}
         with entry.path.open("rb") as handle:
             response = client.post(
-                "/v1/documents", files={"file": (entry.path.name, handle)}, timeout=600
+                "/v1/documents", files={"file": (entry.path.name, handle)}, timeout=900
             )
         if response.status_code >= 400:
             return {"entry": entry, "document": None, "error": response.text[:300]}
@@ -59,7 +84,7 @@ def upload_all(
         return {"entry": entry, "document": document, "error": document.get("error")}
 
     with (
-        ThreadPoolExecutor(concurrency) as pool,
+        ThreadPoolExecutor(max(1, concurrency)) as pool,
         tqdm(total=len(entries), desc="upload", unit="doc") as bar,
     ):
         results = []
@@ -69,13 +94,39 @@ def upload_all(
     return results
 
 
+def follow(client: httpx.Client, evaluation_id: str, total: int) -> dict[str, Any]:
+    """Poll the run with a progress bar until it ends; returns its final state."""
+    failures = 0
+    with tqdm(total=total, desc="classify", unit="doc") as bar:
+        while True:
+            try:
+                state = _check(client.get(f"/v1/evaluations/{evaluation_id}"))
+                failures = 0
+            except httpx.TransportError:
+                failures += 1
+                if failures > POLL_RETRIES:
+                    raise
+                time.sleep(POLL_SECONDS)
+                continue
+            bar.update(state["done"] - bar.n)
+            if state["status"] in ("completed", "failed"):
+                return state
+            time.sleep(POLL_SECONDS)
+
+
+def _processed(upload: dict[str, Any]) -> bool:
+    return bool(upload["document"]) and upload["document"]["status"] == "processed"
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Upload, evaluate server-side, and assemble the report."""
     dataset = Path(args.dataset)
     entries = read_dataset(dataset, args.label_column)
     client = httpx.Client(base_url=args.api_url, headers={"x-api-key": args.api_key}, timeout=60)
-    uploaded = upload_all(client, entries, args.concurrency)
-    usable = [u for u in uploaded if u["document"] and u["document"]["status"] == "processed"]
-    skipped = [u for u in uploaded if u not in usable]
+    reuse = _reusable(client, Path(args.reuse) if args.reuse else None)
+    uploaded = upload_all(client, entries, dataset, args.concurrency, reuse)
+    usable = [u for u in uploaded if _processed(u)]
+    skipped = [u for u in uploaded if not _processed(u)]
     body: dict[str, Any] = {
         "name": args.name or f"{dataset.name} ({args.label_column})",
         "items": [
@@ -89,48 +140,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         body["classifier_id"] = args.classifier
     if args.model:
         body["query_model"] = args.model
-    started = _check(client.post("/v1/evaluations", json=body))
-    evaluation_id = started["evaluation_id"]
-    with tqdm(total=started["total"], desc="classify", unit="doc") as bar:
-        while True:
-            state = _check(client.get(f"/v1/evaluations/{evaluation_id}"))
-            bar.update(state["done"] - bar.n)
-            if state["status"] in ("completed", "failed"):
-                break
-            time.sleep(1)
+    started = time.perf_counter()
+    accepted = _check(client.post("/v1/evaluations", json=body))
+    state = follow(client, accepted["evaluation_id"], accepted["total"])
+    wall = time.perf_counter() - started
     if state["status"] == "failed":
         raise ApiError(f"evaluation failed: {state.get('error')}")
-    by_document = {u["document"]["document_id"]: u for u in usable}
-    items = [
-        {
-            "file": str(by_document[i["document_id"]]["entry"].path.relative_to(dataset)),
-            "document_id": i["document_id"],
-            "expected_label": i["expected_label"],
-            "predicted_label": i["predicted_label"],
-            "confidence": max((i["confidence_scores"] or {}).values(), default=None),
-            "confidence_scores": i["confidence_scores"],
-            "status": i["status"],
-            "error": i["error"],
-            "duration": i["duration"],
-        }
-        for i in state["items"]
-    ]
-    metrics = state["metrics"]
-    return {
-        "evaluation_id": evaluation_id,
-        "name": body["name"],
-        "dataset": str(dataset),
-        "label_column": args.label_column,
-        "model": state["model"],
-        "n": metrics["n"],
-        "failed": metrics["failed"],
-        "not_uploaded": [
+    return reporting.build(
+        state,
+        name=body["name"],
+        dataset=str(dataset),
+        label_column=args.label_column,
+        files=[str(u["entry"].path.relative_to(dataset)) for u in usable],  # in item order
+        not_uploaded=[
             {"file": str(u["entry"].path.relative_to(dataset)), "error": u["error"]}
             for u in skipped
         ],
-        **{k: v for k, v in metrics.items() if k not in ("n", "failed")},
-        "items": items,
-    }
+        reused=sum(1 for u in usable if u.get("reused")),
+        wall_seconds=round(wall, 1),
+    )
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -143,16 +171,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--schema", help="JSON file with the classification schema")
     source.add_argument("--classifier", help="a saved classifier's id")
-    parser.add_argument("--model")
+    parser.add_argument("--model", help="query_model (default: the classifier's or the server's)")
     parser.add_argument(
         "--api-url", default=os.environ.get("DOCSIFT_API_URL", "http://127.0.0.1:8000")
     )
     parser.add_argument("--api-key", default=os.environ.get("DOCSIFT_API_KEY"))
-    parser.add_argument("--out", default="eval-report")
-    parser.add_argument("--name")
-    parser.add_argument("--label-column", default="label")
-    parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--min-accuracy", type=float)
+    parser.add_argument("--out", default="eval-report", help="folder for the report and plots")
+    parser.add_argument("--name", help="the run's name (default: dataset and label column)")
+    parser.add_argument("--label-column", default="label", help="MANIFEST.tsv column to use")
+    parser.add_argument("--concurrency", type=int, default=2, help="parallel uploads")
+    parser.add_argument("--reuse", help="an earlier report.json whose documents to use again")
+    parser.add_argument("--min-accuracy", type=float, help="exit 1 when accuracy is below")
     parser.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two report.json files")
     args = parser.parse_args(argv)
     if not args.compare:

@@ -1,10 +1,12 @@
 """A fake OpenAI-compatible server on 127.0.0.1 for end-to-end tests of the real LiteLLM path.
 
 A function decides each answer; every request body is recorded. Helpers build the usual answers:
-logprobs over label codes, no logprobs, errors with Retry-After, delays, malformed JSON.
+logprobs over label codes, no logprobs, errors with Retry-After, delays, hangs, a body that stops
+half-way, malformed JSON. `BlackHole` is a port that accepts connections and never answers.
 """
 
 import asyncio
+import contextlib
 import json
 import math
 import socket
@@ -17,7 +19,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 
@@ -26,7 +28,9 @@ class Reply:
     status: int = 200
     body: Any = None  # dict -> JSON; str/bytes -> raw
     headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
+    delay: float = 0.0  # seconds before answering (cut short when the server stops)
+    hang: bool = False  # never answer (until the server stops)
+    stall: bool = False  # send the status, headers and half the body, then nothing more
 
 
 Responder = Callable[[dict[str, Any]], Reply]
@@ -88,6 +92,8 @@ class FakeOpenAI:
         self.port = _free_port()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
 
     @property
     def base_url(self) -> str:
@@ -97,8 +103,16 @@ class FakeOpenAI:
         body = await request.json()
         self.requests.append(body)
         reply = self.responder(body)
-        if reply.delay:
-            await asyncio.sleep(reply.delay)
+        if reply.delay or reply.hang:
+            await self._wait(None if reply.hang else reply.delay)
+        if reply.stall:
+            raw = json.dumps(reply.body).encode()
+
+            async def half_then_nothing():
+                yield raw[: len(raw) // 2]
+                await self._wait(None)
+
+            return StreamingResponse(half_then_nothing(), media_type="application/json")
         if isinstance(reply.body, (str, bytes)):
             return Response(
                 reply.body,
@@ -107,6 +121,13 @@ class FakeOpenAI:
                 media_type="application/json",
             )
         return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+
+    async def _wait(self, seconds: float | None) -> None:
+        """Sleep `seconds` (None: forever), but never past stop()."""
+        if self._stopping is None:
+            self._loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     def start(self) -> "FakeOpenAI":
         app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
@@ -124,6 +145,8 @@ class FakeOpenAI:
         return self
 
     def stop(self) -> None:
+        if self._loop and self._stopping:
+            self._loop.call_soon_threadsafe(self._stopping.set)
         if self._server:
             self._server.should_exit = True
         if self._thread:
@@ -137,6 +160,39 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class BlackHole:
+    """A port on 127.0.0.1 that accepts connections and never reads or answers them."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port = self._listener.getsockname()[1]
+        self.connections: list[socket.socket] = []
+        self._running = True
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _accept(self) -> None:
+        while self._running:
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections.append(connection)
+
+    def stop(self) -> None:
+        self._running = False
+        self._thread.join(timeout=5)
+        for connection in [*self.connections, self._listener]:
+            connection.close()
 
 
 def error_reply(status: int, retry_after: str | None = None) -> Reply:

@@ -1,6 +1,5 @@
 """Saved classifiers: versions, labelled examples, runs."""
 
-import asyncio
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -10,7 +9,6 @@ from sqlmodel import col, select
 
 from backend.api.classify import IdempotencyKey
 from backend.api.pagination import PageDep, Paginated, paginate
-from backend.backends.local import estimate_accuracy
 from backend.billing import idempotency
 from backend.classification.schema import SchemaItem, validate_schema
 from backend.classification.service import (
@@ -22,7 +20,7 @@ from backend.classifiers import service
 from backend.deps import CurrentAccount, SessionDep, StateDep
 from backend.documents.page_range import parse_page_range
 from backend.evaluation.calibration import calibrator
-from backend.models import Classifier, ClassifierVersion, Example, TrainedModel
+from backend.models import Classifier, ClassifierVersion, Example
 
 router = APIRouter(tags=["classifiers"])
 ClassifierId = Annotated[str, Path(max_length=64)]
@@ -130,39 +128,6 @@ def _check_page_range(page_range: str | None) -> None:
         parse_page_range(page_range, 10**6)
 
 
-async def _estimate(
-    session: SessionDep, snap: service.Snapshot, examples: list[Example]
-) -> Estimate:
-    """Cross-validated accuracy of `local` trained on the examples, cached per example set."""
-    digest = service.examples_hash(examples)
-    cached = (
-        await session.exec(
-            select(TrainedModel).where(
-                TrainedModel.classifier_id == snap.classifier.id,
-                TrainedModel.version == snap.version.version,
-                TrainedModel.examples_hash == digest,
-            )
-        )
-    ).first()
-    if cached is not None:
-        return Estimate(**(cached.metrics or {}))
-    labelled = service.training_examples(examples, snap.labels)
-    metrics = await asyncio.to_thread(estimate_accuracy, snap.labels, labelled)
-    metrics = {k: metrics.get(k) for k in ("accuracy", "ece", "n_examples", "per_label")}
-    session.add(
-        TrainedModel(
-            classifier_id=snap.classifier.id,
-            version=snap.version.version,
-            examples_hash=digest,
-            num_examples=len(labelled),
-            artifact=b"",
-            metrics=metrics,
-        )
-    )
-    await session.commit()
-    return Estimate(**metrics)
-
-
 @router.post("/classifiers", status_code=201)
 async def create_classifier(
     body: ClassifierIn, account: CurrentAccount, session: SessionDep, state: StateDep
@@ -210,7 +175,7 @@ async def list_classifiers(
 
 @router.get("/classifiers/{classifier_id}")
 async def get_classifier(
-    classifier_id: ClassifierId, account: CurrentAccount, session: SessionDep
+    classifier_id: ClassifierId, account: CurrentAccount, session: SessionDep, state: StateDep
 ) -> ClassifierDetail:
     """Show a classifier with all its versions and its estimated accuracy."""
     classifier = await service.get_classifier(
@@ -222,7 +187,7 @@ async def get_classifier(
     return ClassifierDetail(
         **_out(classifier, snap.version, len(examples)),
         versions=[VersionOut.model_validate(v, from_attributes=True) for v in versions],
-        estimate=await _estimate(session, snap, examples),
+        estimate=Estimate(**await service.estimate(session, state, snap, examples)),
     )
 
 
@@ -280,14 +245,15 @@ async def run_classifier(
     classifier = await service.get_classifier(
         session, account_id=account.id, classifier_id=classifier_id
     )
-    snap = await service.snapshot(session, classifier, body.version)
-    model = body.query_model or snap.version.query_model or state.settings.resolved_default_model
-    _, info = state.backends.resolve(model)
-    examples, training_key, digest = await service.run_examples(
-        session, snap, trainable=info.trainable, account_id=account.id, document_id=body.document_id
+    plan = await service.plan_run(
+        session, state, classifier, version=body.version, query_model=body.query_model
+    )
+    snap = plan.snapshot
+    examples = await service.run_examples(
+        session, plan, account_id=account.id, document_id=body.document_id
     )
     calibrate = await calibrator(
-        session, classifier_id=classifier.id, version=snap.version.version, model=model
+        session, classifier_id=classifier.id, version=snap.version.version, model=plan.model
     )
 
     async def work() -> dict:
@@ -298,14 +264,14 @@ async def run_classifier(
             document_id=body.document_id,
             labels=snap.labels,
             page_range=body.page_range or snap.version.page_range,
-            model=model,
+            model=plan.model,
             instructions=snap.version.instructions,
             examples=examples,
-            training_key=training_key,
+            training_key=plan.training_key,
             classifier_id=classifier.id,
             classifier_version=snap.version.version,
             kind="classifier_run",
-            examples_hash=digest,
+            examples_hash=plan.examples_hash,
             calibrate=calibrate,
         )
         return classification_response(record).model_dump(mode="json")
@@ -344,7 +310,11 @@ async def add_example(
 
 @router.get("/classifiers/{classifier_id}/examples")
 async def list_examples(
-    classifier_id: ClassifierId, account: CurrentAccount, session: SessionDep, page: PageDep
+    classifier_id: ClassifierId,
+    account: CurrentAccount,
+    session: SessionDep,
+    state: StateDep,
+    page: PageDep,
 ) -> ExamplesOut:
     """List a classifier's labelled examples with the accuracy they are estimated to give."""
     classifier = await service.get_classifier(
@@ -357,7 +327,8 @@ async def list_examples(
     )
     rows, total = await paginate(session, query, page)
     snap = await service.snapshot(session, classifier)
-    estimate = await _estimate(session, snap, await service.examples_of(session, classifier))
+    examples = await service.examples_of(session, classifier)
+    estimate = Estimate(**await service.estimate(session, state, snap, examples))
     return ExamplesOut(
         items=[
             ExampleOut(

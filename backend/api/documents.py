@@ -1,31 +1,79 @@
 """Documents: upload (files and zips), extraction, pages, previews, listing, deletion."""
 
-import asyncio
+from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
+from anyio import to_thread
 from fastapi import APIRouter, File, Path, Query, Request, Response, UploadFile
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from sqlmodel import col, select
+from starlette.exceptions import HTTPException
+from starlette.types import Message, Receive
 
 from backend.api.pagination import PageDep, Paginated, paginate
 from backend.deps import CurrentAccount, SessionDep, StateDep
 from backend.documents import extraction, service
 from backend.documents.queries import get_document, get_pages
-from backend.errors import InvalidRequest, NotFound, PayloadTooLarge
+from backend.errors import DocumentNotProcessed, NotFound, PayloadTooLarge
 from backend.models import Document
 
-router = APIRouter(tags=["documents"])
-
 DocumentId = Annotated[str, Path(max_length=64, description="The document's id")]
+PageNumber = Annotated[int, Path(ge=1, le=100_000, description="1-based page number")]
 READ_CHUNK = 1 << 20
+# Room for the multipart framing around the file (boundaries, part headers, a filename).
+MULTIPART_SLACK = 64 * 1024
+MAX_PREVIEW_DPI = 200
+
+
+def _too_large(limit: int) -> str:
+    return f"The upload is larger than the {limit / 2**20:g} MB limit."
+
+
+class UploadLimitRoute(APIRoute):
+    """Counts the request body as it arrives and answers 413 once it passes the upload limit,
+    before FastAPI has spooled the rest (Content-Length, when sent, is checked first)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def limited(request: Request) -> Response:
+            file_limit = request.app.state.docsift.settings.max_upload_bytes
+            limit = file_limit + MULTIPART_SLACK
+            declared = request.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise PayloadTooLarge(_too_large(file_limit))
+            return await handler(Request(request.scope, _limited(request.receive, limit)))
+
+        return limited
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    received = 0
+
+    async def receive_limited() -> Message:
+        nonlocal received
+        message = await receive()
+        received += len(message.get("body", b""))
+        if received > limit:
+            # An HTTPException, because FastAPI turns other errors raised while it parses the
+            # form into a 400; the app's handler gives it the contract's payload_too_large body.
+            raise HTTPException(413, _too_large(limit - MULTIPART_SLACK))
+        return message
+
+    return receive_limited
+
+
+router = APIRouter(tags=["documents"])
+upload_router = APIRouter(tags=["documents"], route_class=UploadLimitRoute)
 
 
 class DocumentOut(BaseModel):
     document_id: str
     filename: str
     num_pages: int
-    status: str
+    status: str  # uploaded | processed | failed
     error: str | None = None
     content_type: str
     size_bytes: int
@@ -74,24 +122,31 @@ def document_out(document: Document) -> DocumentOut:
     )
 
 
+async def _detail(session: SessionDep, document: Document) -> DocumentDetail:
+    pages = await get_pages(session, document_id=document.id)
+    return DocumentDetail(
+        **document_out(document).model_dump(),
+        pages=[PageInfo(page=p.page_number, chars=p.chars, ocr=p.ocr) for p in pages],
+    )
+
+
 async def _read_limited(upload: UploadFile, limit: int) -> bytes:
     chunks, size = [], 0
     while chunk := await upload.read(READ_CHUNK):
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"The file is larger than the {limit // 2**20} MB upload limit.")
+            raise PayloadTooLarge(_too_large(limit))
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-@router.post(
+@upload_router.post(
     "/documents",
     status_code=201,
     response_model=DocumentOut | DocumentsOut,
     responses={201: {"description": "One document, or `{documents: [...]}` for a zip"}},
 )
 async def upload_document(
-    request: Request,
     account: CurrentAccount,
     session: SessionDep,
     state: StateDep,
@@ -99,11 +154,7 @@ async def upload_document(
     extract: Annotated[bool, Query(description="Extract text (and OCR) at once")] = True,
 ) -> DocumentOut | DocumentsOut:
     """Upload a document or a zip of documents; extract their text at once by default."""
-    limit = state.settings.max_upload_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit + 1_000_000:
-        raise PayloadTooLarge(f"The upload is larger than the {limit // 2**20} MB limit.")
-    data = await _read_limited(file, limit)
+    data = await _read_limited(file, state.settings.max_upload_bytes)
     documents, is_zip = await service.ingest(
         session, state, account=account, filename=file.filename, data=data, extract=extract
     )
@@ -121,7 +172,7 @@ async def list_documents(
     query = (
         select(Document)
         .where(Document.account_id == account.id, col(Document.deleted_at).is_(None))
-        .order_by(col(Document.created_at).desc(), col(Document.id))
+        .order_by(col(Document.created_at).desc(), col(Document.id).desc())
     )
     rows, total = await paginate(session, query, page)
     return Paginated(
@@ -135,11 +186,7 @@ async def get_document_detail(
 ) -> DocumentDetail:
     """Show a document's metadata and per-page text statistics."""
     document = await get_document(session, account_id=account.id, document_id=document_id)
-    pages = await get_pages(session, document_id=document.id)
-    return DocumentDetail(
-        **document_out(document).model_dump(),
-        pages=[PageInfo(page=p.page_number, chars=p.chars, ocr=p.ocr) for p in pages],
-    )
+    return await _detail(session, document)
 
 
 @router.post("/documents/{document_id}/extract")
@@ -150,28 +197,30 @@ async def extract_document(
     document = await get_document(session, account_id=account.id, document_id=document_id)
     await service.process(session, state, document)
     await session.commit()
-    return await get_document_detail(document_id, account, session)
+    return await _detail(session, document)
 
 
-async def _page(session: SessionDep, account: CurrentAccount, document_id: str, n: int):  # noqa: ANN202
+async def _document_page(
+    session: SessionDep, account: CurrentAccount, document_id: str, n: int
+) -> Document:
     document = await get_document(session, account_id=account.id, document_id=document_id)
-    if not 1 <= n <= max(document.num_pages, 0):
+    if n > document.num_pages:
         raise NotFound(f"Page {n} does not exist; the document has {document.num_pages} pages.")
     return document
 
 
 @router.get("/documents/{document_id}/pages/{n}")
 async def get_page_text(
-    document_id: DocumentId,
-    n: Annotated[int, Path(ge=1, le=100_000)],
-    account: CurrentAccount,
-    session: SessionDep,
+    document_id: DocumentId, n: PageNumber, account: CurrentAccount, session: SessionDep
 ) -> PageTextOut:
     """Return one page's extracted text."""
-    document = await _page(session, account, document_id, n)
+    document = await _document_page(session, account, document_id, n)
     pages = await get_pages(session, document_id=document.id, page_numbers=[n])
     if not pages:
-        raise InvalidRequest("The document has not been processed yet: POST .../extract first.")
+        raise DocumentNotProcessed(
+            f"Document {document.id} is '{document.status}': extract it with "
+            "POST /v1/documents/{document_id}/extract first."
+        )
     page = pages[0]
     return PageTextOut(
         document_id=document.id, page=n, text=page.text, chars=page.chars, ocr=page.ocr
@@ -185,17 +234,24 @@ async def get_page_text(
 )
 async def get_page_image(
     document_id: DocumentId,
-    n: Annotated[int, Path(ge=1, le=100_000)],
+    n: PageNumber,
     account: CurrentAccount,
     session: SessionDep,
     state: StateDep,
-    dpi: Annotated[int, Query(ge=20, le=200, description="Resolution of the preview")] = 72,
+    dpi: Annotated[
+        int, Query(ge=20, le=MAX_PREVIEW_DPI, description="Resolution of the preview")
+    ] = 72,
 ) -> Response:
     """Render a PNG preview of one page."""
-    document = await _page(session, account, document_id, n)
+    document = await _document_page(session, account, document_id, n)
     data = await service.read_file(state, document)
-    png = await asyncio.to_thread(
-        extraction.render_page, data, service.kind_of(document), service.limits(state), n, dpi
+    png = await to_thread.run_sync(
+        extraction.render_page,
+        data,
+        service.kind_of(document),
+        service.limits(state.settings),
+        n,
+        dpi,
     )
     return Response(png, media_type="image/png")
 
@@ -206,6 +262,11 @@ async def delete_document(
 ) -> Deleted:
     """Delete a document (its file is removed; past results keep their record)."""
     document = await get_document(session, account_id=account.id, document_id=document_id)
-    await service.delete_document(session, state, document)
+    unused = await service.delete_document(session, document)
     await session.commit()
+    if unused:
+        await service.discard_file(state, document)
     return Deleted(document_id=document.id, deleted=True)
+
+
+router.include_router(upload_router)

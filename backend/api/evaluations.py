@@ -7,19 +7,21 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import func
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.api.pagination import PageDep, Paginated, paginate
 from backend.classification.schema import SchemaItem, schema_json, validate_schema
 from backend.classifiers import service as classifiers
 from backend.deps import CurrentAccount, SessionDep, StateDep
+from backend.documents.page_range import parse_page_range
 from backend.errors import InsufficientCredits, InvalidRequest, NotFound
-from backend.evaluation import runner
-from backend.evaluation.calibration import fit_from_evaluation
-from backend.models import Document, Evaluation, EvaluationItem
+from backend.evaluation import calibration, runner
+from backend.models import Calibration, Document, Evaluation, EvaluationItem
 
 router = APIRouter(tags=["evaluations"])
 EvaluationId = Annotated[str, Path(max_length=64)]
 MAX_ITEMS = 5000
+MIN_CALIBRATION_ITEMS = 5
 
 
 class ItemIn(BaseModel):
@@ -56,6 +58,8 @@ class ItemOut(BaseModel):
     status: str
     error: str | None
     duration: float | None
+    credits_used: int
+    request_id: str | None = Field(description="The classification's id in the audit history")
 
 
 class EvaluationSummary(BaseModel):
@@ -72,15 +76,12 @@ class EvaluationSummary(BaseModel):
     accuracy: float | None
 
 
-class EvaluationOut(EvaluationSummary):
-    labels: list[str]
-    metrics: dict[str, Any] | None
-    error: str | None
-    items: list[ItemOut]
-
-
 class CalibrationIn(BaseModel):
     enabled: bool = True
+
+
+class CalibrationPatch(BaseModel):
+    enabled: bool | None = None  # None leaves it as it is
 
 
 class CalibrationOut(BaseModel):
@@ -88,9 +89,21 @@ class CalibrationOut(BaseModel):
     version: int
     model: str
     temperature: float
+    evaluation_id: str = Field(description="The evaluation it was fitted on")
     ece_before: float
     ece_after: float
     enabled: bool
+    created_at: datetime
+
+
+class EvaluationOut(EvaluationSummary):
+    labels: list[str]
+    metrics: dict[str, Any] | None
+    error: str | None
+    calibration: CalibrationOut | None = Field(
+        description="The temperature fitted on this run, with ECE before and after"
+    )
+    items: list[ItemOut]
 
 
 def _summary(e: Evaluation) -> dict:
@@ -109,7 +122,19 @@ def _summary(e: Evaluation) -> dict:
     }
 
 
-async def _get(session: SessionDep, account_id: str, evaluation_id: str) -> Evaluation:
+def _pages(document: Document, page_range: str | None) -> int:
+    """Pages an item will be billed for; a range missing the document fails the item, unbilled."""
+    try:
+        return len(parse_page_range(page_range, document.num_pages))
+    except InvalidRequest:
+        return 0
+
+
+def _calibration_out(row: Calibration) -> CalibrationOut:
+    return CalibrationOut.model_validate(row, from_attributes=True)
+
+
+async def _get(session: AsyncSession, account_id: str, evaluation_id: str) -> Evaluation:
     evaluation = await session.get(Evaluation, evaluation_id)
     if evaluation is None or evaluation.account_id != account_id:
         raise NotFound(f"Evaluation {evaluation_id} not found.")
@@ -121,13 +146,14 @@ async def start_evaluation(
     body: EvaluationIn, account: CurrentAccount, session: SessionDep, state: StateDep
 ) -> Started:
     """Start an evaluation run on the task queue; refused up front if credits cannot cover it."""
-    classifier_version = None
+    classifier_version, page_range = None, None
     if body.classifier_id:
         classifier = await classifiers.get_classifier(
             session, account_id=account.id, classifier_id=body.classifier_id
         )
         snap = await classifiers.snapshot(session, classifier)
         labels, classifier_version = snap.labels, snap.version.version
+        page_range = snap.version.page_range
         model = (
             body.query_model or snap.version.query_model or state.settings.resolved_default_model
         )
@@ -158,12 +184,14 @@ async def start_evaluation(
     unprocessed = [d.id for d in documents.values() if d.status != "processed"]
     if unprocessed:
         raise InvalidRequest(f"Documents not processed: {', '.join(unprocessed[:5])}.")
-    estimate = sum(documents[i.document_id].num_pages for i in body.items) * info.credits_per_page
+    pages = sum(_pages(documents[i.document_id], page_range) for i in body.items)
+    estimate = pages * info.credits_per_page
     await session.refresh(account)
     available = account.balance - account.reserved
     if estimate > available:
         raise InsufficientCredits(
-            f"This evaluation will cost {estimate} credits; the account has {available} available."
+            f"This evaluation will cost {estimate} credits ({pages} pages with {model}); "
+            f"the account has {available} available."
         )
     evaluation = Evaluation(
         account_id=account.id,
@@ -228,20 +256,28 @@ async def get_evaluation(
             .order_by(col(EvaluationItem.position))
         )
     ).all()
+    fitted = (
+        await session.exec(select(Calibration).where(Calibration.evaluation_id == evaluation.id))
+    ).first()
     return EvaluationOut(
         **_summary(evaluation),
         labels=[s["label"] for s in evaluation.classification_schema],
         metrics=evaluation.metrics,
         error=evaluation.error,
-        items=[ItemOut.model_validate(i, from_attributes=True) for i in items],
+        calibration=_calibration_out(fitted) if fitted else None,
+        items=[
+            ItemOut(**i.model_dump(exclude={"classification_id"}), request_id=i.classification_id)
+            for i in items
+        ],
     )
 
 
 @router.post("/evaluations/{evaluation_id}/calibration")
-async def calibrate(
+async def fit_calibration(
     evaluation_id: EvaluationId, body: CalibrationIn, account: CurrentAccount, session: SessionDep
 ) -> CalibrationOut:
-    """Fit a temperature on this run and apply it (when enabled) to later runs of its classifier version and model."""
+    """Fit a temperature on this run for its classifier version and model; applied to later
+    runs of that version and model while enabled (refitting replaces the previous one)."""
     evaluation = await _get(session, account.id, evaluation_id)
     if evaluation.status != "completed" or not evaluation.classifier_id:
         raise InvalidRequest("Calibration needs a completed evaluation of a saved classifier.")
@@ -252,16 +288,52 @@ async def calibrate(
             )
         )
     ).one()
-    if completed < 5:
-        raise InvalidRequest("Calibration needs at least 5 completed items.")
-    row = await fit_from_evaluation(session, evaluation, enabled=body.enabled)
+    if completed < MIN_CALIBRATION_ITEMS:
+        raise InvalidRequest(
+            f"Calibration needs at least {MIN_CALIBRATION_ITEMS} completed items; "
+            f"this run has {completed}."
+        )
+    row = await calibration.fit_from_evaluation(session, evaluation, enabled=body.enabled)
     await session.commit()
-    return CalibrationOut(
-        classifier_id=row.classifier_id,
-        version=row.version,
-        model=row.model,
-        temperature=row.temperature,
-        ece_before=row.ece_before,
-        ece_after=row.ece_after,
-        enabled=row.enabled,
-    )
+    return _calibration_out(row)
+
+
+async def _target_calibration(
+    session: AsyncSession, account_id: str, evaluation_id: str
+) -> Calibration:
+    evaluation = await _get(session, account_id, evaluation_id)
+    row = None
+    if evaluation.classifier_id:
+        row = await calibration.find(
+            session,
+            classifier_id=evaluation.classifier_id,
+            version=evaluation.classifier_version,
+            model=evaluation.query_model,
+        )
+    if row is None or row.account_id != account_id:
+        raise NotFound(f"No calibration for the classifier version and model of {evaluation_id}.")
+    return row
+
+
+@router.get("/evaluations/{evaluation_id}/calibration")
+async def get_calibration(
+    evaluation_id: EvaluationId, account: CurrentAccount, session: SessionDep
+) -> CalibrationOut:
+    """The calibration of this run's classifier version and model (fitted on it or another run)."""
+    return _calibration_out(await _target_calibration(session, account.id, evaluation_id))
+
+
+@router.patch("/evaluations/{evaluation_id}/calibration")
+async def set_calibration(
+    evaluation_id: EvaluationId,
+    body: CalibrationPatch,
+    account: CurrentAccount,
+    session: SessionDep,
+) -> CalibrationOut:
+    """Turn the calibration of this run's classifier version and model on or off."""
+    row = await _target_calibration(session, account.id, evaluation_id)
+    if body.enabled is not None:
+        row.enabled = body.enabled
+        session.add(row)
+        await session.commit()
+    return _calibration_out(row)

@@ -29,10 +29,16 @@ class SplitIn(BaseModel):
 
 
 class Segment(BaseModel):
-    pages: str
+    pages: str = Field(description='The pages of the file it spans, e.g. "1-2"')
     classification: str
     confidence_scores: dict[str, float]
-    document_id: str | None = None
+    document_id: str | None = Field(
+        default=None, description="The new document holding these pages (create_documents)"
+    )
+    boundary_signals: dict[str, float] | None = Field(
+        default=None,
+        description="Why a document starts at its first page: log-odds of each signal",
+    )
 
 
 class SplitOut(BaseModel):
@@ -61,23 +67,15 @@ async def split(
         classifier = await classifiers.get_classifier(
             session, account_id=account.id, classifier_id=body.classifier_id
         )
-        snap = await classifiers.snapshot(session, classifier)
-        model = (
-            body.query_model or snap.version.query_model or state.settings.resolved_default_model
-        )
-        _, info = state.backends.resolve(model)
-        stored = await classifiers.examples_of(session, classifier)
-        if info.trainable:
-            digest = classifiers.examples_hash(stored)
-            options = {
-                "examples": classifiers.training_examples(stored, snap.labels),
-                "training_key": f"{classifier.id}:{snap.version.version}:{digest}",
-            }
-        labels = snap.labels
-        options |= {
-            "instructions": snap.version.instructions,
+        plan = await classifiers.plan_run(session, state, classifier, query_model=body.query_model)
+        labels, model = plan.snapshot.labels, plan.model
+        options = {
+            "instructions": plan.snapshot.version.instructions,
+            "examples_for": plan.examples_for if plan.examples else None,
+            "training_key": plan.training_key,
             "classifier_id": classifier.id,
-            "classifier_version": snap.version.version,
+            "classifier_version": plan.snapshot.version.version,
+            "examples_hash": plan.examples_hash,
         }
     else:
         labels = validate_schema(body.classification_schema or [], state.settings)
@@ -91,6 +89,8 @@ async def split(
             document_id=body.document_id,
             labels=labels,
             model=model,
+            # Not the classifier's default page_range: that picks pages to decide one document's
+            # label by, while a split looks at every page it is given.
             page_range=body.page_range,
             create_documents=body.create_documents,
             **options,

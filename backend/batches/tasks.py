@@ -122,22 +122,22 @@ async def _classify(
         # The version frozen on the batch, even if the classifier was changed or deleted since.
         classifier = await session.get(Classifier, batch.classifier_id)
         assert classifier is not None
-        snap = classifiers.Snapshot(
-            classifier, await classifiers.get_version(session, classifier, batch.classifier_version)
-        )
-        _, info = state.backends.resolve(batch.query_model)
-        examples, training_key, digest = await classifiers.run_examples(
+        plan = await classifiers.plan_run(
             session,
-            snap,
-            trainable=info.trainable,
-            account_id=account.id,
-            document_id=item.document_id,
+            state,
+            classifier,
+            version=batch.classifier_version,
+            query_model=batch.query_model,
         )
+        examples = await classifiers.run_examples(
+            session, plan, account_id=account.id, document_id=item.document_id
+        )
+        training_key, digest = plan.training_key, plan.examples_hash
         calibrate = await calibrator(
             session,
             classifier_id=classifier.id,
-            version=snap.version.version,
-            model=batch.query_model,
+            version=plan.snapshot.version.version,
+            model=plan.model,
         )
     return await run_classification(
         session,

@@ -1,6 +1,7 @@
 """Score pages against labels with whichever backend serves the model (no database, no billing)."""
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -16,6 +17,8 @@ from backend.backends.llm.confidence import round_distribution
 from backend.errors import ApiError, ModelError
 from backend.observability import record_model_call
 from backend.state import AppState
+
+log = logging.getLogger(__name__)
 
 
 async def classify_pages(
@@ -40,8 +43,8 @@ async def classify_pages(
         training_key=training_key,
     )
     started = time.perf_counter()
-    # Slightly above the model's own deadline, so a backend that ignores it still cannot hang us.
-    limit = state.settings.model_total_timeout_seconds + 5
+    # The hard ceiling for every backend; the LiteLLM one also plans its retries within it.
+    limit = state.settings.model_total_timeout_seconds
     try:
         async with asyncio.timeout(limit):
             result = await backend.classify(request)
@@ -50,10 +53,12 @@ async def classify_pages(
         raise
     except TimeoutError:
         record_model_call(model, "timeout", time.perf_counter() - started)
-        raise ModelError(f"Model '{model}' did not answer within {limit:.0f} s.") from None
+        raise ModelError(f"Model '{model}' did not answer within {limit:g} s.") from None
     except Exception as error:  # a plugin's bug is the model's failure, not a 500
         record_model_call(model, "error", time.perf_counter() - started)
-        raise ModelError(f"Model '{model}' failed: {type(error).__name__}: {error}") from error
+        log.exception("backend for model %s failed", model)
+        # Only the type: a plugin's message may hold anything (URLs, keys, document text).
+        raise ModelError(f"Model '{model}' failed ({type(error).__name__}).") from error
     record_model_call(model, "ok", time.perf_counter() - started)
     result.scores = _checked(result.scores, labels, model)
     return result, info

@@ -1,5 +1,7 @@
 """The classification schema: labels with descriptions, validated before any work is done."""
 
+import unicodedata
+
 from pydantic import BaseModel, Field
 
 from backend.backends.base import LabelSpec
@@ -26,6 +28,8 @@ def validate_schema(items: list[SchemaItem], settings: Settings) -> list[LabelSp
         label = item.label.strip()
         if not label:
             raise InvalidRequest(f"Label {position} is empty.")
+        if any(unicodedata.category(ch) == "Cc" for ch in label):
+            raise InvalidRequest(f"Label {position} contains a line break or control character.")
         if len(label) > settings.max_label_chars:
             raise InvalidRequest(
                 f"Label {position} is longer than {settings.max_label_chars} characters."

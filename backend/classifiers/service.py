@@ -1,17 +1,23 @@
-"""Saved classifiers: immutable versions, labelled examples, runs."""
+"""Saved classifiers: immutable versions, labelled examples, how a run uses them."""
 
+import asyncio
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.backends.base import LabelledText, LabelSpec
+from backend.backends.base import LabelledText, LabelSpec, ModelInfo
+from backend.backends.local import estimate_accuracy
 from backend.classification.schema import schema_json, specs_from_json
+from backend.classifiers.examples import most_similar
 from backend.documents.queries import document_text, get_processed_document
 from backend.errors import InvalidRequest, NotFound
-from backend.models import Classifier, ClassifierVersion, Example, utcnow
+from backend.models import Classifier, ClassifierVersion, Example, TrainedModel, utcnow
+from backend.state import AppState
 
 # What decides results: a change to any of these makes a new version.
 VERSIONED_FIELDS = ("classification_schema", "query_model", "page_range", "instructions")
@@ -193,6 +199,7 @@ async def snapshot(
 
 
 def examples_hash(examples: list[Example]) -> str:
+    """A fingerprint of the labelled set (examples never change once added, so ids suffice)."""
     digest = hashlib.sha256()
     for example in sorted(examples, key=lambda e: e.id):
         digest.update(f"{example.id}:{example.label}\n".encode())
@@ -205,19 +212,87 @@ def training_examples(examples: list[Example], labels: list[LabelSpec]) -> list[
     return [LabelledText(e.label, e.text) for e in examples if e.label in names]
 
 
-async def run_examples(
-    session: AsyncSession, snap: Snapshot, *, trainable: bool, account_id: str, document_id: str
-) -> tuple[list[LabelledText], str | None, str]:
-    """The examples one run of a classifier uses, its training key and the examples' digest:
-    all of them as training data for a trainable model, the few most like the document for an
-    LLM (few-shot context)."""
-    from backend.classifiers.examples import most_similar  # scikit-learn, only when running
+@dataclass
+class RunPlan:
+    """How one run of a classifier version uses the classifier's examples with one model."""
 
-    stored = await examples_of(session, snap.classifier)
-    labelled = training_examples(stored, snap.labels)
-    digest = examples_hash(stored)
-    if trainable:
-        return labelled, f"{snap.classifier.id}:{snap.version.version}:{digest}", digest
+    snapshot: Snapshot
+    model: str
+    info: ModelInfo
+    examples: list[LabelledText]  # every example whose label the version has
+    examples_hash: str
+
+    @property
+    def training_key(self) -> str | None:
+        """What a trainable backend caches its fitted model under: "classifier:version:hash"."""
+        if not self.info.trainable or not self.examples:
+            return None
+        return f"{self.snapshot.classifier.id}:{self.snapshot.version.version}:{self.examples_hash}"
+
+    def examples_for(self, text: str) -> list[LabelledText]:
+        """Training data for a trainable model; the few most similar to `text` for an LLM."""
+        return self.examples if self.info.trainable else most_similar(text, self.examples)
+
+
+async def plan_run(
+    session: AsyncSession,
+    state: AppState,
+    classifier: Classifier,
+    *,
+    version: int | None = None,
+    query_model: str | None = None,
+) -> RunPlan:
+    """The version (latest, or pinned), the model (per-call, else the version's, else the
+    server's default) and the examples a run will use."""
+    snap = await snapshot(session, classifier, version)
+    model = query_model or snap.version.query_model or state.settings.resolved_default_model
+    _, info = state.backends.resolve(model)
+    stored = await examples_of(session, classifier)
+    return RunPlan(snap, model, info, training_examples(stored, snap.labels), examples_hash(stored))
+
+
+async def run_examples(session: AsyncSession, plan: RunPlan, *, account_id: str, document_id: str):  # noqa: ANN201
+    """The examples to send with a run over this document (few-shot ones chosen by its text)."""
+    if plan.info.trainable or not plan.examples:
+        return plan.examples
     document = await get_processed_document(session, account_id=account_id, document_id=document_id)
-    text = await document_text(session, document_id=document.id) if labelled else ""
-    return most_similar(text, labelled), None, digest
+    return plan.examples_for(await document_text(session, document_id=document.id))
+
+
+async def estimate(
+    session: AsyncSession, state: AppState, snap: Snapshot, examples: list[Example]
+) -> dict[str, Any]:
+    """Cross-validated accuracy of `local` trained on the examples, computed once per example set
+    (cached in trained_model.metrics)."""
+    digest = examples_hash(examples)
+    cached = (
+        await session.exec(
+            select(TrainedModel.metrics).where(
+                TrainedModel.classifier_id == snap.classifier.id,
+                TrainedModel.version == snap.version.version,
+                TrainedModel.examples_hash == digest,
+            )
+        )
+    ).first()
+    if cached is not None:
+        return cached
+    labelled = training_examples(examples, snap.labels)
+    metrics = await asyncio.to_thread(estimate_accuracy, snap.labels, labelled)
+    metrics = {k: metrics.get(k) for k in ("accuracy", "ece", "n_examples", "per_label")}
+    # A cache row, not the request's data: its own transaction, and a concurrent twin may win.
+    async with state.sessionmaker() as own:
+        own.add(
+            TrainedModel(
+                classifier_id=snap.classifier.id,
+                version=snap.version.version,
+                examples_hash=digest,
+                num_examples=len(labelled),
+                artifact=b"",
+                metrics=metrics,
+            )
+        )
+        try:
+            await own.commit()
+        except IntegrityError:
+            await own.rollback()
+    return metrics

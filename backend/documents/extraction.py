@@ -1,26 +1,35 @@
-"""Text out of documents: PyMuPDF's text layer, Tesseract OCR (through PyMuPDF) where a page has none.
+"""Documents as pages: validation (corrupt, encrypted, page and pixel limits), PyMuPDF's text
+layer, the pages that need OCR, previews.
 
-Everything here is synchronous and CPU-bound; the service runs it off the event loop. OCR, the slow
-step (seconds a page), runs once per page, pages in parallel in a process pool, and its text is
-stored, so a classification never runs it again.
+Everything here is synchronous and CPU-bound. The service calls it in a thread: PyMuPDF holds the
+GIL, but a page's text takes milliseconds (at most ~50 ms on docs-v1), so the event loop keeps
+turning between calls. OCR, seconds a page, is not done here but handed out as `OcrJob`s.
 """
 
-import io
+import html
 import logging
+import math
+from collections.abc import Iterator
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import pymupdf
-from PIL import Image
 
+from backend.documents import ocr as _ocr
+from backend.documents.images import check_image, image_to_pdf
 from backend.documents.sniff import FileKind, decode_text
 from backend.errors import PayloadTooLarge, UnsupportedFile
 
 log = logging.getLogger(__name__)
 
 TEXT_PAGE_CHARS = 3000
-# Raise Pillow's own bomb guard to our limit so the clear error below is the one users see.
-Image.MAX_IMAGE_PIXELS = None
+# Rendering caps: Tesseract's time grows with pixels and gains nothing past ~400 dpi on a Letter
+# page; a preview needs far less. They keep a huge page (PDF allows 200x200 inches) from
+# allocating gigabytes.
+OCR_MAX_PIXELS = 16_000_000
+PREVIEW_MAX_PIXELS = 6_000_000
+_TEXT_PREVIEW_CSS = "* {font-family: sans-serif; font-size: 10px; white-space: pre-wrap;}"
 
 
 @dataclass(frozen=True)
@@ -33,95 +42,100 @@ class Limits:
 class PageText:
     page: int  # 1-based
     text: str
-    ocr: bool
+    ocr: bool = False
     width: float | None = None
     height: float | None = None
 
-
-def _image_frames(data: bytes, limits: Limits) -> int:
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-            frames = getattr(image, "n_frames", 1)
-    except Exception as error:  # Pillow raises many types for broken images
-        raise UnsupportedFile(f"The image cannot be read: {error}.") from None
-    if width * height > limits.max_image_pixels:
-        raise PayloadTooLarge(
-            f"The image is {width}x{height} pixels; the limit is {limits.max_image_pixels:,} pixels."
-        )
-    return frames
+    @property
+    def chars(self) -> int:
+        return count_chars(self.text)
 
 
-def _as_png(data: bytes) -> bytes:
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            buffer = io.BytesIO()
-            image.convert("RGB").save(buffer, "PNG")
-            return buffer.getvalue()
-    except Exception as error:
-        raise UnsupportedFile(f"The image cannot be read: {error}.") from None
+@dataclass(frozen=True)
+class OcrJob:
+    page: int  # 1-based
+    pdf: bytes  # a one-page PDF: workers get only what they read
+    dpi: int
 
 
-def open_pdf(data: bytes, kind: FileKind, limits: Limits) -> pymupdf.Document:
-    """The upload as a PDF document (images converted), validated against the limits."""
+@dataclass
+class TextLayer:
+    pages: list[PageText]
+    ocr_jobs: list[OcrJob] = field(default_factory=list)
+
+
+def count_chars(text: str) -> int:
+    """Characters of a page's text, surrounding whitespace left out."""
+    return len(text.strip())
+
+
+@contextmanager
+def open_pdf(data: bytes, kind: FileKind, limits: Limits) -> Iterator[pymupdf.Document]:
+    """The upload as a PDF (images converted in memory), refused when corrupt, encrypted or
+    over a limit."""
     if kind.kind == "image":
-        frames = _image_frames(data, limits)
-        if frames > limits.max_pages:
-            raise PayloadTooLarge(f"The image has {frames} pages; the limit is {limits.max_pages}.")
-        if kind.pymupdf_type == "webp":  # MuPDF has no WebP decoder: re-encode with Pillow
-            data, kind = _as_png(data), FileKind("image", "image/png", "png")
-        try:
-            with pymupdf.open(stream=data, filetype=kind.pymupdf_type) as image_doc:
-                pdf_bytes = image_doc.convert_to_pdf()
-        except Exception as error:
-            raise UnsupportedFile(f"The image cannot be read: {error}.") from None
-        return pymupdf.open(stream=pdf_bytes, filetype="pdf")
+        check_image(data, max_pixels=limits.max_image_pixels, max_pages=limits.max_pages)
+        data = image_to_pdf(data, kind)
+    elif kind.kind != "pdf":
+        raise UnsupportedFile(f"A {kind.kind} file has no PDF pages.")
     try:
         doc = pymupdf.open(stream=data, filetype="pdf")
     except Exception as error:
         raise UnsupportedFile(f"The PDF is corrupt or unreadable: {error}.") from None
-    if doc.needs_pass:
-        doc.close()
-        raise UnsupportedFile("The PDF is encrypted with a password.")
-    if doc.page_count == 0:
-        doc.close()
-        raise UnsupportedFile("The PDF has no pages.")
-    if doc.page_count > limits.max_pages:
-        count = doc.page_count
-        doc.close()
-        raise PayloadTooLarge(f"The document has {count} pages; the limit is {limits.max_pages}.")
-    return doc
+    with doc:
+        if doc.needs_pass:
+            raise UnsupportedFile("The PDF is encrypted with a password.")
+        if doc.page_count == 0:
+            raise UnsupportedFile("The PDF has no pages (it may be corrupt or truncated).")
+        if doc.page_count > limits.max_pages:
+            raise PayloadTooLarge(
+                f"The document has {doc.page_count} pages; the limit is {limits.max_pages}."
+            )
+        yield doc
 
 
 def count_pages(data: bytes, kind: FileKind, limits: Limits) -> int:
+    """Validate the document and count its pages (no text read)."""
     if kind.kind == "text":
-        return len(split_text(decode_text(data)))
+        return len(_text_pages(data, limits))
     with open_pdf(data, kind, limits) as doc:
         return doc.page_count
 
 
-def split_text(text: str, size: int = TEXT_PAGE_CHARS) -> list[str]:
-    """Plain text cut into pages of about `size` characters, at line ends."""
-    pages: list[str] = []
-    current: list[str] = []
-    length = 0
-    for line in text.splitlines(keepends=True):
-        if length + len(line) > size and current:
-            pages.append("".join(current))
-            current, length = [], 0
-        current.append(line)
-        length += len(line)
-    if current or not pages:
-        pages.append("".join(current))
-    return pages
+def read_text_layer(
+    data: bytes, kind: FileKind, limits: Limits, *, min_text_chars: int, ocr_dpi: int | None
+) -> TextLayer:
+    """Every page's text layer, and an OCR job for each page with fewer than `min_text_chars`
+    characters (none when `ocr_dpi` is None: OCR off or unavailable)."""
+    if kind.kind == "text":
+        return TextLayer([PageText(i + 1, t) for i, t in enumerate(_text_pages(data, limits))])
+    layer = TextLayer([])
+    with open_pdf(data, kind, limits) as doc:
+        for index in range(doc.page_count):
+            page = _load_page(doc, index)
+            try:
+                text = page.get_text()
+            except Exception:  # a broken content stream: OCR may still read the page
+                text = ""
+            layer.pages.append(PageText(index + 1, text, False, page.rect.width, page.rect.height))
+            if ocr_dpi is not None and count_chars(text) < min_text_chars:
+                _check_page_images(page, limits)
+                dpi = capped_dpi(page.rect, ocr_dpi, OCR_MAX_PIXELS)
+                layer.ocr_jobs.append(OcrJob(index + 1, _single_page_pdf(doc, index), dpi))
+    return layer
 
 
-def ocr_page(pdf_bytes: bytes, index: int, dpi: int, language: str) -> str:
-    """OCR one page (runs in a worker process)."""
-    with pymupdf.open(stream=pdf_bytes, filetype="pdf") as doc:
-        page = doc[index]
-        textpage = page.get_textpage_ocr(dpi=dpi, full=True, language=language)
-        return page.get_text(textpage=textpage)
+def merge_ocr(layer: TextLayer, texts: list[str | None]) -> list[PageText]:
+    """The pages with each OCR job's text (None: OCR failed there, the text layer stays)."""
+    for job, text in zip(layer.ocr_jobs, texts, strict=True):
+        page = layer.pages[job.page - 1]
+        if text is None:
+            continue
+        page.ocr = True
+        # Full-page OCR reads the text layer too; keep the text layer if OCR found less.
+        if count_chars(text) >= count_chars(page.text):
+            page.text = text
+    return layer.pages
 
 
 def extract(
@@ -133,47 +147,115 @@ def extract(
     ocr: bool,
     ocr_dpi: int,
     ocr_language: str,
-    pool: Executor | None,
+    pool: Executor | None = None,
 ) -> list[PageText]:
-    """Every page's text, OCR'd where the text layer has fewer than `min_text_chars` characters."""
-    if kind.kind == "text":
-        return [PageText(i + 1, t, False) for i, t in enumerate(split_text(decode_text(data)))]
-    with open_pdf(data, kind, limits) as doc:
-        pages: list[PageText] = []
-        needs_ocr: list[int] = []
-        for index, page in enumerate(doc):
-            try:
-                text = page.get_text()
-            except Exception:  # a broken content stream: leave it to OCR
-                text = ""
-            pages.append(PageText(index + 1, text, False, page.rect.width, page.rect.height))
-            if len(text.strip()) < min_text_chars:
-                needs_ocr.append(index)
-        if not (ocr and needs_ocr):
-            return pages
-        pdf_bytes = data if kind.kind == "pdf" else doc.tobytes()
-    if pool is None:
-        texts = [ocr_page(pdf_bytes, i, ocr_dpi, ocr_language) for i in needs_ocr]
-    else:
-        futures = [pool.submit(ocr_page, pdf_bytes, i, ocr_dpi, ocr_language) for i in needs_ocr]
-        texts = [f.result() for f in futures]
-    for index, text in zip(needs_ocr, texts, strict=True):
-        if len(text.strip()) > len(pages[index].text.strip()):
-            pages[index].text = text
-        pages[index].ocr = True
+    """Every page's text, OCR included, synchronously: for scripts and benchmarks (the service
+    uses its async twin, which never blocks the event loop)."""
+    tessdata = _ocr.tessdata_for(ocr_language) if ocr else None
+    layer = read_text_layer(
+        data, kind, limits, min_text_chars=min_text_chars, ocr_dpi=ocr_dpi if tessdata else None
+    )
+    texts: list[str | None] = []
+    if pool is not None:
+        futures = [
+            pool.submit(_ocr.ocr_page, job.pdf, job.dpi, ocr_language, tessdata)
+            for job in layer.ocr_jobs
+        ]
+    for index, job in enumerate(layer.ocr_jobs):
+        try:
+            if pool is not None:
+                texts.append(futures[index].result())
+            else:
+                texts.append(_ocr.ocr_page_inline(job.pdf, job.dpi, ocr_language, str(tessdata)))
+        except Exception as error:
+            log.warning("OCR failed on page %d: %s", job.page, error)
+            texts.append(None)
+    return merge_ocr(layer, texts)
+
+
+def _load_page(doc: pymupdf.Document, index: int) -> pymupdf.Page:
+    try:
+        return doc.load_page(index)
+    except Exception as error:
+        raise UnsupportedFile(f"Page {index + 1} of the PDF is corrupt: {error}.") from None
+
+
+def _single_page_pdf(doc: pymupdf.Document, index: int) -> bytes:
+    with pymupdf.open() as out:
+        out.insert_pdf(doc, from_page=index, to_page=index)
+        return out.tobytes(garbage=1)
+
+
+def _check_page_images(page: pymupdf.Page, limits: Limits) -> None:
+    """Refuse a page whose embedded image is a pixel bomb: rendering decodes it whole."""
+    for image in page.get_images(full=True):
+        width, height = image[2], image[3]
+        if width * height > limits.max_image_pixels:
+            raise PayloadTooLarge(
+                f"Page {page.number + 1} holds a {width}x{height} pixel image; "
+                f"the limit is {limits.max_image_pixels:,} pixels."
+            )
+
+
+def capped_dpi(rect: pymupdf.Rect, dpi: int, max_pixels: int) -> int:
+    """`dpi`, lowered so the page renders to at most `max_pixels` pixels (at least 1 dpi)."""
+    area_in2 = max(rect.width * rect.height, 1.0) / (72 * 72)
+    return max(1, min(dpi, math.floor(math.sqrt(max_pixels / area_in2))))
+
+
+def _text_pages(data: bytes, limits: Limits) -> list[str]:
+    pages = split_text(decode_text(data))
+    if len(pages) > limits.max_pages:
+        raise PayloadTooLarge(
+            f"The text makes {len(pages)} pages of ~{TEXT_PAGE_CHARS} characters; "
+            f"the limit is {limits.max_pages}."
+        )
+    return pages
+
+
+def split_text(text: str, size: int = TEXT_PAGE_CHARS) -> list[str]:
+    """Plain text cut into pages of at most `size` characters, at line ends where possible."""
+    text = text.replace("\x00", "")
+    pages: list[str] = []
+    current: list[str] = []
+    length = 0
+    for line in text.splitlines(keepends=True):
+        # A line longer than a page (minified data) is cut into page-sized pieces.
+        for start in range(0, len(line), size):
+            piece = line[start : start + size]
+            if length + len(piece) > size and current:
+                pages.append("".join(current))
+                current, length = [], 0
+            current.append(piece)
+            length += len(piece)
+    if current or not pages:
+        pages.append("".join(current))
     return pages
 
 
 def render_page(data: bytes, kind: FileKind, limits: Limits, page: int, dpi: int) -> bytes:
-    """A PNG preview of a 1-based page."""
+    """A PNG preview of a 1-based page; a text document's page is typeset first."""
     if kind.kind == "text":
-        text = split_text(decode_text(data))[page - 1]
+        text = _text_pages(data, limits)[page - 1]
         with pymupdf.open() as doc:
             pdf_page = doc.new_page(width=612, height=792)
-            pdf_page.insert_textbox(pymupdf.Rect(36, 36, 576, 756), text, fontsize=9)
-            return pdf_page.get_pixmap(dpi=dpi).tobytes("png")
+            # Shrinks the font until the whole page of text fits the box.
+            pdf_page.insert_htmlbox(
+                pymupdf.Rect(36, 36, 576, 756), html.escape(text), css=_TEXT_PREVIEW_CSS
+            )
+            return _png(pdf_page, dpi)
     with open_pdf(data, kind, limits) as doc:
-        return doc[page - 1].get_pixmap(dpi=dpi).tobytes("png")
+        pdf_page = _load_page(doc, page - 1)
+        _check_page_images(pdf_page, limits)
+        return _png(pdf_page, dpi)
+
+
+def _png(page: pymupdf.Page, dpi: int) -> bytes:
+    try:
+        pixmap = page.get_pixmap(dpi=capped_dpi(page.rect, dpi, PREVIEW_MAX_PIXELS))
+        return pixmap.tobytes("png")
+    except Exception as error:  # a broken content stream
+        raise UnsupportedFile(f"Page {page.number + 1} cannot be rendered: {error}.") from None
 
 
 def pdf_of_pages(data: bytes, kind: FileKind, limits: Limits, first: int, last: int) -> bytes:

@@ -1,5 +1,6 @@
 """What an upload is, judged by its bytes (never by its name or declared content type)."""
 
+import codecs
 from dataclasses import dataclass
 
 
@@ -16,7 +17,10 @@ JPEG = FileKind("image", "image/jpeg", "jpeg")
 TIFF = FileKind("image", "image/tiff", "tiff")
 WEBP = FileKind("image", "image/webp", "webp")
 ZIP = FileKind("zip", "application/zip")
-TEXT = FileKind("text", "text/plain")
+TEXT = FileKind("text", "text/plain", "txt")
+
+KINDS_BY_CONTENT_TYPE = {k.content_type: k for k in (PDF, PNG, JPEG, TIFF, WEBP, ZIP, TEXT)}
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
 def sniff(data: bytes) -> FileKind | None:
@@ -42,22 +46,32 @@ def sniff(data: bytes) -> FileKind | None:
 
 
 def _looks_like_text(data: bytes) -> bool:
+    """Mostly printable characters once decoded (UTF-8, UTF-16 with a BOM, or a legacy 8-bit code)."""
     sample = data[:8192]
-    if not sample.strip() or b"\x00" in sample:
+    if not sample.strip():
         return False
-    try:
-        text = sample.decode("utf-8")
-    except UnicodeDecodeError as error:
-        # A multi-byte character cut at the sample's end is still text.
-        if error.start < len(sample) - 4:
-            return False
-        text = sample[: error.start].decode("utf-8")
+    if sample.startswith(_UTF16_BOMS):
+        text = sample[: len(sample) // 2 * 2].decode("utf-16", errors="replace")
+    elif b"\x00" in sample:
+        return False
+    else:
+        try:
+            text = sample.decode("utf-8")
+        except UnicodeDecodeError as error:
+            # A multi-byte character cut at the sample's end is still UTF-8; otherwise cp1252-ish.
+            cut_at_end = error.start >= len(sample) - 4
+            text = (
+                sample[: error.start].decode() if cut_at_end else sample.decode("cp1252", "replace")
+            )
     printable = sum(ch.isprintable() or ch in "\n\r\t\f" for ch in text)
     return printable / max(len(text), 1) > 0.95
 
 
 def decode_text(data: bytes) -> str:
+    """Text of a plain-text upload: UTF-8 (BOM or not), UTF-16 with a BOM, else Windows-1252."""
+    if data.startswith(_UTF16_BOMS):
+        return data.decode("utf-16", errors="replace")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return data.decode("latin-1")
+        return data.decode("cp1252", errors="replace")

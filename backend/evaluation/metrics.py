@@ -1,170 +1,266 @@
-"""Evaluation metrics from (expected, predicted, scores) triples: pure functions."""
+"""Evaluation metrics over completed items: pure functions of labels, predictions and scores.
+
+Conventions: `labels` is the schema's label order; `scores` are the items' confidence
+distributions; an item's confidence is its top score. Calibration uses 10 equal-width bins
+(lower, upper], the first bin also holding 0 (Guo et al. 2017). Brier is the multi-class form:
+the sum over labels of the squared error, averaged over items (0 is perfect, 2 the worst).
+"""
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from scipy.optimize import minimize_scalar
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 THRESHOLDS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+BINS = 10
+DIGITS = 4
+MIN_SCORE = 1e-9  # log(0) guard: a score of 0 becomes a very unlikely, not impossible, label
+TEMPERATURE_BOUNDS = (0.05, 20.0)
+CV_FOLDS = 5
+
+Scores = Mapping[str, float]
+
+
+def top_confidence(scores: Scores) -> float:
+    """The top score of a distribution (0 for an empty one)."""
+    return max(scores.values(), default=0.0)
+
+
+def top_label(scores: Scores) -> str | None:
+    """The label with the top score (None for an empty distribution)."""
+    return max(scores, key=lambda k: scores[k]) if scores else None
 
 
 def confusion(
     labels: list[str], expected: Sequence[str], predicted: Sequence[str]
 ) -> list[list[int]]:
     """matrix[i][j]: documents of labels[i] predicted as labels[j]."""
-    index = {label: i for i, label in enumerate(labels)}
-    matrix = [[0] * len(labels) for _ in labels]
-    for e, p in zip(expected, predicted, strict=True):
-        if e in index and p in index:
-            matrix[index[e]][index[p]] += 1
-    return matrix
+    if not expected:
+        return [[0] * len(labels) for _ in labels]
+    return confusion_matrix(list(expected), list(predicted), labels=labels).tolist()
 
 
 def per_label(
     labels: list[str], expected: Sequence[str], predicted: Sequence[str]
 ) -> dict[str, dict[str, float]]:
-    out = {}
-    for label in labels:
-        tp = sum(e == label and p == label for e, p in zip(expected, predicted, strict=True))
-        fp = sum(e != label and p == label for e, p in zip(expected, predicted, strict=True))
-        fn = sum(e == label and p != label for e, p in zip(expected, predicted, strict=True))
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        out[label] = {
-            "precision": round(precision, 4),
-            "recall": round(recall, 4),
-            "f1": round(f1, 4),
-            "support": tp + fn,
+    """Precision, recall, F1 and support of every schema label (0 where undefined)."""
+    if not expected:
+        return {
+            label: {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0} for label in labels
         }
-    return out
+    precision, recall, f1, support = precision_recall_fscore_support(
+        list(expected), list(predicted), labels=labels, zero_division=0
+    )
+    return {
+        label: {
+            "precision": round(float(precision[i]), DIGITS),
+            "recall": round(float(recall[i]), DIGITS),
+            "f1": round(float(f1[i]), DIGITS),
+            "support": int(support[i]),
+        }
+        for i, label in enumerate(labels)
+    }
+
+
+def macro_f1(expected: Sequence[str], predicted: Sequence[str]) -> float | None:
+    """Unweighted mean F1 over the labels that occur (expected or predicted), as sklearn does."""
+    if not expected:
+        return None
+    present = sorted(set(expected) | set(predicted))
+    _, _, f1, _ = precision_recall_fscore_support(
+        list(expected), list(predicted), labels=present, zero_division=0
+    )
+    return round(float(np.mean(f1)), DIGITS)
+
+
+def _bin_index(confidences: np.ndarray, bins: int) -> np.ndarray:
+    """Bin of each confidence: (lower, upper] bins, 0 in the first."""
+    inner_edges = np.linspace(0.0, 1.0, bins + 1)[1:-1]
+    return np.digitize(confidences, inner_edges, right=True)
 
 
 def reliability(
-    confidences: Sequence[float], correct: Sequence[bool], bins: int = 10
-) -> list[dict[str, float]]:
+    confidences: Sequence[float], correct: Sequence[bool], bins: int = BINS
+) -> list[dict[str, Any]]:
+    """Per confidence bin: how many items, their accuracy and their mean confidence."""
+    conf = np.asarray(confidences, dtype=float)
+    ok = np.asarray(correct, dtype=float)
+    index = _bin_index(conf, bins)
     rows = []
     for b in range(bins):
-        lower, upper = b / bins, (b + 1) / bins
-        members = [
-            i for i, c in enumerate(confidences) if (lower < c <= upper) or (b == 0 and c == 0)
-        ]
+        members = index == b
+        count = int(members.sum())
         rows.append(
             {
-                "bin_lower": lower,
-                "bin_upper": upper,
-                "count": len(members),
-                "accuracy": round(float(np.mean([correct[i] for i in members])), 4)
-                if members
-                else None,
-                "confidence": round(float(np.mean([confidences[i] for i in members])), 4)
-                if members
-                else None,
+                "bin_lower": round(b / bins, DIGITS),
+                "bin_upper": round((b + 1) / bins, DIGITS),
+                "count": count,
+                "accuracy": round(float(ok[members].mean()), DIGITS) if count else None,
+                "confidence": round(float(conf[members].mean()), DIGITS) if count else None,
             }
         )
     return rows
 
 
 def expected_calibration_error(
-    confidences: Sequence[float], correct: Sequence[bool], bins: int = 10
+    confidences: Sequence[float], correct: Sequence[bool], bins: int = BINS
 ) -> float:
-    total = len(confidences)
-    if total == 0:
+    """Sum over bins of (share of items) x |accuracy - mean confidence|."""
+    conf = np.asarray(confidences, dtype=float)
+    if conf.size == 0:
         return 0.0
+    ok = np.asarray(correct, dtype=float)
+    index = _bin_index(conf, bins)
     ece = 0.0
-    for row in reliability(confidences, correct, bins):
-        if row["count"]:
-            ece += row["count"] / total * abs(row["accuracy"] - row["confidence"])
-    return round(ece, 4)
+    for b in np.unique(index):
+        members = index == b
+        ece += members.mean() * abs(ok[members].mean() - conf[members].mean())
+    return round(float(ece), DIGITS)
 
 
-def brier(labels: list[str], expected: Sequence[str], scores: Sequence[dict[str, float]]) -> float:
+def scores_ece(expected: Sequence[str], scores: Sequence[Scores]) -> float:
+    """Expected calibration error of distributions against the expected labels."""
+    return expected_calibration_error(
+        [top_confidence(s) for s in scores],
+        [top_label(s) == e for s, e in zip(scores, expected, strict=True)],
+    )
+
+
+def brier(labels: list[str], expected: Sequence[str], scores: Sequence[Scores]) -> float:
+    """Multi-class Brier score: mean over items of the summed squared error over labels."""
     if not expected:
         return 0.0
-    total = 0.0
-    for e, s in zip(expected, scores, strict=True):
-        total += sum((s.get(label, 0.0) - (1.0 if label == e else 0.0)) ** 2 for label in labels)
-    return round(total / len(expected), 4)
+    probs = np.array([[s.get(label, 0.0) for label in labels] for s in scores], dtype=float)
+    truth = np.array([[label == e for label in labels] for e in expected], dtype=float)
+    return round(float(((probs - truth) ** 2).sum(axis=1).mean()), DIGITS)
 
 
-def coverage(confidences: Sequence[float], correct: Sequence[bool]) -> list[dict[str, Any]]:
+def coverage(
+    confidences: Sequence[float], correct: Sequence[bool], thresholds: Sequence[float] = THRESHOLDS
+) -> list[dict[str, Any]]:
     """If only results at or above a confidence threshold are trusted: how many, how accurate."""
+    conf = np.asarray(confidences, dtype=float)
+    ok = np.asarray(correct, dtype=bool)
     rows = []
-    for threshold in THRESHOLDS:
-        kept = [ok for c, ok in zip(confidences, correct, strict=True) if c >= threshold]
+    for threshold in thresholds:
+        kept = ok[conf >= threshold]
         rows.append(
             {
                 "threshold": threshold,
-                "coverage": round(len(kept) / len(correct), 4) if correct else 0.0,
-                "accuracy": round(sum(kept) / len(kept), 4) if kept else None,
+                "coverage": round(kept.size / ok.size, DIGITS) if ok.size else 0.0,
+                "accuracy": round(float(kept.mean()), DIGITS) if kept.size else None,
             }
         )
     return rows
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (linear interpolation), None without values."""
     if not values:
         return None
-    return round(float(np.percentile(values, q)), 4)
+    return round(float(np.percentile(values, q)), DIGITS)
 
 
 def summarize(
     labels: list[str],
     expected: Sequence[str],
     predicted: Sequence[str],
-    scores: Sequence[dict[str, float]],
+    scores: Sequence[Scores],
     *,
     durations: Sequence[float] = (),
     credits: int = 0,
     prompt_tokens: int = 0,
     completion_tokens: int = 0,
+    cost_usd: float | None = None,
     failed: int = 0,
 ) -> dict[str, Any]:
     """Every metric of an evaluation over its completed items."""
     correct = [e == p for e, p in zip(expected, predicted, strict=True)]
-    confidences = [max(s.values()) if s else 0.0 for s in scores]
-    table = per_label(labels, expected, predicted)
+    confidences = [top_confidence(s) for s in scores]
     return {
         "n": len(expected),
         "failed": failed,
-        "accuracy": round(sum(correct) / len(correct), 4) if correct else None,
-        "macro_f1": round(float(np.mean([r["f1"] for r in table.values()])), 4) if table else None,
-        "per_label": table,
+        "accuracy": round(sum(correct) / len(correct), DIGITS) if correct else None,
+        "macro_f1": macro_f1(expected, predicted),
+        "per_label": per_label(labels, expected, predicted),
         "confusion_matrix": {"labels": labels, "matrix": confusion(labels, expected, predicted)},
         "ece": expected_calibration_error(confidences, correct),
         "brier": brier(labels, expected, scores),
         "reliability": reliability(confidences, correct),
         "coverage": coverage(confidences, correct),
         "credits": credits,
+        "cost_usd": None if cost_usd is None else round(cost_usd, 6),
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "latency_p50": percentile(durations, 50),
         "latency_p95": percentile(durations, 95),
+        "latency_mean": round(float(np.mean(durations)), DIGITS) if len(durations) else None,
+        "calibration_estimate": calibration_estimate(expected, scores),
     }
 
 
-def fit_temperature(expected: Sequence[str], scores: Sequence[dict[str, float]]) -> float:
-    """The temperature T minimizing the log-loss of softmax(log(scores) / T) on these items."""
-    from scipy.optimize import minimize_scalar
+def _log_scores(labels: list[str], scores: Sequence[Scores]) -> np.ndarray:
+    return np.log(
+        np.maximum(
+            np.array([[s.get(label, 0.0) for label in labels] for s in scores], dtype=float),
+            MIN_SCORE,
+        )
+    )
 
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def fit_temperature(expected: Sequence[str], scores: Sequence[Scores]) -> float:
+    """The temperature T minimizing the mean NLL of softmax(log(scores) / T) on these items."""
     rows = [(e, s) for e, s in zip(expected, scores, strict=True) if e in s]
     if not rows:
         return 1.0
+    labels = sorted({label for _, s in rows for label in s})
+    logits = _log_scores(labels, [s for _, s in rows])
+    truth = np.array([labels.index(e) for e, _ in rows])
 
     def nll(t: float) -> float:
-        loss = 0.0
-        for e, s in rows:
-            calibrated = apply_temperature(s, t)
-            loss -= math.log(max(calibrated[e], 1e-12))
-        return loss / len(rows)
+        log_probs = logits / t
+        log_probs = log_probs - np.logaddexp.reduce(log_probs, axis=1, keepdims=True)
+        return float(-log_probs[np.arange(len(truth)), truth].mean())
 
-    return round(float(minimize_scalar(nll, bounds=(0.05, 20), method="bounded").x), 4)
+    best = minimize_scalar(nll, bounds=TEMPERATURE_BOUNDS, method="bounded")
+    return round(float(best.x), DIGITS)
 
 
-def apply_temperature(scores: dict[str, float], temperature: float) -> dict[str, float]:
-    logits = {k: math.log(max(v, 1e-9)) / temperature for k, v in scores.items()}
-    top = max(logits.values())
-    exp = {k: math.exp(v - top) for k, v in logits.items()}
-    total = sum(exp.values())
-    return {k: v / total for k, v in exp.items()}
+def apply_temperature(scores: Scores, temperature: float) -> dict[str, float]:
+    """softmax(log(scores) / T): T > 1 softens an overconfident distribution, T < 1 sharpens it."""
+    if not scores or math.isclose(temperature, 1.0):
+        return dict(scores)
+    labels = list(scores)
+    probs = _softmax(_log_scores(labels, [scores])[0] / temperature)
+    return {label: float(p) for label, p in zip(labels, probs, strict=True)}
+
+
+def calibration_estimate(
+    expected: Sequence[str], scores: Sequence[Scores], folds: int = CV_FOLDS
+) -> dict[str, Any] | None:
+    """What temperature scaling would do: T fitted on every item, and the ECE when each item is
+    scaled by a T fitted without its fold (out of sample, so not flattered by the fit)."""
+    n = len(expected)
+    if n < 2 * folds:
+        return None
+    calibrated: list[Scores] = list(scores)
+    for k in range(folds):
+        # Folds by position modulo k: datasets come grouped by label, so each fold mixes them.
+        train = [i for i in range(n) if i % folds != k]
+        t = fit_temperature([expected[i] for i in train], [scores[i] for i in train])
+        for i in range(k, n, folds):
+            calibrated[i] = apply_temperature(scores[i], t)
+    return {
+        "temperature": fit_temperature(expected, scores),
+        "ece_before": scores_ece(expected, scores),
+        "ece_after_cv": scores_ece(expected, calibrated),
+        "folds": folds,
+    }

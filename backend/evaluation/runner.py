@@ -2,33 +2,62 @@
 progress committed item by item so it survives a page reload, metrics computed at the end.
 
 A run is one job on the task queue (backend/queue.py), enqueued in the transaction that creates
-it and run by a queue worker. A job retried after its worker died carries on: items already done
-are kept, only pending ones are classified. The job's lock keeps two runs of one evaluation apart.
+it and run by a queue worker; its lock keeps two runs of one evaluation apart. An item is
+classified as its classifier would run it (the evaluated version's page range, instructions and
+examples), in its own session: its result, its charge, the item row and the `done` counter are
+committed together, keyed by the item like a batch item (backend/batches/tasks.py), so a job
+retried after its worker died (or while a worker taken for dead still runs it) never classifies
+or charges an item twice. A failed item is recorded as failed and the run goes on; finished items
+are kept when a run is resumed.
 """
 
 import asyncio
 import logging
-from typing import Any
+from dataclasses import dataclass, field
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.backends.base import LabelledText
+from backend.backends.base import LabelledText, LabelSpec
 from backend.billing import ledger
 from backend.classification.schema import specs_from_json
 from backend.classification.service import run_classification
 from backend.classifiers import service as classifiers
+from backend.classifiers.examples import most_similar
+from backend.documents.queries import document_text
 from backend.errors import ApiError
+from backend.evaluation import calibration
 from backend.evaluation.metrics import summarize
-from backend.models import Account, Evaluation, EvaluationItem, utcnow
+from backend.models import Account, Classification, Evaluation, EvaluationItem, utcnow
 from backend.queue import task
 from backend.state import AppState
 
 log = logging.getLogger(__name__)
-CONCURRENCY = 4
+CONCURRENCY = 4  # items in flight per run; the model backends queue beyond their own limits
+UNFINISHED = ("queued", "running")
 RUN_TASK = "docsift.evaluations.run"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How every item of a run is classified."""
+
+    labels: list[LabelSpec]
+    model: str
+    trainable: bool
+    page_range: str | None = None
+    instructions: str | None = None
+    # (document id, example): an item's own document is never its own few-shot example.
+    examples: list[tuple[str, LabelledText]] = field(default_factory=list)
+    training_key: str | None = None
+    examples_hash: str | None = None
+    temperature: float | None = None  # the enabled calibration, applied as classifier runs do
+
+    @property
+    def example_documents(self) -> set[str]:
+        return {document_id for document_id, _ in self.examples}
 
 
 def _lock(evaluation_id: str) -> str:
@@ -42,35 +71,74 @@ async def enqueue(state: AppState, session: AsyncSession, evaluation_id: str) ->
     )
 
 
-async def _training(
-    state: AppState, evaluation: Evaluation
-) -> tuple[list[LabelledText], str | None, str | None]:
-    if not evaluation.classifier_id:
-        return [], None, None
+async def resume_unfinished(state: AppState) -> int:
+    """Hand unfinished runs that no job will take back to the queue (an in-memory broker's jobs
+    died with its process; runs started before the queue existed); returns how many."""
     async with state.sessionmaker() as session:
-        account_id = evaluation.account_id
-        classifier = await classifiers.get_classifier(
-            session, account_id=account_id, classifier_id=evaluation.classifier_id
+        stuck = (
+            await session.exec(select(Evaluation.id).where(col(Evaluation.status).in_(UNFINISHED)))
+        ).all()
+    resumed = 0
+    for evaluation_id in stuck:
+        if not state.queue.in_memory and await state.queue.has_unfinished_job(
+            RUN_TASK, _lock(evaluation_id)
+        ):
+            continue
+        log.info("resuming evaluation %s", evaluation_id)
+        await state.queue.defer(
+            RUN_TASK, [{"evaluation_id": evaluation_id}], lock=_lock(evaluation_id)
         )
+        resumed += 1
+    return resumed
+
+
+async def _plan(state: AppState, evaluation: Evaluation) -> Plan:
+    _, info = state.backends.resolve(evaluation.query_model)  # a model gone since: the run fails
+    labels = specs_from_json(evaluation.classification_schema)
+    if not evaluation.classifier_id:
+        return Plan(labels=labels, model=evaluation.query_model, trainable=info.trainable)
+    async with state.sessionmaker() as session:
+        classifier = await classifiers.get_classifier(
+            session, account_id=evaluation.account_id, classifier_id=evaluation.classifier_id
+        )
+        snap = await classifiers.snapshot(session, classifier, evaluation.classifier_version)
         stored = await classifiers.examples_of(session, classifier)
-        labels = specs_from_json(evaluation.classification_schema)
-        digest = classifiers.examples_hash(stored)
-        key = f"{classifier.id}:{evaluation.classifier_version}:{digest}"
-        return classifiers.training_examples(stored, labels), key, digest
+        fitted = await calibration.find(
+            session,
+            classifier_id=classifier.id,
+            version=snap.version.version,
+            model=evaluation.query_model,
+        )
+    names = {s.label for s in labels}
+    digest = classifiers.examples_hash(stored)
+    return Plan(
+        labels=labels,
+        model=evaluation.query_model,
+        trainable=info.trainable,
+        page_range=snap.version.page_range,
+        instructions=snap.version.instructions,
+        examples=[
+            (e.document_id, LabelledText(e.label, e.text)) for e in stored if e.label in names
+        ],
+        training_key=f"{classifier.id}:{snap.version.version}:{digest}",
+        examples_hash=digest,
+        temperature=fitted.temperature if fitted is not None and fitted.enabled else None,
+    )
 
 
 @task(RUN_TASK, retries=3)
 async def run(state: AppState, evaluation_id: str) -> None:
+    """Classify every pending item of the run, then compute its metrics."""
     async with state.sessionmaker() as session:
         evaluation = await session.get(Evaluation, evaluation_id)
-        if evaluation is None or evaluation.status in ("completed", "failed"):
+        if evaluation is None or evaluation.status not in UNFINISHED:
             return
         evaluation.status, evaluation.started_at = "running", evaluation.started_at or utcnow()
         session.add(evaluation)
         await session.commit()
         pending = (
             await session.exec(
-                select(EvaluationItem)
+                select(EvaluationItem.id)
                 .where(
                     EvaluationItem.evaluation_id == evaluation_id,
                     EvaluationItem.status == "pending",
@@ -79,108 +147,138 @@ async def run(state: AppState, evaluation_id: str) -> None:
             )
         ).all()
     try:
-        examples, training_key, digest = await _training(state, evaluation)
-        _, info = state.backends.resolve(evaluation.query_model)
-        if (
-            not info.trainable
-        ):  # few-shot selection for LLM evaluations is per document; keep it lean
-            examples, training_key = [], None
+        plan = await _plan(state, evaluation)
         limiter = asyncio.Semaphore(CONCURRENCY)
         await asyncio.gather(
-            *[
-                _classify_item(state, evaluation, item.id, limiter, examples, training_key, digest)
-                for item in pending
-            ]
+            *[_classify_item(state, evaluation, item_id, plan, limiter) for item_id in pending]
         )
-        await finish(state, evaluation_id)
+        await finish(state, evaluation_id, plan)
     except Exception as error:  # a run must end in a state the user can read
         log.exception("evaluation %s failed", evaluation_id)
+        message = f"{error.code}: {error.message}" if isinstance(error, ApiError) else str(error)
         async with state.sessionmaker() as session:
-            evaluation = await session.get(Evaluation, evaluation_id)
-            evaluation.status, evaluation.error, evaluation.finished_at = (
-                "failed",
-                str(error)[:500],
-                utcnow(),
+            await session.execute(
+                update(Evaluation)
+                .where(col(Evaluation.id) == evaluation_id)
+                .values(status="failed", error=message[:500], finished_at=utcnow())
             )
-            session.add(evaluation)
             await session.commit()
+
+
+async def _examples_for(state: AppState, plan: Plan, document_id: str) -> list[LabelledText]:
+    """Training data (trainable models) or the nearest few-shot examples (LLMs), as a run does."""
+    if plan.trainable:
+        return [example for _, example in plan.examples]
+    candidates = [example for d, example in plan.examples if d != document_id]
+    if not candidates:
+        return []
+    async with state.sessionmaker() as session:
+        text = await document_text(session, document_id=document_id)
+    return most_similar(text, candidates)
 
 
 async def _classify_item(
     state: AppState,
     evaluation: Evaluation,
     item_id: str,
+    plan: Plan,
     limiter: asyncio.Semaphore,
-    examples: list[LabelledText],
-    training_key: str | None,
-    digest: str | None,
 ) -> None:
-    async with limiter, state.sessionmaker() as session:
+    async with limiter:
+        try:
+            await _classify_and_record(state, evaluation, item_id, plan)
+        except Exception as error:  # one bad document must not stop the run
+            if isinstance(error, ApiError):
+                message = f"{error.code}: {error.message}"
+            else:
+                log.exception("evaluation %s item %s failed", evaluation.id, item_id)
+                message = f"internal_error: {type(error).__name__}"
+            await _record_failure(state, evaluation.id, item_id, message)
+
+
+async def _classify_and_record(
+    state: AppState, evaluation: Evaluation, item_id: str, plan: Plan
+) -> None:
+    async with state.sessionmaker() as session:
         item = await session.get(EvaluationItem, item_id)
         account = await session.get(Account, evaluation.account_id)
         if item is None or item.status != "pending":
             return
-        labels = specs_from_json(evaluation.classification_schema)
-        # Keyed by the item, as batch items are (backend/batches/tasks.py): a run of this job
-        # that died may have left a credit hold under this id, and a second live run (a worker
-        # taken for dead) cannot store a second result or charge twice.
-        await ledger.release(state.sessionmaker, request_id=item.id)
-        values: dict[str, Any]
+        # A run of this job that died may have left a credit hold under the item's id.
+        await ledger.release(state.sessionmaker, request_id=item_id)
+        examples = await _examples_for(state, plan, item.document_id)
         try:
             record = await run_classification(
                 session,
                 state,
                 account=account,
                 document_id=item.document_id,
-                labels=labels,
-                page_range=None,
-                model=evaluation.query_model,
+                labels=plan.labels,
+                page_range=plan.page_range,
+                model=plan.model,
+                instructions=plan.instructions,
                 examples=examples,
-                training_key=training_key,
+                training_key=plan.training_key if plan.trainable else None,
                 classifier_id=evaluation.classifier_id,
                 classifier_version=evaluation.classifier_version,
                 kind="evaluation",
                 evaluation_id=evaluation.id,
-                examples_hash=digest,
-                request_id=item.id,
+                examples_hash=plan.examples_hash,
+                calibrate=calibration.scaler(plan.temperature) if plan.temperature else None,
+                request_id=item_id,
             )
-        except ApiError as error:
-            record = None
-            values = {"status": "failed", "error": f"{error.code}: {error.message}"}
         except IntegrityError:
-            await session.rollback()  # another run stored this item's result first
+            await session.rollback()  # another run of this job stored the item's result first
             return
-        else:
-            values = {
-                "status": "completed",
-                "predicted_label": record.classification,
-                "confidence_scores": record.confidence_scores,
-                "classification_id": record.id,
-                "duration": record.duration,
-                "credits_used": record.credits_used,
-                "prompt_tokens": record.prompt_tokens,
-                "completion_tokens": record.completion_tokens,
-            }
-        settled = await session.execute(
-            update(EvaluationItem)
-            .where(EvaluationItem.id == item_id, EvaluationItem.status == "pending")  # type: ignore[arg-type]
-            .values(**values)
+        settled = await _settle(
+            session,
+            item_id,
+            status="completed",
+            predicted_label=record.classification,
+            confidence_scores=record.confidence_scores,
+            classification_id=record.id,
+            duration=record.duration,
+            credits_used=record.credits_used,
+            prompt_tokens=record.prompt_tokens,
+            completion_tokens=record.completion_tokens,
+            error=None,
         )
-        if settled.rowcount != 1:  # settled by another run: keep nothing of this one
+        if not settled:  # settled by another run: keep nothing of this one
             await session.rollback()
-            if record is not None:
-                await ledger.release(state.sessionmaker, request_id=item_id)
+            await ledger.release(state.sessionmaker, request_id=item_id)
             return
-        # Atomic in SQL: items finish concurrently.
-        await session.execute(
-            update(Evaluation)
-            .where(Evaluation.id == evaluation.id)
-            .values(done=Evaluation.done + 1)
-        )
+        await _count_done(session, evaluation.id)
+        await session.commit()  # result, charge, item and progress together
+
+
+async def _record_failure(state: AppState, evaluation_id: str, item_id: str, message: str) -> None:
+    async with state.sessionmaker() as session:
+        if await _settle(session, item_id, status="failed", error=message[:500]):
+            await _count_done(session, evaluation_id)
         await session.commit()
 
 
-async def finish(state: AppState, evaluation_id: str) -> None:
+async def _settle(session: AsyncSession, item_id: str, **values: object) -> bool:
+    """Make a pending item final; False if another run of the job already did."""
+    settled = await session.execute(
+        update(EvaluationItem)
+        .where(col(EvaluationItem.id) == item_id, col(EvaluationItem.status) == "pending")
+        .values(**values)
+    )
+    return settled.rowcount == 1
+
+
+async def _count_done(session: AsyncSession, evaluation_id: str) -> None:
+    # Atomic in SQL: items of one run finish concurrently.
+    await session.execute(
+        update(Evaluation)
+        .where(col(Evaluation.id) == evaluation_id)
+        .values(done=Evaluation.done + 1)
+    )
+
+
+async def finish(state: AppState, evaluation_id: str, plan: Plan) -> None:
+    """Compute the run's metrics over its completed items and mark it completed."""
     async with state.sessionmaker() as session:
         evaluation = await session.get(Evaluation, evaluation_id)
         items = (
@@ -188,9 +286,16 @@ async def finish(state: AppState, evaluation_id: str) -> None:
                 select(EvaluationItem).where(EvaluationItem.evaluation_id == evaluation_id)
             )
         ).all()
+        cost_usd = (
+            await session.exec(
+                select(func.sum(Classification.cost_usd)).where(
+                    Classification.evaluation_id == evaluation_id
+                )
+            )
+        ).one()
         completed = [i for i in items if i.status == "completed"]
         labels = [s["label"] for s in evaluation.classification_schema]
-        evaluation.metrics = summarize(
+        metrics = summarize(
             labels,
             [i.expected_label for i in completed],
             [i.predicted_label or "" for i in completed],
@@ -199,30 +304,17 @@ async def finish(state: AppState, evaluation_id: str) -> None:
             credits=sum(i.credits_used for i in completed),
             prompt_tokens=sum(i.prompt_tokens for i in completed),
             completion_tokens=sum(i.completion_tokens for i in completed),
+            cost_usd=cost_usd,
             failed=len(items) - len(completed),
         )
+        if evaluation.classifier_id:
+            # Items that are also the classifier's examples flatter a trained model: say how many.
+            metrics["items_in_examples"] = sum(
+                i.document_id in plan.example_documents for i in items
+            )
+            metrics["calibration_temperature"] = plan.temperature
+        evaluation.metrics = metrics
+        evaluation.done = sum(i.status != "pending" for i in items)
         evaluation.status, evaluation.finished_at = "completed", utcnow()
         session.add(evaluation)
         await session.commit()
-
-
-async def resume_unfinished(state: AppState) -> int:
-    """Hand unfinished runs that no job will take back to the queue (an in-memory broker's jobs
-    died with its process; runs started before the queue existed); returns how many."""
-    async with state.sessionmaker() as session:
-        stuck = (
-            await session.exec(
-                select(Evaluation.id).where(col(Evaluation.status).in_(["queued", "running"]))
-            )
-        ).all()
-    resumed = 0
-    for evaluation_id in stuck:
-        if not state.queue.in_memory and await state.queue.has_unfinished_job(
-            RUN_TASK, _lock(evaluation_id)
-        ):
-            continue
-        await state.queue.defer(
-            RUN_TASK, [{"evaluation_id": evaluation_id}], lock=_lock(evaluation_id)
-        )
-        resumed += 1
-    return resumed

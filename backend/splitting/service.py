@@ -1,30 +1,87 @@
-"""POST /v1/split's work: classify each page, find the boundaries, score the segments, charge."""
+"""POST /v1/split's work: classify each page, find the documents, label them, charge, store."""
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.backends.base import LabelledText, LabelSpec
+from backend.backends.base import ClassifyResult, LabelledText, LabelSpec
+from backend.backends.llm.confidence import round_distribution
 from backend.billing import ledger
 from backend.classification.engine import classify_pages
 from backend.classification.schema import schema_json
 from backend.classification.service import release_connection
 from backend.documents.page_range import format_pages, parse_page_range
 from backend.documents.queries import get_pages, get_processed_document
-from backend.models import Account, Classification, Document, Page, new_id, utcnow
-from backend.splitting.boundaries import PageSignal, segment_starts
+from backend.models import Account, Classification, Page, new_id
+from backend.splitting.boundaries import PageEvidence, gap_scores, segment
+from backend.splitting.documents import SegmentWriter
 from backend.state import AppState
 
+# Pages classified at once: enough to keep a remote model busy, few enough not to flood it.
 PAGE_CONCURRENCY = 4
 
+ExamplesFor = Callable[[str], Sequence[LabelledText]]
 
-def _average(distributions: Sequence[dict[str, float]]) -> dict[str, float]:
-    labels = distributions[0].keys()
-    mean = {label: sum(d[label] for d in distributions) / len(distributions) for label in labels}
-    total = sum(mean.values())
-    return {label: round(v / total, 4) for label, v in mean.items()}
+
+async def classify_each_page(
+    state: AppState,
+    pages: list[Page],
+    *,
+    model: str,
+    labels: list[LabelSpec],
+    instructions: str | None,
+    examples_for: ExamplesFor | None,
+    training_key: str | None,
+) -> list[ClassifyResult]:
+    """One classification per page (each page gets the whole page-text budget), a few at once."""
+    limiter = asyncio.Semaphore(PAGE_CONCURRENCY)
+
+    async def one(page: Page) -> ClassifyResult:
+        async with limiter:
+            examples = examples_for(page.text) if examples_for else ()
+            result, _ = await classify_pages(
+                state,
+                model=model,
+                labels=labels,
+                pages=[(page.page_number, page.text)],
+                instructions=instructions,
+                examples=examples,
+                training_key=training_key,
+            )
+            return result
+
+    try:
+        async with asyncio.TaskGroup() as group:  # the first failure cancels the other pages
+            tasks = [group.create_task(one(page)) for page in pages]
+    except BaseExceptionGroup as failed:  # report the model's error itself (e.g. 502), not a group
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
+
+
+def plan_segments(pages: list[Page], results: list[ClassifyResult]) -> list[dict]:
+    """Segments as the response shows them, with the 0-based page slice each covers."""
+    evidence = [
+        PageEvidence(r.scores, p.text, (p.width, p.height) if p.width and p.height else None)
+        for p, r in zip(pages, results, strict=True)
+    ]
+    gaps = gap_scores(evidence)
+    out = []
+    for plan in segment(evidence, gaps):
+        scores = round_distribution(plan.scores)
+        out.append(
+            {
+                "pages": format_pages([p.page_number for p in pages[plan.first : plan.end]]),
+                "classification": max(scores, key=lambda k: scores[k]),
+                "confidence_scores": scores,
+                "document_id": None,
+                "slice": (plan.first, plan.end),
+                # Why a document starts here: the log-odds of each boundary signal.
+                "boundary_signals": gaps[plan.first - 1].reasons if plan.first else None,
+            }
+        )
+    return out
 
 
 async def split_document(
@@ -37,13 +94,15 @@ async def split_document(
     model: str | None,
     page_range: str | None = None,
     instructions: str | None = None,
-    examples: Sequence[LabelledText] = (),
+    examples_for: ExamplesFor | None = None,
     training_key: str | None = None,
     classifier_id: str | None = None,
     classifier_version: int | None = None,
+    examples_hash: str | None = None,
     create_documents: bool = False,
 ) -> Classification:
-    """Segments of a multi-document file, stored and charged like a classification. Flushes only."""
+    """Segments of a multi-document file, stored and charged like one classification (credits
+    per page, one ledger debit). Flushes only: the caller commits."""
     started = time.perf_counter()
     model = model or state.settings.resolved_default_model
     _, info = state.backends.resolve(model)
@@ -56,41 +115,22 @@ async def split_document(
     await ledger.reserve(
         state.sessionmaker, account_id=account.id, request_id=request_id, amount=credits
     )
+    writer = SegmentWriter(session, state, document)
     try:
-        limiter = asyncio.Semaphore(PAGE_CONCURRENCY)
-
-        async def one(page: Page):  # noqa: ANN202
-            async with limiter:
-                result, _ = await classify_pages(
-                    state,
-                    model=model,
-                    labels=labels,
-                    pages=[(page.page_number, page.text)],
-                    instructions=instructions,
-                    examples=examples,
-                    training_key=training_key,
-                )
-                return result
-
-        results = await asyncio.gather(*[one(p) for p in pages])
-        signals = [PageSignal(r.label, p.text) for r, p in zip(results, pages, strict=True)]
-        starts = segment_starts(signals)
-        bounds = list(zip(starts, [*starts[1:], len(pages)], strict=True))
-        segments = []
-        for first, end in bounds:
-            scores = _average([r.scores for r in results[first:end]])
-            segments.append(
-                {
-                    "pages": format_pages([p.page_number for p in pages[first:end]]),
-                    "classification": max(scores, key=lambda k: scores[k]),
-                    "confidence_scores": scores,
-                    "document_id": None,
-                }
-            )
-        if create_documents:
-            for segment, (first, end) in zip(segments, bounds, strict=True):
-                segment["document_id"] = await _store_segment(session, document, pages[first:end])
-        overall = _average([r.scores for r in results])
+        results = await classify_each_page(
+            state,
+            pages,
+            model=model,
+            labels=labels,
+            instructions=instructions,
+            examples_for=examples_for,
+            training_key=training_key,
+        )
+        segments = plan_segments(pages, results)
+        for item in segments:
+            first, end = item.pop("slice")
+            if create_documents:
+                item["document_id"] = await writer.write(pages[first:end])
         record = Classification(
             id=request_id,
             account_id=account.id,
@@ -102,14 +142,23 @@ async def split_document(
             classification_schema=schema_json(labels),
             page_range=page_range,
             pages_used=numbers,
+            # The record's own label and scores are the first segment's (the file's lead document).
             classification=segments[0]["classification"],
-            confidence_scores=overall,
+            confidence_scores=segments[0]["confidence_scores"],
             confidence_method=results[0].confidence_method,
-            result={"segments": segments},
+            result={
+                "segments": segments,
+                "page_scores": [
+                    {"page": p.page_number, "confidence_scores": r.scores}
+                    for p, r in zip(pages, results, strict=True)
+                ],
+            },
             credits_used=credits,
             num_pages=len(numbers),
             prompt_tokens=sum(r.prompt_tokens for r in results),
             completion_tokens=sum(r.completion_tokens for r in results),
+            cost_usd=_total_cost(results),
+            examples_hash=examples_hash,
         )
         session.add(record)
         await ledger.charge(
@@ -126,39 +175,11 @@ async def split_document(
     except BaseException:
         await session.rollback()
         await ledger.release(state.sessionmaker, request_id=request_id)
+        await writer.discard()
         raise
     return record
 
 
-async def _store_segment(session: AsyncSession, parent: Document, pages: list[Page]) -> str:
-    """A new processed document holding these pages' text, so it can be routed on by id with no
-    re-extraction. It keeps no file of its own: its text is what classification uses."""
-    child = Document(
-        account_id=parent.account_id,
-        filename=f"{parent.filename} (pages {format_pages([p.page_number for p in pages])})",
-        content_type=parent.content_type,
-        kind=parent.kind,
-        size_bytes=0,
-        sha256=parent.sha256,
-        storage_path="",
-        num_pages=len(pages),
-        status="processed",
-        processed_at=utcnow(),
-        parent_document_id=parent.id,
-    )
-    session.add(child)
-    await session.flush()
-    for number, page in enumerate(pages, start=1):
-        session.add(
-            Page(
-                document_id=child.id,
-                page_number=number,
-                text=page.text,
-                chars=page.chars,
-                ocr=page.ocr,
-                width=page.width,
-                height=page.height,
-            )
-        )
-    await session.flush()
-    return child.id
+def _total_cost(results: list[ClassifyResult]) -> float | None:
+    costs = [r.cost_usd for r in results if r.cost_usd is not None]
+    return round(sum(costs), 6) if costs else None

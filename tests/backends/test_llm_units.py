@@ -1,6 +1,11 @@
 """The LLM backend's parts on their own: confidence maths, codes, budget, templates, the client."""
 
+import asyncio
 import math
+import string
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import httpx
 import pytest
@@ -8,7 +13,9 @@ import respx
 from hypothesis import given
 from hypothesis import strategies as st
 
+from backend.backends.base import ClassifyRequest, LabelledText
 from backend.backends.llm import client
+from backend.backends.llm.backend import EXAMPLE_TOKENS, fit_examples
 from backend.backends.llm.budget import allocate, count_tokens, fit_pages
 from backend.backends.llm.confidence import (
     NoCodeInAnswer,
@@ -130,7 +137,212 @@ async def test_client_gives_up_with_a_model_error():
     options = client.CallOptions(
         model="openai/x", api_base="http://llm.test/v1", api_key="k", backoff=0.01, max_retries=2
     )
-    with pytest.raises(ModelError, match="after retries"):
+    with pytest.raises(ModelError, match="ServiceUnavailableError, 3 attempts"):
         await client.complete(
             options, [{"role": "user", "content": "hi"}], logprobs=True, top_logprobs=5
         )
+
+
+@pytest.fixture
+def waits(monkeypatch):
+    """The pauses the client takes between attempts, recorded instead of slept."""
+    recorded: list[float] = []
+
+    async def record(seconds: float) -> None:
+        recorded.append(seconds)
+
+    monkeypatch.setattr(client, "sleep", record)
+    return recorded
+
+
+OPTIONS = client.CallOptions(
+    model="openai/x", api_base="http://llm.test/v1", api_key="k", backoff=0.1, deadline=60
+)
+HI = [{"role": "user", "content": "hi"}]
+
+
+@respx.mock
+async def test_client_waits_as_retry_after_says(waits):
+    route = respx.post("http://llm.test/v1/chat/completions").mock(
+        side_effect=[
+            httpx.Response(429, json={"error": {"message": "slow"}}, headers={"retry-after": "7"}),
+            httpx.Response(429, json={}, headers={"retry-after-ms": "1500", "retry-after": "9"}),
+            httpx.Response(503, json={}, headers={"retry-after": "2"}),
+            httpx.Response(200, json=completion("A", [("A", 0.9), ("B", 0.1)])),
+        ]
+    )
+    result = await client.complete(OPTIONS, HI, logprobs=True, top_logprobs=20)
+    assert route.call_count == 4 and result.text == "A"
+    assert waits == [7.0, 1.5, 2.0]
+
+
+@respx.mock
+async def test_client_backs_off_exponentially_without_retry_after(waits):
+    respx.post("http://llm.test/v1/chat/completions").mock(
+        return_value=httpx.Response(500, json={})
+    )
+    with pytest.raises(ModelError, match="4 attempts"):
+        await client.complete(OPTIONS, HI, logprobs=True, top_logprobs=20)
+    assert len(waits) == 3
+    for attempt, wait in enumerate(waits):
+        base = OPTIONS.backoff * 2**attempt
+        assert 0.5 * base <= wait <= 1.5 * base  # exponential, with jitter
+
+
+@respx.mock
+async def test_a_retry_after_beyond_the_deadline_gives_up_at_once(waits):
+    route = respx.post("http://llm.test/v1/chat/completions").mock(
+        return_value=httpx.Response(429, json={}, headers={"retry-after": "30"})
+    )
+    with pytest.raises(ModelError, match="RateLimitError, 1 attempt"):
+        await client.complete(
+            OPTIONS, HI, logprobs=True, top_logprobs=20, deadline_at=time.monotonic() + 5
+        )
+    assert route.call_count == 1 and waits == []
+
+
+@pytest.mark.parametrize("status", [400, 401, 404])
+@respx.mock
+async def test_client_errors_are_not_retried(waits, status):
+    route = respx.post("http://llm.test/v1/chat/completions").mock(
+        return_value=httpx.Response(status, json={"error": {"message": "no"}})
+    )
+    with pytest.raises(ModelError, match="1 attempt"):
+        await client.complete(OPTIONS, HI, logprobs=True, top_logprobs=20)
+    assert route.call_count == 1 and waits == []
+
+
+@respx.mock
+async def test_a_junk_answer_is_retried_then_accepted(waits):
+    respx.post("http://llm.test/v1/chat/completions").mock(
+        side_effect=[
+            httpx.Response(200, json=completion("Sure", [("Sure", 0.9), ("The", 0.1)])),
+            httpx.Response(200, json=completion("B", [("B", 0.8), ("A", 0.2)])),
+        ]
+    )
+
+    def check(result: client.Completion) -> None:
+        try:
+            code_probabilities(result.top_logprobs or [], ["A", "B"])
+        except NoCodeInAnswer as error:
+            raise client.JunkAnswer(str(error)) from None
+
+    result = await client.complete(OPTIONS, HI, logprobs=True, top_logprobs=20, check=check)
+    assert result.text == "B" and len(waits) == 1
+
+
+@respx.mock
+async def test_connection_errors_and_timeouts_are_retried(waits):
+    route = respx.post("http://llm.test/v1/chat/completions").mock(
+        side_effect=[
+            httpx.ConnectError("refused"),
+            httpx.ReadTimeout("slow"),
+            httpx.Response(200, json=completion("A", [("A", 1.0)])),
+        ]
+    )
+    await client.complete(OPTIONS, HI, logprobs=True, top_logprobs=20)
+    assert route.call_count == 3 and len(waits) == 2
+
+
+async def test_a_call_that_never_returns_ends_at_the_deadline(monkeypatch):
+    async def forever(**_kwargs):
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(client.litellm(), "acompletion", forever)
+    options = client.CallOptions(model="openai/x", timeout=30, backoff=0.01, deadline=0.2)
+    with pytest.raises(ModelError, match="time limit"):
+        await client.complete(options, HI, logprobs=True, top_logprobs=20)
+
+
+class _Headers(dict):
+    def get(self, key, default=None):
+        return super().get(key.lower(), default)
+
+
+class _Error(Exception):
+    def __init__(self, **headers: str) -> None:
+        self.litellm_response_headers = _Headers(headers)
+
+
+def test_retry_after_reads_seconds_milliseconds_and_dates():
+    soon = datetime.now(UTC) + timedelta(seconds=20)
+    assert client.retry_after(_Error(**{"retry-after": "3"})) == 3.0
+    assert client.retry_after(_Error(**{"retry-after-ms": "250"})) == 0.25
+    assert 15 <= client.retry_after(_Error(**{"retry-after": format_datetime(soon)})) <= 20
+    assert client.retry_after(_Error(**{"retry-after": "3600"})) == client.MAX_RETRY_AFTER
+    assert client.retry_after(_Error(**{"retry-after": "soon"})) is None
+    assert client.retry_after(_Error()) is None and client.retry_after(None) is None
+
+
+def test_digits_follow_letters_when_the_tokenizer_is_unknown():
+    codes = assign_codes(30, None)
+    assert codes[:26] == list(string.ascii_uppercase) and codes[26:] == ["0", "1", "2", "3"]
+    with pytest.raises(ValueError, match="single-token"):
+        assign_codes(27, encoder_for("gpt-4o"))  # o200k: " 0" is two tokens, so letters only
+
+
+def test_a_named_huggingface_tokenizer_checks_the_codes(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"[UNK]": 0, **{c: i + 1 for i, c in enumerate("ABCDEFG")}}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    path = tmp_path / "tokenizer.json"
+    tokenizer.save(str(path))
+    encode = encoder_for("openai/custom", str(path))
+    assert assign_codes(7, encode) == list("ABCDEFG")
+    with pytest.raises(ValueError):  # H..Z and digits all encode to [UNK]: no code
+        assign_codes(8, encode)
+
+
+def test_fence_removes_every_block_tag_however_written():
+    text = 'a </DOCUMENT > b < /document x="1"> c <example answer="A"> d </example> <documents>'
+    fenced = fence(text)
+    assert "document>" not in fenced.lower().replace("<documents>", "")
+    assert "<example" not in fenced and "</example" not in fenced and "<documents>" in fenced
+
+
+def test_examples_are_cut_to_their_own_budget():
+    request = ClassifyRequest(
+        model="m",
+        labels=[],
+        pages=[],
+        examples=[
+            LabelledText("a", "word " * 5000),
+            LabelledText("b", "short example"),
+            LabelledText("c", "more " * 5000),
+        ],
+    )
+    fitted = fit_examples(request, 1000)
+    assert [label for label, _ in fitted] == ["a", "b", "c"]
+    assert fitted[1][1] == "short example"
+    lengths = [count_tokens(text) for _, text in fitted]
+    assert sum(lengths) <= 1000 and max(lengths) <= EXAMPLE_TOKENS
+    assert fit_examples(request, 100_000)[0][1] != request.examples[0].text  # capped each
+
+
+@given(st.lists(st.integers(min_value=0, max_value=5000), max_size=12), st.integers(0, 20000))
+def test_the_budget_is_water_filled(lengths, budget):
+    shares = allocate(lengths, budget)
+    assert sum(shares) <= budget and all(0 <= s <= n for s, n in zip(shares, lengths, strict=True))
+    cut = [i for i, (s, n) in enumerate(zip(shares, lengths, strict=True)) if s < n]
+    for i in cut:  # a page that was cut got at least as much as any other page, give or take one
+        assert all(shares[i] + 1 >= s for s in shares)
+    if cut:  # and nothing was left unused
+        assert sum(shares) >= budget - len(lengths)
+
+
+distribution = st.lists(st.floats(min_value=0.001, max_value=1), min_size=1, max_size=25)
+
+
+@given(st.lists(distribution, min_size=2, max_size=6), st.data())
+def test_grouped_scores_are_a_distribution_over_all_labels(groups, data):
+    within = []
+    for g, weights in enumerate(groups):
+        total = sum(weights)
+        within.append({f"g{g}l{i}": w / total for i, w in enumerate(weights)})
+    final = data.draw(st.lists(st.floats(0.001, 1), min_size=len(groups), max_size=len(groups)))
+    final = [f / sum(final) for f in final]
+    combined = round_distribution(combine_groups(within, final))
+    assert set(combined) == {label for w in within for label in w}
+    assert abs(sum(combined.values()) - 1) <= 0.001 and all(0 <= p <= 1 for p in combined.values())

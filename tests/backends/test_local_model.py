@@ -115,3 +115,23 @@ async def harness_local(database_url, tmp_path):
     settings = make_settings(database_url, tmp_path)
     async for harness in start_harness(settings, [LocalBackend(settings)]):
         yield harness, await harness.tenant()
+
+
+def test_stemming_from_many_threads_matches_one_thread():
+    """Snowball stemmers are stateful; the model stems in worker threads at once (an evaluation
+    run once failed with IndexError inside the stemmer)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from backend.backends.local import text
+
+    words = [
+        f"{stem}{suffix}"
+        for stem in ("classif", "invoic", "payment", "reconcil", "deduct")
+        for suffix in ("ication", "ications", "ing", "ed", "ies", "ational", "fully")
+    ]
+    words = [f"{w}{i}x" for i in range(400) for w in words]  # distinct: no cache hits
+    text.stem.cache_clear()
+    with ThreadPoolExecutor(8) as pool:
+        threaded = list(pool.map(text.stem, words))
+    text.stem.cache_clear()
+    assert threaded == [text.stem(w) for w in words]

@@ -25,6 +25,7 @@ async def classify(client, tenant, **body):
         ([{"label": "only", "description": "one"}], "at least 2"),
         ([{"label": "a", "description": ""}, {"label": "A", "description": ""}], "Duplicate"),
         ([{"label": " ", "description": ""}, {"label": "b", "description": ""}], "empty"),
+        ([{"label": "a\nZ: other", "description": ""}, {"label": "b"}], "line break"),
         ([{"label": "x" * 10_000, "description": ""}, {"label": "b", "description": ""}], "longer"),
         ([{"label": f"l{i}", "description": ""} for i in range(500)], "limit"),
         ([{"description": "no label"}, {"label": "b"}], "label"),

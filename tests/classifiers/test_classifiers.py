@@ -239,3 +239,58 @@ async def harness_local(database_url, tmp_path):
     settings = make_settings(database_url, tmp_path)
     async for harness in start_harness(settings, [FunctionBackend(), LocalBackend(settings)]):
         yield harness, await harness.tenant()
+
+
+@pytest.fixture
+async def llm_harness(database_url, tmp_path, monkeypatch, fake_backend):
+    """An app whose gpt-4o-mini is LiteLLM talking to a fake OpenAI server on 127.0.0.1."""
+    from backend.backends.llm import LiteLLMBackend
+    from tests.conftest import make_settings, start_harness
+    from tests.fake_openai import FakeOpenAI, codes_reply
+
+    server = FakeOpenAI(lambda _request: codes_reply([0.1, 0.8, 0.1])).start()
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    settings = make_settings(database_url, tmp_path, model_backoff_seconds=0.01)
+    backend = LiteLLMBackend(settings)
+    try:
+        async for harness in start_harness(settings, [fake_backend, backend]):
+            await backend._litellm_ready()  # the import takes seconds on a busy machine
+            yield harness, server
+    finally:
+        server.stop()
+
+
+async def test_the_nearest_examples_reach_the_llm_prompt(llm_harness):
+    harness, server = llm_harness
+    client, tenant = harness.client, await harness.tenant()
+    classifier = await create(client, tenant, query_model="gpt-4o-mini")
+    cid = classifier["classifier_id"]
+    examples = {
+        "contract": "Master services agreement between Acme Corp and Beta LLC, governing law",
+        "invoice": "Invoice 12 from Northwind Traders, total due 40 EUR, payment terms net 30",
+        "other": "Minutes of the gardening club: roses, tulips and the spring fair",
+    }
+    farther_invoice = "Utility bill for electricity, meter reading 1234 kWh, amount payable"
+    for label, text in [*examples.items(), ("invoice", farther_invoice)]:
+        doc = await make_document(harness, tenant, [text])
+        added = await client.post(
+            f"/v1/classifiers/{cid}/examples",
+            json={"document_id": doc, "label": label},
+            headers=tenant.headers,
+        )
+        assert added.status_code == 201
+    doc = await make_document(harness, tenant, ["Services agreement between Acme Corp and Gamma"])
+    response = await client.post(
+        f"/v1/classifiers/{cid}/run", json={"document_id": doc}, headers=tenant.headers
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["classification"] == "contract"  # the fake answered code B
+    prompt = server.last_prompt()
+    # Up to 3 examples, one per label before a second of any: the farther invoice stays out.
+    for text in examples.values():
+        assert text in prompt
+    assert farther_invoice not in prompt
+    # The nearest example (the agreement) comes first, shown with its label's answer code.
+    assert prompt.index(examples["contract"]) < prompt.index(examples["invoice"])
+    assert '<example answer="B">' in prompt

@@ -5,6 +5,7 @@ import json
 import threading
 import time
 
+import httpx
 import pytest
 import uvicorn
 
@@ -30,6 +31,14 @@ def answer(request):
     return {"invoice": 0.9, "other": 0.1} if "invoice" in text else {"invoice": 0.2, "other": 0.8}
 
 
+def strict_answer(request):
+    """Invoices only when the text starts with "invoice": right on the copy that mentions one."""
+    text = " ".join(request.pages).lower()
+    if text.startswith("invoice"):
+        return {"invoice": 0.9, "other": 0.1}
+    return {"invoice": 0.2, "other": 0.8}
+
+
 async def _account(url: str) -> str:
     engine = create_engine(url)
     await upgrade(engine)
@@ -44,9 +53,8 @@ async def _account(url: str) -> str:
 def server(tmp_path):
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     key = asyncio.run(_account(url))
-    app = create_app(
-        make_settings(url, tmp_path), backends=BackendRegistry([FunctionBackend(answer)])
-    )
+    backends = [FunctionBackend(answer), FunctionBackend(strict_answer, model_names=("strict",))]
+    app = create_app(make_settings(url, tmp_path), backends=BackendRegistry(backends))
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -74,66 +82,70 @@ def dataset(tmp_path):
     return root, schema
 
 
+def cli(root, schema, url, key, out, *extra) -> int:
+    return evals_run.main(
+        [str(root), "--schema", str(schema), "--api-url", url, "--api-key", key, "--out", str(out)]
+        + list(extra)
+    )
+
+
 def test_cli_writes_a_report_that_agrees_with_its_items(server, dataset, tmp_path, capsys):
     url, key = server
     root, schema = dataset
     out = tmp_path / "out"
-    code = evals_run.main(
-        [
-            str(root),
-            "--schema",
-            str(schema),
-            "--model",
-            "fake",
-            "--api-url",
-            url,
-            "--api-key",
-            key,
-            "--out",
-            str(out),
-            "--min-accuracy",
-            "0.7",
-        ]
-    )
-    assert code == 0
+    assert cli(root, schema, url, key, out, "--model", "fake", "--min-accuracy", "0.7") == 0
     report = json.loads((out / "report.json").read_text())
     items = report["items"]
-    assert len(items) == 4 and {i["expected_label"] for i in items} == {"invoice", "other"}
+    assert sorted(i["file"] for i in items) == [
+        "invoice/0.pdf",
+        "invoice/1.pdf",
+        "other/0.pdf",
+        "other/1.pdf",
+    ]
+    assert all(i["expected_label"] == i["file"].split("/")[0] for i in items)
     right = sum(i["expected_label"] == i["predicted_label"] for i in items)
     assert report["accuracy"] == right / 4 == 0.75
     assert report["confusion_matrix"]["matrix"] == [[2, 0], [1, 1]]
-    assert {"macro_f1", "per_label", "ece", "brier"} <= report.keys()
-    assert (out / "confusion_matrix.png").stat().st_size > 1000 and (
-        out / "reliability.png"
-    ).stat().st_size > 1000
-    assert "| invoice |" in (out / "report.md").read_text()
+    assert report["per_label"]["invoice"]["precision"] == round(2 / 3, 4)
+    assert report["cost"]["credits"] == report["credits"] == 4
+    assert set(report["latency"]) == {"p50", "p95", "mean"} and report["latency"]["p50"] > 0
+    assert {"macro_f1", "ece", "brier", "tokens", "coverage", "reliability"} <= report.keys()
+    assert report["documents"] == {"evaluated": 4, "reused": 0, "not_uploaded": []}
+    # the console shows the same run
+    with httpx.Client(base_url=url, headers={"x-api-key": key}) as api:
+        run = api.get(f"/v1/evaluations/{report['evaluation_id']}").json()
+    assert run["metrics"]["accuracy"] == report["accuracy"] and run["status"] == "completed"
+    assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+    markdown = (out / "report.md").read_text()
+    assert "| invoice |" in markdown and "other/1.pdf | other | invoice" in markdown
 
-    failing = evals_run.main(
-        [
-            str(root),
-            "--schema",
-            str(schema),
-            "--model",
-            "fake",
-            "--api-url",
-            url,
-            "--api-key",
-            key,
-            "--out",
-            str(tmp_path / "again"),
-            "--min-accuracy",
-            "0.9",
-        ]
-    )
-    assert failing == 1
-    capsys.readouterr()
+    # below --min-accuracy: exit 1, for CI
     assert (
-        evals_run.main(
-            ["--compare", str(out / "report.json"), str(tmp_path / "again" / "report.json")]
+        cli(root, schema, url, key, tmp_path / "again", "--model", "fake", "--min-accuracy", "0.9")
+        == 1
+    )
+
+    # another model over the same documents, reusing them, then the comparison
+    strict = tmp_path / "strict"
+    with httpx.Client(base_url=url, headers={"x-api-key": key}) as api:
+        before = api.get("/v1/documents").json()["total"]
+    assert (
+        cli(
+            root, schema, url, key, strict, "--model", "strict", "--reuse", str(out / "report.json")
         )
         == 0
     )
-    assert "accuracy" in capsys.readouterr().out
+    with httpx.Client(base_url=url, headers={"x-api-key": key}) as api:
+        assert api.get("/v1/documents").json()["total"] == before  # nothing uploaded again
+    strict_report = json.loads((strict / "report.json").read_text())
+    assert strict_report["documents"]["reused"] == 4 and strict_report["accuracy"] == 1.0
+    capsys.readouterr()
+    assert evals_run.main(["--compare", str(out / "report.json"), str(strict / "report.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and "+0.25" in printed
+    assert "1 documents changed prediction: 1 now right, 0 now wrong" in printed
+    assert "other/1.pdf: invoice -> other" in printed
 
 
 def test_manifest_datasets_and_label_columns(tmp_path):

@@ -1,15 +1,25 @@
-"""POST /v1/split: boundaries from labels and page signals, segment scores, credits, new documents."""
+"""POST /v1/split over HTTP: segments, credits, audit, classifiers, new documents, failures."""
 
+import pymupdf
 import pytest
 
 from backend.backends.base import ClassifyRequest
-from backend.splitting.boundaries import PageSignal, segment_starts
+from backend.errors import ModelError
 from tests.fixtures.db import make_document
+from tests.fixtures.documents import text_pdf
 
+LABELS = ("w9", "invoice", "payslip")
 SCHEMA = [
     {"label": "w9", "description": "IRS Form W-9"},
     {"label": "invoice", "description": "A bill"},
     {"label": "payslip", "description": "A pay stub"},
+]
+PACKET = [
+    "Form W-9 Request for Taxpayer Identification Number. Name: ACME LLC",
+    "Form W-9 (Rev. 10-2018) Page 2\nGeneral Instructions",
+    "INVOICE No. 1001\nNorthwind Traders\nBill to: ACME LLC\nTotal due: 120.00",
+    "INVOICE No. 1002\nNorthwind Traders\nBill to: ACME LLC\nTotal due: 80.00",
+    "Pay stub for period 2024-03. Employee: Jane Roe. Net pay 2,000.00",
 ]
 
 
@@ -17,7 +27,7 @@ def by_keyword(request: ClassifyRequest) -> dict[str, float]:
     text = " ".join(request.pages).lower()
     for label, word in (("w9", "w-9"), ("invoice", "invoice"), ("payslip", "pay stub")):
         if word in text:
-            return {k: (0.8 if k == label else 0.1) for k in ("w9", "invoice", "payslip")}
+            return {k: (0.8 if k == label else 0.1) for k in LABELS}
     return {"w9": 0.34, "invoice": 0.33, "payslip": 0.33}
 
 
@@ -28,22 +38,16 @@ def fake_backend():
     return FunctionBackend(by_keyword)
 
 
-PACKET = [
-    "Form W-9 Request for Taxpayer Identification Number. Name: ACME LLC",
-    "Form W-9 (Rev. 10-2018) Page 2 General Instructions",
-    "INVOICE No. 1001\nNorthwind Traders\nBill to: ACME LLC\nTotal due: 120.00",
-    "INVOICE No. 1002\nNorthwind Traders\nBill to: ACME LLC\nTotal due: 80.00",
-    "Pay stub for period 2024-03. Employee: Jane Roe. Net pay 2,000.00",
-]
+async def split(client, tenant, doc, **extra):
+    body = {"document_id": doc, "classification_schema": SCHEMA, "query_model": "fake", **extra}
+    return await client.post("/v1/split", json=body, headers=tenant.headers)
 
 
-async def test_packet_splits_into_its_documents_even_two_invoices_in_a_row(client, harness, tenant):
+async def test_packet_splits_into_its_documents_even_two_invoices_in_a_row(
+    client, harness, tenant, fake_backend
+):
     doc = await make_document(harness, tenant, PACKET)
-    response = await client.post(
-        "/v1/split",
-        json={"document_id": doc, "classification_schema": SCHEMA, "query_model": "fake"},
-        headers=tenant.headers,
-    )
+    response = await split(client, tenant, doc)
     assert response.status_code == 200, response.text
     body = response.json()
     assert [(s["pages"], s["classification"]) for s in body["segments"]] == [
@@ -53,92 +57,152 @@ async def test_packet_splits_into_its_documents_even_two_invoices_in_a_row(clien
         ("5", "payslip"),
     ]
     for segment in body["segments"]:
-        assert abs(sum(segment["confidence_scores"].values()) - 1) <= 0.001
+        scores = segment["confidence_scores"]
+        assert set(scores) == set(LABELS) and abs(sum(scores.values()) - 1) <= 0.001
+        assert segment["classification"] == max(scores, key=scores.get)
+    # The second invoice starts a document because of what its page says, not its label.
+    assert {"title", "doc_number"} <= set(body["segments"][2]["boundary_signals"])
+    assert body["segments"][0]["boundary_signals"] is None
     assert body["credits_used"] == 5 and body["num_pages"] == 5
+    # Every page classified on its own: five model calls of one page each.
+    assert [call.pages for call in fake_backend.calls] == [[p] for p in PACKET]
     stored = (
         await client.get(f"/v1/classifications/{body['request_id']}", headers=tenant.headers)
     ).json()
     assert stored["kind"] == "split" and len(stored["result"]["segments"]) == 4
-    assert (await client.get("/v1/account", headers=tenant.headers)).json()["balance"] == 995
+    assert [p["page"] for p in stored["result"]["page_scores"]] == [1, 2, 3, 4, 5]
+    account = (await client.get("/v1/account", headers=tenant.headers)).json()
+    assert account["balance"] == 995
+    ledger = (await client.get("/v1/account/ledger", headers=tenant.headers)).json()
+    debits = [e for e in ledger["items"] if e["kind"] == "debit"]
+    assert len(debits) == 1 and debits[0]["amount"] == -5 and debits[0]["pages"] == 5
 
 
-async def test_create_documents_stores_each_segment(client, harness, tenant):
+async def test_page_range_splits_only_those_pages(client, harness, tenant):
     doc = await make_document(harness, tenant, PACKET)
-    body = (
+    body = (await split(client, tenant, doc, page_range="3-")).json()
+    assert [(s["pages"], s["classification"]) for s in body["segments"]] == [
+        ("3", "invoice"),
+        ("4", "invoice"),
+        ("5", "payslip"),
+    ]
+    assert body["credits_used"] == 3
+
+
+async def test_create_documents_cuts_the_pdf_into_documents(client, harness, tenant):
+    upload = await client.post(
+        "/v1/documents",
+        files={"file": ("packet.pdf", text_pdf(PACKET), "application/pdf")},
+        headers=tenant.headers,
+    )
+    assert upload.status_code == 201, upload.text
+    doc = upload.json()["document_id"]
+    body = (await split(client, tenant, doc, create_documents=True)).json()
+    ids = [s["document_id"] for s in body["segments"]]
+    assert all(ids) and len(set(ids)) == 4 and doc not in ids
+    first = (await client.get(f"/v1/documents/{ids[0]}", headers=tenant.headers)).json()
+    assert first["num_pages"] == 2 and first["status"] == "processed"
+    assert first["content_type"] == "application/pdf"
+    # The new document has a file of its own: re-extracting it reads back exactly its pages.
+    again = await client.post(f"/v1/documents/{ids[0]}/extract", headers=tenant.headers)
+    assert again.status_code == 200 and again.json()["num_pages"] == 2
+    page2 = (await client.get(f"/v1/documents/{ids[0]}/pages/2", headers=tenant.headers)).json()
+    assert "General Instructions" in page2["text"]
+    image = await client.get(f"/v1/documents/{ids[3]}/pages/1/image", headers=tenant.headers)
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+    assert pymupdf.open(stream=image.content).page_count == 1
+    routed = await client.post(
+        "/v1/classify",
+        json={"document_id": ids[2], "classification_schema": SCHEMA, "query_model": "fake"},
+        headers=tenant.headers,
+    )
+    assert routed.json()["classification"] == "invoice"
+    # Deleting a segment leaves its parent readable.
+    assert (
+        await client.delete(f"/v1/documents/{ids[1]}", headers=tenant.headers)
+    ).status_code == 200
+    assert (
+        await client.get(f"/v1/documents/{doc}/pages/1/image", headers=tenant.headers)
+    ).status_code == 200
+
+
+async def test_create_documents_from_text_only_pages(client, harness, tenant):
+    doc = await make_document(harness, tenant, PACKET[2:4])
+    body = (await split(client, tenant, doc, create_documents=True)).json()
+    child = body["segments"][1]["document_id"]
+    page = (await client.get(f"/v1/documents/{child}/pages/1", headers=tenant.headers)).json()
+    assert page["text"] == PACKET[3]
+
+
+async def test_split_with_a_classifier_uses_its_labels_instructions_and_examples(
+    client, harness, tenant, fake_backend
+):
+    classifier = (
         await client.post(
-            "/v1/split",
+            "/v1/classifiers",
             json={
-                "document_id": doc,
+                "name": "mail",
                 "classification_schema": SCHEMA,
                 "query_model": "fake",
-                "create_documents": True,
+                "instructions": "Mail room packets.",
             },
             headers=tenant.headers,
         )
     ).json()
-    ids = [s["document_id"] for s in body["segments"]]
-    assert all(ids) and len(set(ids)) == 4
-    first = (await client.get(f"/v1/documents/{ids[0]}", headers=tenant.headers)).json()
-    assert first["num_pages"] == 2 and first["status"] == "processed"
-    routed = await client.post(
-        "/v1/classify",
-        json={"document_id": ids[1], "classification_schema": SCHEMA, "query_model": "fake"},
-        headers=tenant.headers,
-    )
-    assert routed.json()["classification"] == "invoice"
-
-
-async def test_split_with_a_classifier_and_errors(client, harness, tenant):
-    classifier = (
-        await client.post(
-            "/v1/classifiers",
-            json={"name": "mail", "classification_schema": SCHEMA, "query_model": "fake"},
+    cid = classifier["classifier_id"]
+    for label, text in (
+        ("invoice", "INVOICE No. 77 Contoso. Amount due 10.00"),
+        ("payslip", "Pay stub: gross pay, net pay, deductions"),
+        ("w9", "Form W-9 Request for Taxpayer Identification Number"),
+        ("invoice", "Utility bill: electricity invoice, amount due"),
+    ):
+        example_doc = await make_document(harness, tenant, [text])
+        added = await client.post(
+            f"/v1/classifiers/{cid}/examples",
+            json={"document_id": example_doc, "label": label},
             headers=tenant.headers,
         )
-    ).json()
+        assert added.status_code == 201
     doc = await make_document(harness, tenant, PACKET[:3])
-    body = (
-        await client.post(
-            "/v1/split",
-            json={"document_id": doc, "classifier_id": classifier["classifier_id"]},
-            headers=tenant.headers,
-        )
-    ).json()
-    assert body["classifier_id"] == classifier["classifier_id"] and len(body["segments"]) == 2
+    response = await client.post(
+        "/v1/split", json={"document_id": doc, "classifier_id": cid}, headers=tenant.headers
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["classifier_id"] == cid and body["classifier_version"] == 1
+    assert [s["pages"] for s in body["segments"]] == ["1-2", "3"]
+    calls = fake_backend.calls[-3:]
+    assert all(c.instructions == "Mail room packets." for c in calls)
+    # An LLM-style model gets the few examples nearest to each page, nearest first.
+    assert calls[0].examples[0].label == "w9" and calls[2].examples[0].label == "invoice"
+    assert all(len(c.examples) == 3 for c in calls)
+
+
+async def test_errors_cost_nothing(client, harness, tenant, fake_backend):
+    doc = await make_document(harness, tenant, PACKET)
     both = await client.post(
         "/v1/split",
-        json={
-            "document_id": doc,
-            "classifier_id": classifier["classifier_id"],
-            "classification_schema": SCHEMA,
-        },
+        json={"document_id": doc, "classifier_id": "x", "classification_schema": SCHEMA},
         headers=tenant.headers,
     )
-    assert both.status_code == 400
+    assert both.status_code == 400 and both.json()["error"] == "invalid_request"
+    assert (await split(client, tenant, doc, page_range="9-")).status_code == 400
     poor = await harness.tenant(credits=1, name="poor")
     their_doc = await make_document(harness, poor, PACKET)
-    assert (
-        await client.post(
-            "/v1/split",
-            json={"document_id": their_doc, "classification_schema": SCHEMA, "query_model": "fake"},
-            headers=poor.headers,
-        )
-    ).status_code == 402
-    assert (
-        await client.post(
-            "/v1/split",
-            json={"document_id": their_doc, "classification_schema": SCHEMA, "query_model": "fake"},
-            headers=tenant.headers,
-        )
-    ).status_code == 404
+    assert (await split(client, poor, their_doc)).status_code == 402
+    assert (await split(client, tenant, their_doc)).status_code == 404
+    unprocessed = await make_document(harness, tenant, PACKET, status="uploaded")
+    assert (await split(client, tenant, unprocessed)).json()["error"] == "document_not_processed"
 
+    def fails_on_page_four(request: ClassifyRequest) -> dict[str, float]:
+        if request.page_numbers == [4]:
+            raise ModelError("the model is down")
+        return by_keyword(request)
 
-def test_boundary_signals():
-    pages = [
-        PageSignal("a", "Report\nPage 1 of 2"),
-        PageSignal("a", "Report\nPage 2 of 2"),
-        PageSignal("a", "Report\nPage 1 of 1"),
-    ]
-    assert segment_starts(pages) == [0, 2]
-    continued = [PageSignal("b", "STATEMENT ACME"), PageSignal("b", "STATEMENT ACME (continued)")]
-    assert segment_starts(continued) == [0]
+    fake_backend.answer = fails_on_page_four
+    failed = await split(client, tenant, doc, create_documents=True)
+    assert failed.status_code == 502 and failed.json()["error"] == "model_error"
+    account = (await client.get("/v1/account", headers=tenant.headers)).json()
+    assert account["balance"] == 1000 and account["reserved"] == 0
+    listed = (await client.get("/v1/documents", headers=tenant.headers)).json()
+    assert listed["total"] == 2  # no segment documents were left behind

@@ -1,39 +1,56 @@
-"""LLM classification through LiteLLM: OpenAI's models and any operator-configured server."""
+"""LLM classification through LiteLLM: OpenAI's models and any operator-configured server.
+
+One classification is one call per label group (one group up to the top-logprobs window, see
+confidence.py), all sharing one deadline. Each call asks for a single-token code with logprobs;
+a model that returns no logprobs is remembered and scored by sampling from then on.
+"""
 
 import asyncio
+import logging
 import os
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from backend.backends.base import (
-    Backend,
-    ClassifyRequest,
-    ClassifyResult,
-    LabelSpec,
-    ModelInfo,
-)
+from backend.backends.base import Backend, ClassifyRequest, ClassifyResult, LabelSpec, ModelInfo
 from backend.backends.llm import client, confidence
-from backend.backends.llm.budget import count_tokens, fit_pages
-from backend.backends.llm.label_codes import assign_codes, encoder_for
+from backend.backends.llm.budget import fit_pages
+from backend.backends.llm.label_codes import assign_codes, available_codes, encoder_for
 from backend.backends.llm.prompts import LabelPrompt, render_classify
 from backend.config import ModelConfig, Settings
+
+log = logging.getLogger(__name__)
 
 OPENAI_MODELS = {
     "gpt-4o-mini": "OpenAI GPT-4o mini: fast and cheap",
     "gpt-4o": "OpenAI GPT-4o",
 }
-# Codes per call: every code must fit in the top-k window alongside its variants (" A", "a").
-MAX_GROUP = 20
-EXAMPLE_TOKENS = 600  # per few-shot example
-SAMPLES = 5  # fallback sampling for models without logprobs
+EXAMPLE_TOKENS = 600  # one few-shot example at most
+SAMPLES = 5  # answers counted by the sampling fallback
+
+Check = Callable[[client.Completion], None]
+T = TypeVar("T")
 
 
 @dataclass
-class _Usage:
+class _Run:
+    """One classification's calls: the model, the prompt parts, one deadline, summed usage."""
+
+    config: ModelConfig
+    options: client.CallOptions
+    pages: list[tuple[int, str]]
+    instructions: str | None
+    examples: list[tuple[str, str]]  # (label, text), already cut to the budget
+    deadline_at: float
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float | None = None
+    calls: int = 0
+    methods: set[str] = field(default_factory=set)
 
     def add(self, completion: client.Completion) -> None:
+        self.calls += 1
         self.prompt_tokens += completion.prompt_tokens
         self.completion_tokens += completion.completion_tokens
         if completion.cost_usd is not None:
@@ -51,6 +68,9 @@ class LiteLLMBackend(Backend):
             self.configs[name] = ModelConfig(name=name, litellm_model=name, api_base=base)
         for config in settings.models:
             self.configs[config.name] = config
+        # Models seen answering without logprobs: sampled directly, without a wasted call.
+        self.no_logprobs: set[str] = set()
+        self._ready: asyncio.Future[object] | None = None
 
     async def startup(self) -> None:
         # `import litellm` takes seconds: start it in a thread now, off the event loop, and let
@@ -58,11 +78,10 @@ class LiteLLMBackend(Backend):
         self._ready = asyncio.get_running_loop().run_in_executor(None, client.litellm)
 
     async def _litellm_ready(self) -> None:
-        ready = getattr(self, "_ready", None)
-        if ready is None:
+        if self._ready is None:
             await asyncio.to_thread(client.litellm)
         else:
-            await asyncio.shield(ready)
+            await asyncio.shield(self._ready)
 
     def credits_for(self, name: str) -> int:
         return self.settings.credits_per_page.get(name, self.configs[name].credits_per_page)
@@ -79,138 +98,171 @@ class LiteLLMBackend(Backend):
             for name, config in self.configs.items()
         ]
 
-    def _options(self, config: ModelConfig) -> client.CallOptions:
-        s = self.settings
-        return client.CallOptions(
-            model=config.litellm_model,
-            api_base=config.api_base,
-            api_key=config.api_key,
-            timeout=s.model_timeout_seconds,
-            max_retries=s.model_max_retries,
-            backoff=s.model_backoff_seconds,
-            deadline=s.model_total_timeout_seconds,
-        )
+    def group_size(self, config: ModelConfig) -> int:
+        """Labels per call: as many codes as the top-logprobs window (and the tokenizer) allow."""
+        codes = available_codes(encoder_for(config.litellm_model, config.tokenizer))
+        return max(2, min(self.settings.top_logprobs, len(codes)))
 
     async def classify(self, request: ClassifyRequest) -> ClassifyResult:
         config = self.configs[request.model]
+        s = self.settings
+        deadline_at = time.monotonic() + s.model_total_timeout_seconds
         await self._litellm_ready()
-        usage = _Usage()
-        pages = list(
-            zip(
-                request.page_numbers or range(1, len(request.pages) + 1),
-                request.pages,
-                strict=False,
-            )
-        )
+        numbers = request.page_numbers or list(range(1, len(request.pages) + 1))
         # Tokenizing is CPU work: keep it off the event loop.
-        fitted = await asyncio.to_thread(fit_pages, pages, self.settings.max_prompt_tokens)
-        examples = await asyncio.to_thread(_fit_examples, request)
-        scores, method = await self._score(config, request.labels, fitted, request, examples, usage)
+        pages = await asyncio.to_thread(
+            fit_pages, list(zip(numbers, request.pages, strict=False)), s.max_prompt_tokens
+        )
+        examples = await asyncio.to_thread(fit_examples, request, s.max_prompt_tokens // 2)
+        run = _Run(
+            config=config,
+            options=client.CallOptions(
+                model=config.litellm_model,
+                api_base=config.api_base,
+                api_key=config.api_key,
+                supports_system_message=config.supports_system_message,
+                timeout=s.model_timeout_seconds,
+                max_retries=s.model_max_retries,
+                backoff=s.model_backoff_seconds,
+                deadline=s.model_total_timeout_seconds,
+            ),
+            pages=pages,
+            instructions=request.instructions,
+            examples=examples,
+            deadline_at=deadline_at,
+        )
+        scores = await self._score(run, request.labels)
+        method = "sampling" if "sampling" in run.methods else "logprobs"
+        if len(request.labels) > self.group_size(config):
+            method += "_grouped"
         return ClassifyResult(
             scores=scores,
             confidence_method=method,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            cost_usd=usage.cost_usd,
+            prompt_tokens=run.prompt_tokens,
+            completion_tokens=run.completion_tokens,
+            cost_usd=run.cost_usd,
+            details={"model_calls": run.calls},
         )
 
-    async def _score(
-        self,
-        config: ModelConfig,
-        labels: list[LabelSpec],
-        pages: list[tuple[int, str]],
-        request: ClassifyRequest,
-        examples: list[tuple[str, str]],
-        usage: _Usage,
-    ) -> tuple[dict[str, float], str]:
-        if len(labels) <= MAX_GROUP:
-            return await self._score_group(config, labels, pages, request, examples, usage)
+    async def _score(self, run: _Run, labels: list[LabelSpec]) -> dict[str, float]:
+        size = self.group_size(run.config)
+        if len(labels) <= size:
+            return await self._score_group(run, labels)
         # Hierarchical: P(label) = P(its group) * P(label | group); see confidence.combine_groups.
-        count = -(-len(labels) // MAX_GROUP)  # balanced groups: 21 labels -> 11 + 10, not 20 + 1
+        count = -(-len(labels) // size)  # balanced groups: 21 labels -> 11 + 10, not 20 + 1
         groups = [labels[i::count] for i in range(count)]
-        results = await asyncio.gather(
-            *[self._score_group(config, g, pages, request, examples, usage) for g in groups]
-        )
-        within = [scores for scores, _ in results]
+        within = await _all([self._score_group(run, g) for g in groups])
         leaders = [
             max(g, key=lambda s, w=w: w[s.label]) for g, w in zip(groups, within, strict=True)
         ]
-        final, method = await self._score(config, leaders, pages, request, examples, usage)
-        combined = confidence.combine_groups(within, [final[leader.label] for leader in leaders])
-        return combined, f"{method}_grouped" if not method.endswith("_grouped") else method
+        final = await self._score(run, leaders)
+        return confidence.combine_groups(within, [final[leader.label] for leader in leaders])
 
-    async def _score_group(
-        self,
-        config: ModelConfig,
-        labels: list[LabelSpec],
-        pages: list[tuple[int, str]],
-        request: ClassifyRequest,
-        examples: list[tuple[str, str]],
-        usage: _Usage,
-    ) -> tuple[dict[str, float], str]:
+    async def _score_group(self, run: _Run, labels: list[LabelSpec]) -> dict[str, float]:
+        config = run.config
         codes = assign_codes(len(labels), encoder_for(config.litellm_model, config.tokenizer))
         code_of = {spec.label: code for spec, code in zip(labels, codes, strict=True)}
         system, user = render_classify(
             self.settings.prompts_dir,
             labels=[LabelPrompt(code_of[s.label], s.label, s.description) for s in labels],
-            pages=pages,
-            instructions=request.instructions,
-            examples=[(code_of[label], text) for label, text in examples if label in code_of],
+            pages=run.pages,
+            instructions=run.instructions,
+            examples=[(code_of[label], text) for label, text in run.examples if label in code_of],
         )
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-        options = self._options(config)
-        by_code: dict[str, float] | None = None
-        method = "logprobs"
-        if config.supports_logprobs:
-
-            def check(completion: client.Completion) -> None:
-                if completion.top_logprobs is None:
-                    return  # no logprobs at all: handled by the fallback below
-                try:
-                    confidence.code_probabilities(completion.top_logprobs, codes)
-                except confidence.NoCodeInAnswer as error:
-                    raise client.JunkAnswer(str(error)) from None
-
-            completion = await client.complete(
-                options,
-                messages,
-                logprobs=True,
-                top_logprobs=self.settings.top_logprobs,
-                check=check,
-            )
-            usage.add(completion)
-            if completion.top_logprobs is not None:
-                by_code = confidence.code_probabilities(completion.top_logprobs, codes)
+        by_code = None
+        if config.supports_logprobs and config.name not in self.no_logprobs:
+            by_code = await self._from_logprobs(run, messages, codes)
+            if by_code is None:
+                log.warning("model %s returned no logprobs: sampling instead", config.name)
+                self.no_logprobs.add(config.name)
         if by_code is None:
-            # The provider gives no logprobs: n samples at temperature 1, counted.
-            method = "sampling"
+            by_code = await self._from_samples(run, messages, codes)
+            run.methods.add("sampling")
+        else:
+            run.methods.add("logprobs")
+        return {label: by_code[code] for label, code in code_of.items()}
 
-            def check_samples(completion: client.Completion) -> None:
-                try:
-                    confidence.from_counts(completion.samples, codes)
-                except confidence.NoCodeInAnswer as error:
-                    raise client.JunkAnswer(str(error)) from None
+    async def _from_logprobs(
+        self, run: _Run, messages: list[dict[str, str]], codes: list[str]
+    ) -> dict[str, float] | None:
+        """Code probabilities from the first token's top logprobs; None if the model gave none."""
 
+        def check(completion: client.Completion) -> None:
+            if completion.top_logprobs is None:
+                return  # no logprobs at all: the caller falls back to sampling
+            try:
+                confidence.code_probabilities(completion.top_logprobs, codes)
+            except confidence.NoCodeInAnswer as error:
+                raise client.JunkAnswer(str(error)) from None
+
+        completion = await client.complete(
+            run.options,
+            messages,
+            logprobs=True,
+            top_logprobs=self.settings.top_logprobs,
+            check=check,
+            deadline_at=run.deadline_at,
+        )
+        run.add(completion)
+        if completion.top_logprobs is None:
+            return None
+        return confidence.code_probabilities(completion.top_logprobs, codes)
+
+    async def _from_samples(
+        self, run: _Run, messages: list[dict[str, str]], codes: list[str]
+    ) -> dict[str, float]:
+        """The fallback: SAMPLES answers at temperature 1, counted (confidence.from_counts)."""
+
+        def check(completion: client.Completion) -> None:
+            try:
+                confidence.from_counts(completion.samples, codes)
+            except confidence.NoCodeInAnswer as error:
+                raise client.JunkAnswer(str(error)) from None
+
+        async def sample(n: int, check: Check | None = None) -> client.Completion:
             completion = await client.complete(
-                options,
+                run.options,
                 messages,
                 logprobs=False,
                 top_logprobs=0,
-                n=SAMPLES,
+                n=n,
                 temperature=1.0,
-                check=check_samples,
+                check=check,
+                deadline_at=run.deadline_at,
             )
-            usage.add(completion)
-            by_code = confidence.from_counts(completion.samples, codes)
-        return {label: by_code[code] for label, code in code_of.items()}, method
+            run.add(completion)
+            return completion
+
+        first = await sample(SAMPLES, check)
+        answers = list(first.samples)
+        missing = SAMPLES - len(answers)
+        if missing > 0:
+            # Many OpenAI-compatible servers ignore `n` and answer once: ask again, one by one.
+            # The first answer was valid, so a failed extra one only means fewer samples.
+            more = await asyncio.gather(
+                *[sample(1) for _ in range(missing)], return_exceptions=True
+            )
+            answers += [t for c in more if isinstance(c, client.Completion) for t in c.samples]
+        return confidence.from_counts(answers, codes)
 
 
-def _fit_examples(request: ClassifyRequest) -> list[tuple[str, str]]:
-    """Few-shot examples (already chosen by the caller) cut to a token budget each."""
-    fitted = []
-    for example in request.examples:
-        text = example.text
-        if count_tokens(text) > EXAMPLE_TOKENS:
-            text = fit_pages([(1, text)], EXAMPLE_TOKENS)[0][1]
-        fitted.append((example.label, text))
-    return fitted
+async def _all(calls: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Every call's result; the first failure cancels the others (no orphaned model calls)."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def fit_examples(request: ClassifyRequest, budget: int) -> list[tuple[str, str]]:
+    """Few-shot examples (already chosen by the caller) cut to `budget` tokens in all, shared
+    fairly, and EXAMPLE_TOKENS each."""
+    fitted = fit_pages(
+        [(i, e.text) for i, e in enumerate(request.examples)], budget, cap=EXAMPLE_TOKENS
+    )
+    return [(e.label, text) for e, (_, text) in zip(request.examples, fitted, strict=True)]

@@ -31,12 +31,18 @@ def allocate(lengths: list[int], budget: int) -> list[int]:
     return shares
 
 
-def fit_pages(pages: list[tuple[int, str]], budget: int) -> list[tuple[int, str]]:
-    """The pages' text cut to `budget` tokens in all (page numbers kept)."""
+def fit_pages(
+    pages: list[tuple[int, str]], budget: int, *, cap: int | None = None
+) -> list[tuple[int, str]]:
+    """The pages' text cut to `budget` tokens in all, and `cap` each (page numbers kept)."""
     encoding = _encoding()
     tokens = [encoding.encode(text, disallowed_special=()) for _, text in pages]
-    shares = allocate([len(t) for t in tokens], budget)
+    wanted = [len(t) if cap is None else min(len(t), cap) for t in tokens]
+    shares = allocate(wanted, budget)
     fitted = []
     for (number, text), toks, share in zip(pages, tokens, shares, strict=True):
-        fitted.append((number, text if share >= len(toks) else encoding.decode(toks[:share])))
+        if share < len(toks):
+            # A cut can split a multi-byte character: drop the broken tail, not a whole word.
+            text = encoding.decode(toks[:share]).rstrip("\ufffd")
+        fitted.append((number, text))
     return fitted

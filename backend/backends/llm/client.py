@@ -2,8 +2,11 @@
 
 LiteLLM is imported on first use (it takes seconds), so the service starts fast. Retries are
 ours (tenacity), not LiteLLM's or the OpenAI SDK's: rate limits, 5xx, timeouts, connection
-errors and junk answers are retried with exponential backoff, honouring `Retry-After`, all within
-a total deadline; then the caller gets a ModelError (502).
+errors and junk answers are retried with exponential backoff and jitter, honouring `Retry-After`
+(or OpenAI's `retry-after-ms`). Every attempt and every wait fits inside one deadline shared by
+all the calls of a classification: a wait that would end past it is not taken. Then the caller
+gets a ModelError (502). Client errors (400, 401, 404...) are not retried: asking again cannot
+help.
 """
 
 import asyncio
@@ -11,22 +14,22 @@ import importlib
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import Any
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-)
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from backend.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-MAX_RETRY_AFTER = 30.0
+# A provider asking for a longer pause than this is treated as asking for this long.
+MAX_RETRY_AFTER = 60.0
+
+# tenacity sleeps through this, so tests can record the waits instead of timing them.
+sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
 
 @dataclass
@@ -35,7 +38,7 @@ class Completion:
 
     text: str
     top_logprobs: list[tuple[str, float]] | None  # alternatives for the first answer token
-    samples: list[str] = field(default_factory=list)  # n > 1 (fallback sampling)
+    samples: list[str] = field(default_factory=list)  # every choice's text (n > 1: sampling)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float | None = None
@@ -45,22 +48,41 @@ class JunkAnswer(Exception):
     """The model answered, but not with anything DocSift can read."""
 
 
+class DeadlineExceeded(TimeoutError):
+    """The classification's total time limit ran out."""
+
+
 _litellm: Any = None
 
 
+# Imported lazily by LiteLLM's first call (seconds on a busy machine): loaded with it instead.
+_FIRST_CALL_MODULES = ("openai.resources", "litellm.proxy._types")
+
+
 def litellm() -> Any:
+    """The litellm module, imported and configured on first use."""
     global _litellm
     if _litellm is None:
         module = importlib.import_module("litellm")
         module.disable_aiohttp_transport = True  # httpx transport: respx-visible, one client stack
         module.suppress_debug_info = True
         module.telemetry = False
+        # LiteLLM logs every call at INFO (through rich when installed): ~5% of a request's CPU.
+        for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+            logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+        for name in _FIRST_CALL_MODULES:
+            try:
+                importlib.import_module(name)
+            except ImportError:  # another LiteLLM version: only the first call gets slower
+                log.debug("could not preload %s", name)
         _litellm = module
     return _litellm
 
 
 def _retryable(error: BaseException) -> bool:
-    if isinstance(error, (JunkAnswer, asyncio.TimeoutError)):
+    if isinstance(error, DeadlineExceeded):
+        return False
+    if isinstance(error, (JunkAnswer, TimeoutError)):
         return True
     lib = litellm()
     retry_types = (
@@ -74,31 +96,45 @@ def _retryable(error: BaseException) -> bool:
     if isinstance(error, retry_types):
         return True
     status = getattr(error, "status_code", None)
-    return isinstance(status, int) and (status == 429 or status >= 500)
+    return isinstance(status, int) and (status in (408, 409, 429) or status >= 500)
 
 
-def _retry_after(error: BaseException | None) -> float | None:
-    """Seconds the provider asked us to wait, from whichever place LiteLLM kept its headers."""
-    value = None
+def _header(error: BaseException, name: str) -> str | None:
     for headers in (
         getattr(error, "litellm_response_headers", None),
         getattr(error, "headers", None),
         getattr(getattr(error, "response", None), "headers", None),
     ):
-        if headers:
-            value = headers.get("retry-after") or headers.get("Retry-After")
-            if value is not None:
-                break
-    try:
-        return min(float(value), MAX_RETRY_AFTER) if value is not None else None
-    except ValueError:
+        if headers and headers.get(name) is not None:
+            return headers.get(name)
+    return None
+
+
+def retry_after(error: BaseException | None) -> float | None:
+    """Seconds the provider asked us to wait (retry-after-ms, Retry-After seconds or date)."""
+    if error is None:
         return None
+    try:
+        if (ms := _header(error, "retry-after-ms")) is not None:
+            return min(max(float(ms) / 1000, 0.0), MAX_RETRY_AFTER)
+    except ValueError:
+        pass
+    value = _header(error, "retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
-def _wait(base: float) -> Any:
+def _wait(base: float) -> Callable[[RetryCallState], float]:
     def wait(state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        hinted = _retry_after(error)
+        hinted = retry_after(state.outcome.exception() if state.outcome else None)
         if hinted is not None:
             return hinted
         return base * (2 ** (state.attempt_number - 1)) * (0.5 + random.random())  # noqa: S311
@@ -116,16 +152,15 @@ def _parse(response: Any) -> Completion:
         content = getattr(logprobs, "content", None) if logprobs is not None else None
         if content:
             top = [(alt.token, float(alt.logprob)) for alt in content[0].top_logprobs or []]
-            if not top:
+            if not top:  # the answered token alone: still a (coarse) distribution
                 top = [(content[0].token, float(content[0].logprob))]
         samples = [c.message.content or "" for c in choices]
         usage = getattr(response, "usage", None)
     except (AttributeError, IndexError, TypeError, ValueError) as error:
         raise JunkAnswer(f"unreadable completion: {error}") from None
-    cost = None
     try:
-        cost = float(litellm().completion_cost(completion_response=response))
-    except Exception:  # unknown models have no price: cost stays None
+        cost: float | None = float(litellm().completion_cost(completion_response=response))
+    except Exception:  # unknown models have no price
         cost = None
     return Completion(
         text=text,
@@ -142,10 +177,11 @@ class CallOptions:
     model: str  # a LiteLLM model string, e.g. "gpt-4o-mini" or "openai/gemma3"
     api_base: str | None = None
     api_key: str | None = None
-    timeout: float = 30.0
+    supports_system_message: bool = True
+    timeout: float = 30.0  # one attempt
     max_retries: int = 3
-    backoff: float = 0.5
-    deadline: float = 60.0
+    backoff: float = 0.5  # first pause between attempts; doubles each time
+    deadline: float = 60.0  # every attempt and pause, when no shared deadline is given
 
 
 async def complete(
@@ -157,17 +193,21 @@ async def complete(
     max_tokens: int = 1,
     n: int = 1,
     temperature: float = 0.0,
-    check: Any = None,
+    check: Callable[[Completion], None] | None = None,
+    deadline_at: float | None = None,
 ) -> Completion:
-    """One answer (or n samples), retried as the module docstring says; `check` may raise
-    JunkAnswer to have an unreadable answer retried."""
+    """One answer (or n samples), retried as the module docstring says.
+
+    `check` may raise JunkAnswer to have an unreadable answer retried. `deadline_at` is a
+    time.monotonic() instant shared by several calls; by default the options' own deadline.
+    """
     params: dict[str, Any] = {
         "model": options.model,
         "messages": messages,
         "temperature": temperature,
         "max_tokens": max_tokens,
         "timeout": options.timeout,
-        "max_retries": 0,
+        "max_retries": 0,  # the OpenAI SDK's own retries: off, tenacity does it
         "num_retries": 0,
     }
     if logprobs:
@@ -178,44 +218,65 @@ async def complete(
         params["api_base"] = options.api_base
     if options.api_key:
         params["api_key"] = options.api_key
-    started = time.monotonic()
-    last_error: BaseException | None = None
+    if not options.supports_system_message:
+        params["supports_system_message"] = False
+    end = deadline_at if deadline_at is not None else time.monotonic() + options.deadline
 
     async def attempt() -> Completion:
-        remaining = options.deadline - (time.monotonic() - started)
+        remaining = end - time.monotonic()
         if remaining <= 0:
-            raise TimeoutError
-        async with asyncio.timeout(min(remaining, options.timeout + 1)):
-            response = await litellm().acompletion(**params)
+            raise DeadlineExceeded
+        try:
+            # LiteLLM's timeout covers the HTTP exchange; this also covers a stalled body or
+            # anything else that would ignore it.
+            async with asyncio.timeout(min(remaining, options.timeout + 1)):
+                response = await litellm().acompletion(**params)
+        except TimeoutError:
+            if time.monotonic() >= end:
+                raise DeadlineExceeded from None
+            raise
         completion = _parse(response)
         if check is not None:
             check(completion)
         return completion
 
+    def out_of_time(state: RetryCallState) -> bool:
+        # Waits are computed before this check, so a pause that would end past the deadline
+        # (e.g. a long Retry-After) stops the retries at once instead of sleeping in vain.
+        return time.monotonic() + (state.upcoming_sleep or 0.0) >= end
+
+    attempts = 0
     try:
         async for try_ in AsyncRetrying(
             retry=retry_if_exception(_retryable),
-            stop=stop_after_attempt(options.max_retries + 1) | stop_after_delay(options.deadline),
+            stop=stop_after_attempt(options.max_retries + 1) | out_of_time,
             wait=_wait(options.backoff),
+            sleep=lambda seconds: sleep(seconds),
             reraise=True,
             before_sleep=lambda s: log.warning(
-                "model call failed (attempt %d): %s", s.attempt_number, s.outcome.exception()
+                "model %s failed (attempt %d), retrying in %.2f s: %s",
+                options.model,
+                s.attempt_number,
+                s.upcoming_sleep,
+                _first_line(s.outcome.exception() if s.outcome else None),
             ),
         ):
             with try_:
-                if time.monotonic() - started > options.deadline:
-                    raise TimeoutError
+                attempts = try_.retry_state.attempt_number
                 return await attempt()
     except Exception as error:  # every provider failure ends as the contract's model_error
-        last_error = error
-    raise ModelError(_describe(last_error, options)) from last_error
+        raise ModelError(_describe(error, options, attempts)) from error
+    raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
 
-def _describe(error: BaseException | None, options: CallOptions) -> str:
-    if isinstance(error, asyncio.TimeoutError):
-        return f"Model '{options.model}' did not answer within the time limit."
+def _first_line(error: BaseException | None) -> str:
+    return str(error).strip().splitlines()[0][:300] if error and str(error).strip() else ""
+
+
+def _describe(error: BaseException, options: CallOptions, attempts: int) -> str:
+    tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+    if isinstance(error, TimeoutError):
+        return f"Model '{options.model}' did not answer within the time limit ({tries})."
     if isinstance(error, JunkAnswer):
-        return f"Model '{options.model}' did not answer with a label code: {error}"
-    name = type(error).__name__ if error else "error"
-    message = str(error).splitlines()[0][:300] if error else ""
-    return f"Model provider failed after retries ({name}): {message}"
+        return f"Model '{options.model}' did not answer with a label code ({tries}): {error}"
+    return f"Model provider failed ({type(error).__name__}, {tries}): {_first_line(error)}"

@@ -1,5 +1,6 @@
 """From the model's next-token log-probabilities to a distribution over the labels (SPEC §3).
 
+Method "logprobs" (one call, labels fit the window):
 1. Every alternative in `top_logprobs` of the first answer token is matched to a code after
    dropping spaces, quotes, brackets and case: " A", "A", "a", "(A" all count for code A, and
    their probabilities add up.
@@ -7,13 +8,23 @@
    listed (else it would be listed), and all absent codes together share at most the mass the
    listed alternatives leave. Each absent code gets min(smallest listed, leftover / absent).
 3. The code probabilities are normalized to sum to 1 (conditioning on "the answer is a code")
-   and rounded to 4 decimals, with the rounding remainder put on the largest so the sum stays
-   within 0.001 of 1.
-
+   and, at the end, rounded to 4 decimals with the rounding remainder put on the largest so the
+   sum stays within 0.001 of 1 (`round_distribution`).
 If no listed alternative is a code, the model did not answer the question: that is a junk
 answer (retried, then a model error), not a uniform guess.
 
-Label sets larger than one call's window are scored hierarchically (see `combine_groups`).
+Method "logprobs_grouped" (more labels than the top-k window, k = top_logprobs, 20 for OpenAI):
+a label outside the window would only ever get the "absent" bound, however likely it is. So the
+labels are dealt into ceil(n / k) balanced groups that each fit the window; one call per group
+(in parallel) gives P(label | group); the best label of every group then competes in a final
+call (itself grouped again if there are still more than k groups), whose distribution stands in
+for P(group). P(label) = P(group) * P(label | group) sums to 1 over all labels (`combine_groups`).
+45 labels with k = 20 cost 4 calls: three groups of 15 and a final round of 3.
+
+Method "sampling" (the provider returns no logprobs, e.g. LiteLLM's `ollama/` route): the same
+prompt is answered 5 times at temperature 1 and the codes are counted with add-1/2 smoothing
+(`from_counts`), so every label keeps a little mass and the most frequent answer wins. Coarse
+(steps of about 0.15) but honest; `confidence_method` says so in every response.
 """
 
 import math

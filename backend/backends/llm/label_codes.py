@@ -1,11 +1,17 @@
 """Short answer codes for labels, each one token for the model's tokenizer.
 
 The model answers with a code, never a label name, so one next-token distribution covers every
-label. Codes are capital letters: a single token in tiktoken's o200k_base and cl100k_base (checked
-here in code, with and without a leading space) and, in practice, in every BPE or SentencePiece
-vocabulary, which is what we rely on for servers whose tokenizer we cannot inspect (Ollama, vLLM,
-llama.cpp); an operator may name a `tokenizer.json` for a model to have its codes checked too.
-One call never needs more than 26 codes: larger label sets are scored in groups (confidence.py).
+label. Codes are capital letters A..Z, then digits 0..9. For the OpenAI families the tokenizer is
+known (tiktoken o200k_base for gpt-4o and newer, cl100k_base for gpt-4 and gpt-3.5) and a
+candidate is kept only if it is one token both bare and after a space (" A"), so whichever way the
+model starts its answer the first token is the whole code. An operator may name a model's
+tokenizer (`ModelConfig.tokenizer`: a HuggingFace `tokenizer.json` path or `tiktoken:<encoding>`)
+to have its codes checked the same way. For servers whose tokenizer cannot be inspected (Ollama,
+vLLM, llama.cpp) the candidates are used unchecked: single ASCII letters and digits are single
+tokens in practically every BPE and SentencePiece vocabulary.
+
+One call never needs more codes than fit the top-logprobs window; larger label sets are scored
+in groups (see confidence.py).
 """
 
 import string
@@ -15,7 +21,7 @@ from pathlib import Path
 
 import tiktoken
 
-LETTERS = tuple(string.ascii_uppercase)
+CANDIDATES = tuple(string.ascii_uppercase + string.digits)
 
 Tokenize = Callable[[str], list[int]]
 
@@ -48,15 +54,21 @@ def encoder_for(model: str, tokenizer: str | None = None) -> Tokenize | None:
 
 
 @lru_cache(maxsize=64)
-def _single_token_letters(encode: Tokenize) -> tuple[str, ...]:
-    return tuple(c for c in LETTERS if len(encode(c)) == 1 and len(encode(" " + c)) == 1)
+def available_codes(encode: Tokenize | None) -> tuple[str, ...]:
+    """Every usable code for a tokenizer, in order (letters first)."""
+    if encode is None:
+        return CANDIDATES
+    single = {
+        c: encode(c)[0] for c in CANDIDATES if len(encode(c)) == 1 and len(encode(" " + c)) == 1
+    }
+    ids = list(single.values())
+    # Codes sharing a token id (e.g. all mapped to an unknown-token id) cannot be told apart.
+    return tuple(c for c, token in single.items() if ids.count(token) == 1)
 
 
 def assign_codes(n: int, encode: Tokenize | None) -> list[str]:
-    """`n` codes (n <= 26), verified single tokens when the tokenizer is known."""
-    letters = _single_token_letters(encode) if encode is not None else LETTERS
-    if n > len(letters):
-        raise ValueError(
-            f"only {len(letters)} single-token codes for this tokenizer; asked for {n}"
-        )
-    return list(letters[:n])
+    """`n` codes, verified single tokens when the tokenizer is known."""
+    codes = available_codes(encode)
+    if n > len(codes):
+        raise ValueError(f"only {len(codes)} single-token codes for this tokenizer; asked for {n}")
+    return list(codes[:n])

@@ -20,7 +20,8 @@ REQUIRED: dict[str, set[str]] = {
     "classify.examples": {"examples"},
 }
 
-_DOC_TAG = re.compile(r"</?\s*document\s*>", re.IGNORECASE)
+# Any opening or closing tag of the blocks the templates use, however spaced or attributed.
+_BLOCK_TAG = re.compile(r"<\s*/?\s*(document|example)\b[^>]*>", re.IGNORECASE)
 
 
 class TemplateError(ValueError):
@@ -64,8 +65,8 @@ def load_templates(folder: str) -> dict[str, PromptTemplate]:
 
 
 def fence(text: str) -> str:
-    """Document text made unable to close (or open) the <document> block it is placed in."""
-    return _DOC_TAG.sub("[document tag removed]", text)
+    """Text made unable to close (or open) the <document> or <example> block it is placed in."""
+    return _BLOCK_TAG.sub(lambda m: f"[{m.group(1).lower()} tag removed]", text)
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,9 @@ def render_classify(
     """(system, user) messages for one classification call. `examples` are (code, text) pairs."""
     t = load_templates(str(folder))
     categories = "\n".join(
-        t["classify.category"].render(code=lab.code, label=lab.label, description=lab.description)
+        t["classify.category"].render(
+            code=lab.code, label=lab.label, description=" ".join(lab.description.split())
+        )
         for lab in labels
     )
     system = t["classify.system"].render(

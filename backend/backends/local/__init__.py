@@ -73,6 +73,7 @@ class LocalBackend(Backend):
         self._models: OrderedDict[str, TrainedModel] = OrderedDict()
         self._label_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+        self._training: dict[str, threading.Lock] = {}
 
     def models(self) -> list[ModelInfo]:
         return [
@@ -100,11 +101,19 @@ class LocalBackend(Backend):
             if model is not None:
                 self._models.move_to_end(key)
                 return model
-        model = train(request.labels, request.examples)
+            training = self._training.setdefault(key, threading.Lock())
+        # One training per key: the pages of a split arrive together and would each train.
+        with training:
+            with self._lock:
+                model = self._models.get(key)
+            if model is None:
+                model = train(request.labels, request.examples)
+                with self._lock:
+                    self._models[key] = model
+                    while len(self._models) > CACHE_SIZE:
+                        self._models.popitem(last=False)
         with self._lock:
-            self._models[key] = model
-            while len(self._models) > CACHE_SIZE:
-                self._models.popitem(last=False)
+            self._training.pop(key, None)
         return model
 
     def _label_embeddings(self, labels: list[LabelSpec]) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Text normalization shared by the zero-shot and trained local models."""
 
 import re
+import threading
 import unicodedata
 from functools import lru_cache
 
@@ -9,7 +10,8 @@ import snowballstemmer
 # "W-9", "W 9", "w9" are one identifier; so are "1099-MISC" and "1099 misc".
 _IDENT_JOIN = re.compile(r"\b([a-z]{1,2})[-\s]?(\d{1,4})\b")
 _TOKEN = re.compile(r"[a-z0-9]+")
-_STEMMER = snowballstemmer.stemmer("english")
+# Snowball stemmers keep per-word state: one per thread (the model runs in worker threads).
+_STEMMERS = threading.local()
 
 STOPWORDS = frozenset(
     [
@@ -127,7 +129,10 @@ def normalize(text: str) -> str:
 
 @lru_cache(maxsize=65536)
 def stem(word: str) -> str:
-    return _STEMMER.stemWord(word)
+    stemmer = getattr(_STEMMERS, "english", None)
+    if stemmer is None:
+        stemmer = _STEMMERS.english = snowballstemmer.stemmer("english")
+    return stemmer.stemWord(word)
 
 
 def tokens(text: str) -> list[str]:
