@@ -131,6 +131,13 @@ def cmd_migrate(_args: argparse.Namespace) -> None:
     print("database is at the newest schema")
 
 
+def cmd_worker(args: argparse.Namespace) -> None:
+    """Run a queue worker until SIGTERM or Ctrl-C."""
+    from backend.worker import main as run_worker
+
+    run_worker(get_settings(), concurrency=args.concurrency)
+
+
 def _wait_healthy(url: str, timeout: float = 120) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -167,8 +174,12 @@ def cmd_dev(args: argparse.Namespace) -> None:
         env=env,
     )
     procs = [api]
+    if get_settings().is_postgres:
+        # On SQLite the API process runs the queue jobs itself; on PostgreSQL a worker does.
+        procs.append(subprocess.Popen([sys.executable, "-m", "backend.cli", "worker"], env=env))
     if not _wait_healthy(api_url):
-        api.terminate()
+        for proc in procs:
+            proc.terminate()
         raise SystemExit("the API did not become healthy")
     if not args.no_console:
         procs.append(
@@ -253,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("migrate", help="upgrade the database to the newest schema")
     p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("worker", help="run a queue worker (batches, evaluations, webhooks)")
+    p.add_argument("--concurrency", type=int, help="jobs at a time (DOCSIFT_WORKER_CONCURRENCY)")
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("dev", help="run API + console with a demo account (prints its key)")
     p.add_argument("--host", default="127.0.0.1")

@@ -69,8 +69,33 @@ class Settings(BaseSettings):
 
     # Rate limit per API key: requests per minute (0 = off).
     rate_limit_per_minute: int = 600
-    # Where rate-limit counters live: memory:// (one process) or a shared Redis/Memcached URI.
-    rate_limit_storage: str = "memory://"
+    # Where rate-limit counters live: "database" (the DocSift database, shared by every process),
+    # memory:// (one process) or a Redis/Memcached URI. Empty: database on PostgreSQL, else memory.
+    rate_limit_storage: str = ""
+
+    # Queue workers (Procrastinate). On SQLite the API process always runs the jobs itself
+    # (single-machine mode); on PostgreSQL they go to `docsift worker` processes, and
+    # embedded_worker=true makes each API process run a worker too.
+    embedded_worker: bool = False
+    worker_concurrency: int = Field(default=10, ge=1, le=200)
+    # A worker sends a heartbeat this often; one silent for worker_stalled_seconds is taken for
+    # dead and its jobs are retried by another (checked every worker_recover_seconds, 1-59).
+    worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    worker_stalled_seconds: float = Field(default=30.0, gt=0)
+    worker_recover_seconds: int = Field(default=10, ge=1, le=59)
+    # Seconds a stopping worker waits for its running jobs before aborting them (they are retried).
+    worker_shutdown_seconds: float = 30.0
+    # A batch item whose job died this many times is marked failed instead of retried again.
+    batch_max_attempts: int = Field(default=5, ge=1)
+
+    # Webhooks: per-request timeout, attempts per event, first backoff (doubles, with jitter, up
+    # to webhook_max_backoff_seconds).
+    webhook_timeout_seconds: float = 10.0
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    webhook_backoff_seconds: float = 2.0
+    webhook_max_backoff_seconds: float = 600.0
+    # Refuse webhook URLs whose host is a loopback, private or link-local address.
+    webhook_block_private_networks: bool = False
 
     api_key_prefix: str = "dsk_"
 
@@ -85,6 +110,20 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith(("postgresql", "postgres"))
+
+    @property
+    def runs_embedded_worker(self) -> bool:
+        return self.embedded_worker or not self.is_postgres
+
+    @property
+    def resolved_rate_limit_storage(self) -> str:
+        if self.rate_limit_storage:
+            return self.rate_limit_storage
+        return "database" if self.is_postgres else "memory://"
 
     @property
     def resolved_default_model(self) -> str:

@@ -8,22 +8,16 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 
 from fastapi import FastAPI
 
 from backend.api import api_router
 from backend.backends.registry import BackendRegistry
-from backend.billing import ledger
 from backend.config import Settings, get_settings
-from backend.db import create_engine, create_sessionmaker
 from backend.errors_handlers import install_error_handlers
-from backend.evaluation import runner
 from backend.mcp_server import mount_mcp
-from backend.migrate import upgrade
 from backend.observability import RequestContextMiddleware, configure_logging
-from backend.ratelimit import KeyRateLimiter
-from backend.state import AppState
+from backend.runtime import embedded_worker, open_state, resume_unfinished
 
 log = logging.getLogger("docsift")
 
@@ -37,40 +31,21 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
-        await upgrade(engine)
-        maker = create_sessionmaker(engine)
-        registry = backends or BackendRegistry.from_entry_points(settings)
-        await registry.startup()
-        settings.storage_dir.mkdir(parents=True, exist_ok=True)
-        # Holds older than any request may live were left by a crashed process.
-        stale = timedelta(seconds=settings.model_total_timeout_seconds * 10)
-        await ledger.release_stale(maker, older_than=stale)
-        app.state.docsift = AppState(
-            settings=settings,
-            engine=engine,
-            sessionmaker=maker,
-            backends=registry,
-            rate_limiter=KeyRateLimiter(
-                settings.rate_limit_per_minute, settings.rate_limit_storage
-            ),
-            # Spawned lazily on the first OCR job; "spawn" because forking a process that runs
-            # an event loop and threads is unsafe.
-            executor=ProcessPoolExecutor(
-                max_workers=settings.ocr_workers or os.cpu_count() or 1,
-                mp_context=multiprocessing.get_context("spawn"),
-            ),
+        # Spawned lazily on the first OCR job; "spawn" because forking a process that runs
+        # an event loop and threads is unsafe.
+        executor = ProcessPoolExecutor(
+            max_workers=settings.ocr_workers or os.cpu_count() or 1,
+            mp_context=multiprocessing.get_context("spawn"),
         )
-        # Evaluation runs a dead process left behind carry on here.
-        await runner.resume_unfinished(app.state.docsift)
         try:
-            # The MCP endpoint's task group lives as long as the app (see backend/mcp_server.py).
-            async with mcp_endpoint.run():
-                yield
+            async with open_state(settings, backends, executor=executor) as state:
+                app.state.docsift = state
+                await resume_unfinished(state)
+                # The MCP endpoint's task group lives as long as the app (see backend/mcp_server.py).
+                async with embedded_worker(state), mcp_endpoint.run():
+                    yield
         finally:
-            app.state.docsift.executor.shutdown(wait=False, cancel_futures=True)
-            await registry.shutdown()
-            await engine.dispose()
+            executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
         title="DocSift",

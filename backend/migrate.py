@@ -21,7 +21,15 @@ def _upgrade_on(connection, config: Config) -> None:  # noqa: ANN001
     command.upgrade(config, "head")
 
 
+# Any constant: the key of the PostgreSQL advisory lock migrations hold.
+MIGRATION_LOCK = 7_301_185_513
+
+
 async def upgrade(engine: AsyncEngine) -> None:
     config = alembic_config()
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Several API and worker processes start at once: one migrates, the others wait
+            # and then find the schema at head (the lock ends with the transaction).
+            await connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         await connection.run_sync(_upgrade_on, config)

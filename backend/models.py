@@ -8,7 +8,17 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -285,3 +295,85 @@ class Calibration(SQLModel, table=True):
     ece_after: float
     enabled: bool = True
     created_at: datetime = _ts()
+
+
+class Batch(SQLModel, table=True):
+    """Many documents classified by queue workers; the settings every item uses are frozen here."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    account_id: str = Field(foreign_key="account.id", index=True)
+    status: str = "queued"  # queued | running | completed
+    classifier_id: str | None = None
+    classifier_version: int | None = None
+    classification_schema: list[dict[str, str]] = Field(sa_column=Column(JSON, nullable=False))
+    query_model: str
+    page_range: str | None = None
+    instructions: str | None = Field(default=None, sa_column=Column(Text))
+    webhook_url: str | None = None
+    webhook_item_events: bool = False
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    credits_estimate: int = 0
+    credits_used: int = 0
+    created_at: datetime = _ts(index=True)
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class BatchItem(SQLModel, table=True):
+    """One document of a batch. Its id is also the request id of its classification and debit,
+    so a retried job can never store a second result or charge twice."""
+
+    __tablename__ = "batch_item"
+    __table_args__ = (UniqueConstraint("batch_id", "position", name="uq_batch_item_position"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    batch_id: str = Field(foreign_key="batch.id", index=True)
+    account_id: str = Field(foreign_key="account.id", index=True)
+    position: int
+    document_id: str
+    status: str = "pending"  # pending | running | completed | failed
+    attempts: int = 0
+    error: str | None = None
+    classification_id: str | None = None
+    credits_used: int = 0
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event for an account's webhook URL, with every attempt to deliver it."""
+
+    __tablename__ = "webhook_delivery"
+
+    id: str = Field(default_factory=new_id, primary_key=True)  # the event id receivers see
+    account_id: str = Field(foreign_key="account.id", index=True)
+    # What the event is about, e.g. "batch.completed:<batch id>": one event per fact, ever.
+    event_key: str = Field(unique=True)
+    event_type: str
+    batch_id: str | None = Field(default=None, index=True)
+    url: str
+    body: str = Field(sa_column=Column(Text, nullable=False))  # the exact bytes signed and sent
+    status: str = "pending"  # pending | succeeded | failed
+    attempts: int = 0
+    response_status: int | None = None
+    last_error: str | None = None
+    log: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Set while a run is attempting it, so two runs of one job never POST at once.
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = _ts(index=True)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class RateLimitHit(SQLModel, table=True):
+    """One counted request of an API key, for the rate limit shared by every API process."""
+
+    __tablename__ = "rate_limit_hit"
+    __table_args__ = (Index("ix_rate_limit_hit_key_at", "key", "at"),)
+
+    id: int | None = Field(
+        default=None, primary_key=True, sa_type=BigInteger().with_variant(Integer, "sqlite")
+    )
+    key: str
+    at: datetime = _ts()

@@ -2,6 +2,7 @@
 
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -9,6 +10,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backend.backends.registry import BackendRegistry
 from backend.config import Settings
 from backend.ratelimit import KeyRateLimiter
+
+if TYPE_CHECKING:
+    from backend.queue import Queue
 
 
 @dataclass
@@ -18,5 +22,7 @@ class AppState:
     sessionmaker: async_sessionmaker[AsyncSession]
     backends: BackendRegistry
     rate_limiter: KeyRateLimiter
+    # The task queue (batches, evaluations, webhooks); see backend/queue.py.
+    queue: "Queue"
     # Worker processes for OCR (CPU-bound, GIL-holding); None runs it in the calling thread.
     executor: Executor | None = None

@@ -101,6 +101,9 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settin
         "default_model": "fake",
         "log_json": False,
         "rate_limit_per_minute": 0,
+        # The app under test runs its queue jobs itself, on PostgreSQL too, and stops quickly.
+        "embedded_worker": True,
+        "worker_shutdown_seconds": 2.0,
         **overrides,
     }
     return Settings(_env_file=None, **values)

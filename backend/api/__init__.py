@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from backend.api import (
     account,
+    batches,
     classifications,
     classifiers,
     classify,
@@ -12,6 +13,7 @@ from backend.api import (
     health,
     models,
     split,
+    webhooks,
 )
 from backend.errors import ERROR_RESPONSES
 
@@ -28,6 +30,8 @@ for module in (
     classifiers,
     evaluations,
     split,
+    batches,
+    webhooks,
 ):
     v1.include_router(module.router)
 api_router.include_router(v1)

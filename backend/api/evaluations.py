@@ -145,7 +145,7 @@ async def _get(session: AsyncSession, account_id: str, evaluation_id: str) -> Ev
 async def start_evaluation(
     body: EvaluationIn, account: CurrentAccount, session: SessionDep, state: StateDep
 ) -> Started:
-    """Start an evaluation run in the background; refused up front if credits cannot cover it."""
+    """Start an evaluation run on the task queue; refused up front if credits cannot cover it."""
     classifier_version, page_range = None, None
     if body.classifier_id:
         classifier = await classifiers.get_classifier(
@@ -214,8 +214,8 @@ async def start_evaluation(
                 expected_label=item.expected_label,
             )
         )
-    await session.commit()
-    runner.start(state, evaluation.id)
+    await runner.enqueue(state, session, evaluation.id)
+    await state.queue.commit(session)
     return Started(
         evaluation_id=evaluation.id,
         status=evaluation.status,

@@ -62,11 +62,14 @@ async def run_classification(
     evaluation_id: str | None = None,
     examples_hash: str | None = None,
     calibrate: Any = None,
+    request_id: str | None = None,
 ) -> Classification:
     """Classify a processed document and charge for it. Flushes only: the caller commits.
 
     Credits are held before the model is called (own transaction) and charged here beside the
-    result; if anything fails the hold is released and nothing is charged.
+    result; if anything fails the hold is released and nothing is charged. A caller that may
+    retry (a batch item) passes its own `request_id`: the result row and the debit are keyed by
+    it, so a second run can never store a second result or charge twice.
     """
     started = time.perf_counter()
     model = model or state.settings.resolved_default_model
@@ -75,7 +78,7 @@ async def run_classification(
     numbers = parse_page_range(page_range, document.num_pages)
     pages = await get_pages(session, document_id=document.id, page_numbers=numbers)
     credits = len(numbers) * info.credits_per_page
-    request_id = new_id()
+    request_id = request_id or new_id()
     await release_connection(session)
     await ledger.reserve(
         state.sessionmaker, account_id=account.id, request_id=request_id, amount=credits

@@ -1,11 +1,14 @@
 """Evaluation runs in the background: every item classified (and billed) like a normal request,
 progress committed item by item so it survives a page reload, metrics computed at the end.
 
-Runs are asyncio tasks in the API process. An item is classified as its classifier would run it
-(the evaluated version's page range, instructions and examples), in its own session: its result,
-its charge, the item row and the `done` counter are committed together. A failed item is
-recorded as failed and the run goes on. A run left `queued` or `running` by a process that died
-is picked up again at start-up (`resume_unfinished`): finished items are kept, the rest run.
+A run is one job on the task queue (backend/queue.py), enqueued in the transaction that creates
+it and run by a queue worker; its lock keeps two runs of one evaluation apart. An item is
+classified as its classifier would run it (the evaluated version's page range, instructions and
+examples), in its own session: its result, its charge, the item row and the `done` counter are
+committed together, keyed by the item like a batch item (backend/batches/tasks.py), so a job
+retried after its worker died (or while a worker taken for dead still runs it) never classifies
+or charges an item twice. A failed item is recorded as failed and the run goes on; finished items
+are kept when a run is resumed.
 """
 
 import asyncio
@@ -13,10 +16,12 @@ import logging
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.backends.base import LabelledText, LabelSpec
+from backend.billing import ledger
 from backend.classification.schema import specs_from_json
 from backend.classification.service import run_classification
 from backend.classifiers import service as classifiers
@@ -26,13 +31,13 @@ from backend.errors import ApiError
 from backend.evaluation import calibration
 from backend.evaluation.metrics import summarize
 from backend.models import Account, Classification, Evaluation, EvaluationItem, utcnow
+from backend.queue import task
 from backend.state import AppState
 
 log = logging.getLogger(__name__)
 CONCURRENCY = 4  # items in flight per run; the model backends queue beyond their own limits
 UNFINISHED = ("queued", "running")
-# evaluation id -> (id of the app's state, task): strong references, so runs are not collected.
-_tasks: dict[str, tuple[int, asyncio.Task]] = {}
+RUN_TASK = "docsift.evaluations.run"
 
 
 @dataclass(frozen=True)
@@ -55,36 +60,36 @@ class Plan:
         return {document_id for document_id, _ in self.examples}
 
 
-def start(state: AppState, evaluation_id: str) -> asyncio.Task:
-    """Run an evaluation as a background task (once per evaluation in this process)."""
-    running = _tasks.get(evaluation_id)
-    if running is not None and not running[1].done():
-        return running[1]
-    task = asyncio.create_task(run(state, evaluation_id), name=f"evaluation-{evaluation_id}")
-    _tasks[evaluation_id] = (id(state), task)
-    task.add_done_callback(lambda _: _tasks.pop(evaluation_id, None))
-    return task
+def _lock(evaluation_id: str) -> str:
+    return f"evaluation:{evaluation_id}"
 
 
-async def cancel_all(state: AppState | None = None) -> None:
-    """Stop the runs of this app (all runs without one) at shutdown; they stay `running` and
-    resume at the next start."""
-    tasks = [t for owner, t in _tasks.values() if state is None or owner == id(state)]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+async def enqueue(state: AppState, session: AsyncSession, evaluation_id: str) -> None:
+    """Enqueue the run in `session`'s transaction (the one that creates the evaluation)."""
+    await state.queue.enqueue(
+        session, RUN_TASK, [{"evaluation_id": evaluation_id}], lock=_lock(evaluation_id)
+    )
 
 
 async def resume_unfinished(state: AppState) -> int:
-    """Restart the runs a dead process left behind (called from the lifespan); returns how many."""
+    """Hand unfinished runs that no job will take back to the queue (an in-memory broker's jobs
+    died with its process; runs started before the queue existed); returns how many."""
     async with state.sessionmaker() as session:
         stuck = (
             await session.exec(select(Evaluation.id).where(col(Evaluation.status).in_(UNFINISHED)))
         ).all()
+    resumed = 0
     for evaluation_id in stuck:
+        if not state.queue.in_memory and await state.queue.has_unfinished_job(
+            RUN_TASK, _lock(evaluation_id)
+        ):
+            continue
         log.info("resuming evaluation %s", evaluation_id)
-        start(state, evaluation_id)
-    return len(stuck)
+        await state.queue.defer(
+            RUN_TASK, [{"evaluation_id": evaluation_id}], lock=_lock(evaluation_id)
+        )
+        resumed += 1
+    return resumed
 
 
 async def _plan(state: AppState, evaluation: Evaluation) -> Plan:
@@ -121,6 +126,7 @@ async def _plan(state: AppState, evaluation: Evaluation) -> Plan:
     )
 
 
+@task(RUN_TASK, retries=3)
 async def run(state: AppState, evaluation_id: str) -> None:
     """Classify every pending item of the run, then compute its metrics."""
     async with state.sessionmaker() as session:
@@ -196,46 +202,70 @@ async def _classify_and_record(
     async with state.sessionmaker() as session:
         item = await session.get(EvaluationItem, item_id)
         account = await session.get(Account, evaluation.account_id)
+        if item is None or item.status != "pending":
+            return
+        # A run of this job that died may have left a credit hold under the item's id.
+        await ledger.release(state.sessionmaker, request_id=item_id)
         examples = await _examples_for(state, plan, item.document_id)
-        record = await run_classification(
+        try:
+            record = await run_classification(
+                session,
+                state,
+                account=account,
+                document_id=item.document_id,
+                labels=plan.labels,
+                page_range=plan.page_range,
+                model=plan.model,
+                instructions=plan.instructions,
+                examples=examples,
+                training_key=plan.training_key if plan.trainable else None,
+                classifier_id=evaluation.classifier_id,
+                classifier_version=evaluation.classifier_version,
+                kind="evaluation",
+                evaluation_id=evaluation.id,
+                examples_hash=plan.examples_hash,
+                calibrate=calibration.scaler(plan.temperature) if plan.temperature else None,
+                request_id=item_id,
+            )
+        except IntegrityError:
+            await session.rollback()  # another run of this job stored the item's result first
+            return
+        settled = await _settle(
             session,
-            state,
-            account=account,
-            document_id=item.document_id,
-            labels=plan.labels,
-            page_range=plan.page_range,
-            model=plan.model,
-            instructions=plan.instructions,
-            examples=examples,
-            training_key=plan.training_key if plan.trainable else None,
-            classifier_id=evaluation.classifier_id,
-            classifier_version=evaluation.classifier_version,
-            kind="evaluation",
-            evaluation_id=evaluation.id,
-            examples_hash=plan.examples_hash,
-            calibrate=calibration.scaler(plan.temperature) if plan.temperature else None,
+            item_id,
+            status="completed",
+            predicted_label=record.classification,
+            confidence_scores=record.confidence_scores,
+            classification_id=record.id,
+            duration=record.duration,
+            credits_used=record.credits_used,
+            prompt_tokens=record.prompt_tokens,
+            completion_tokens=record.completion_tokens,
+            error=None,
         )
-        item = await session.get(EvaluationItem, item_id)  # the session may have been expired
-        item.status = "completed"
-        item.predicted_label = record.classification
-        item.confidence_scores = record.confidence_scores
-        item.classification_id = record.id
-        item.duration = record.duration
-        item.credits_used = record.credits_used
-        item.prompt_tokens, item.completion_tokens = record.prompt_tokens, record.completion_tokens
-        item.error = None
-        session.add(item)
+        if not settled:  # settled by another run: keep nothing of this one
+            await session.rollback()
+            await ledger.release(state.sessionmaker, request_id=item_id)
+            return
         await _count_done(session, evaluation.id)
         await session.commit()  # result, charge, item and progress together
 
 
 async def _record_failure(state: AppState, evaluation_id: str, item_id: str, message: str) -> None:
     async with state.sessionmaker() as session:
-        item = await session.get(EvaluationItem, item_id)
-        item.status, item.error = "failed", message[:500]
-        session.add(item)
-        await _count_done(session, evaluation_id)
+        if await _settle(session, item_id, status="failed", error=message[:500]):
+            await _count_done(session, evaluation_id)
         await session.commit()
+
+
+async def _settle(session: AsyncSession, item_id: str, **values: object) -> bool:
+    """Make a pending item final; False if another run of the job already did."""
+    settled = await session.execute(
+        update(EvaluationItem)
+        .where(col(EvaluationItem.id) == item_id, col(EvaluationItem.status) == "pending")
+        .values(**values)
+    )
+    return settled.rowcount == 1
 
 
 async def _count_done(session: AsyncSession, evaluation_id: str) -> None:

@@ -76,26 +76,44 @@ async def test_progress_is_visible_and_billed_while_the_run_goes(
     assert body["metrics"]["accuracy"] == 0.75
 
 
-async def test_a_stopped_run_resumes_where_it_was(client, harness, tenant, gated, wait_done):
-    """Shutdown cancels runs and leaves them `running`; the next start finishes them."""
-    evaluation_id = await _start(client, harness, tenant, ["invoice 1", "slow invoice"])
-    await wait_done(
-        tenant, evaluation_id, until=lambda b: b["done"] == 1 and "slow invoice" in gated.calls
-    )
-    # what the lifespan does at shutdown: the slow item is cancelled while the model works
-    await runner.cancel_all(harness.app.state.docsift)
-    stopped = (await client.get(f"/v1/evaluations/{evaluation_id}", headers=tenant.headers)).json()
-    assert stopped["status"] == "running" and stopped["done"] == 1
-    account = (await client.get("/v1/account", headers=tenant.headers)).json()
-    # the cancelled item's hold is released, nothing charged for it
-    assert account["balance"] == 999 and account["reserved"] == 0
-    gated.gate.set()
-    assert await runner.resume_unfinished(harness.app.state.docsift) == 1
-    body = await wait_done(tenant, evaluation_id)
-    assert body["status"] == "completed" and body["done"] == 2
-    assert body["metrics"]["n"] == 2 and body["metrics"]["credits"] == 2
-    # the finished item was not classified again
-    assert gated.calls.count("invoice 1") == 1
+async def test_a_stopped_run_resumes_where_it_was(settings, fake_backend, gated):
+    """Shutdown stops the queue worker with a run in flight (its job is aborted, the run stays
+    `running`, the item at the model is not charged); the next start finishes it."""
+
+    async def state_of(h, tenant, evaluation_id, until) -> dict:
+        for _ in range(1000):
+            body = (
+                await h.client.get(f"/v1/evaluations/{evaluation_id}", headers=tenant.headers)
+            ).json()
+            if until(body):
+                return body
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"evaluation never reached the state: {body}")
+
+    async for first in start_harness(settings, [fake_backend, gated]):
+        tenant = await first.tenant()
+        evaluation_id = await _start(first.client, first, tenant, ["invoice 1", "slow invoice"])
+        await state_of(
+            first,
+            tenant,
+            evaluation_id,
+            lambda b: b["done"] == 1 and "slow invoice" in gated.calls,
+        )
+    # The process stopped; the next one takes the run up again (the slow item waits once more).
+    async for second in start_harness(settings, [fake_backend, gated]):
+        stopped = await state_of(
+            second, tenant, evaluation_id, lambda b: gated.calls.count("slow invoice") == 2
+        )
+        assert stopped["status"] == "running" and stopped["done"] == 1
+        account = (await second.client.get("/v1/account", headers=tenant.headers)).json()
+        # nothing charged for the aborted attempt; the resumed one holds its credit
+        assert account["balance"] == 999 and account["reserved"] == 1
+        gated.gate.set()
+        body = await state_of(second, tenant, evaluation_id, lambda b: b["status"] == "completed")
+        assert body["done"] == 2
+        assert body["metrics"]["n"] == 2 and body["metrics"]["credits"] == 2
+        # the finished item was not classified again
+        assert gated.calls.count("invoice 1") == 1
 
 
 async def test_the_lifespan_resumes_runs_a_dead_process_left(harness, tenant, gated, settings):

@@ -54,7 +54,23 @@ async def _owner_objects(client, headers) -> dict[str, str]:
         )
     ).json()
     key = (await client.post("/v1/account/keys", json={"name": "second"}, headers=headers)).json()
-    await asyncio.sleep(0.3)  # let the evaluation finish
+    batch = (
+        await client.post(
+            "/v1/batches",
+            json={
+                "classifier_id": classifier_id,
+                "document_ids": [document_id],
+                # Nobody listens there: the delivery is logged as failed.
+                "webhook_url": "http://127.0.0.1:9/hook",
+            },
+            headers=headers,
+        )
+    ).json()
+    for _ in range(200):  # let the evaluation and the batch finish, and the webhook be tried
+        deliveries = (await client.get("/v1/webhooks/deliveries", headers=headers)).json()
+        if deliveries["items"]:
+            break
+        await asyncio.sleep(0.05)
     return {
         "document_id": document_id,
         "classifier_id": classifier_id,
@@ -62,6 +78,8 @@ async def _owner_objects(client, headers) -> dict[str, str]:
         "request_id": run["request_id"],
         "evaluation_id": evaluation["evaluation_id"],
         "key_id": key["key_id"],
+        "batch_id": batch["batch_id"],
+        "delivery_id": deliveries["items"][0]["delivery_id"],
         "n": "1",
         "account_id": "x",
     }
@@ -128,6 +146,8 @@ async def test_every_route_with_another_accounts_ids_is_404(client, harness, ten
         "/v1/classifications",
         "/v1/evaluations",
         "/v1/account/ledger",
+        "/v1/batches",
+        "/v1/webhooks/deliveries",
     ):
         listed = (await client.get(path, headers=intruder.headers)).json()
         text = str(listed)

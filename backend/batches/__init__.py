@@ -1,0 +1,1 @@
+"""Batches: many documents classified by queue workers, exactly once each."""

@@ -1,0 +1,239 @@
+"""Batches: accept many documents at once, refuse up front what the balance cannot cover, and
+hand one queue job per document to the workers (backend/batches/tasks.py).
+
+Every setting that decides a result (schema, classifier version, model, page range, instructions)
+is frozen on the batch row when it is accepted, so a retried item gets the same answer.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.backends.base import LabelSpec
+from backend.classification.schema import SchemaItem, schema_json, validate_schema
+from backend.classifiers import service as classifiers
+from backend.documents.page_range import parse_page_range
+from backend.errors import InsufficientCredits, InvalidRequest, NotFound
+from backend.models import Account, Batch, BatchItem, Document, utcnow
+from backend.state import AppState
+from backend.webhooks import delivery as webhook_delivery
+from backend.webhooks import service as webhooks
+
+MAX_ITEMS = 10_000
+FINAL = ("completed", "failed")
+
+
+@dataclass
+class BatchSpec:
+    """What every item of a batch is classified with."""
+
+    labels: list[LabelSpec]
+    model: str
+    credits_per_page: int
+    page_range: str | None
+    instructions: str | None
+    classifier_id: str | None
+    classifier_version: int | None
+    webhook_url: str | None
+    webhook_item_events: bool
+
+
+async def resolve_spec(
+    session: AsyncSession,
+    state: AppState,
+    account: Account,
+    *,
+    classifier_id: str | None,
+    classification_schema: list[SchemaItem] | None,
+    query_model: str | None,
+    page_range: str | None,
+    instructions: str | None,
+    webhook_url: str | None,
+    webhook_item_events: bool,
+) -> BatchSpec:
+    """Validate a batch's options (400/404 before anything is stored)."""
+    version = None
+    if classifier_id:
+        classifier = await classifiers.get_classifier(
+            session, account_id=account.id, classifier_id=classifier_id
+        )
+        snap = await classifiers.snapshot(session, classifier)
+        labels, version = snap.labels, snap.version.version
+        model = query_model or snap.version.query_model or state.settings.resolved_default_model
+        page_range = page_range or snap.version.page_range
+        instructions = snap.version.instructions
+    else:
+        labels = validate_schema(classification_schema or [], state.settings)
+        model = query_model or state.settings.resolved_default_model
+    _, info = state.backends.resolve(model)
+    if webhook_url:
+        webhook_url = webhooks.check_url(webhook_url)
+        await webhooks.check_destination(webhook_url, state.settings)
+    return BatchSpec(
+        labels=labels,
+        model=model,
+        credits_per_page=info.credits_per_page,
+        page_range=page_range,
+        instructions=instructions,
+        classifier_id=classifier_id,
+        classifier_version=version,
+        webhook_url=webhook_url,
+        webhook_item_events=webhook_item_events,
+    )
+
+
+async def load_documents(
+    session: AsyncSession, account_id: str, document_ids: list[str]
+) -> dict[str, Document]:
+    """The account's processed documents by id; 404 for unknown (or another account's), 400 for
+    unprocessed ones."""
+    wanted = list(dict.fromkeys(document_ids))
+    found: dict[str, Document] = {}
+    for start in range(0, len(wanted), 1000):  # bounded IN lists
+        rows = await session.exec(
+            select(Document).where(
+                col(Document.id).in_(wanted[start : start + 1000]),
+                Document.account_id == account_id,
+                col(Document.deleted_at).is_(None),
+            )
+        )
+        found.update({d.id: d for d in rows.all()})
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        raise NotFound(f"Documents not found: {', '.join(missing[:5])}.")
+    unprocessed = [d.id for d in found.values() if d.status != "processed"]
+    if unprocessed:
+        raise InvalidRequest(f"Documents not processed: {', '.join(unprocessed[:5])}.")
+    return found
+
+
+async def create(
+    session: AsyncSession,
+    state: AppState,
+    account: Account,
+    spec: BatchSpec,
+    documents: list[Document],
+    refused: list[tuple[Document, str]] = (),  # type: ignore[assignment]
+) -> Batch:
+    """Store a batch and enqueue its items in this transaction (flushes only: the caller commits
+    with `state.queue.commit`). `refused` are documents that could not be taken (e.g. a bad file
+    in a zip): they become failed items, so every file is accounted for."""
+    total = len(documents) + len(refused)
+    if total == 0:
+        raise InvalidRequest("A batch needs at least one document.")
+    if total > MAX_ITEMS:
+        raise InvalidRequest(f"A batch holds at most {MAX_ITEMS} documents.")
+    pages = 0
+    for document in documents:
+        try:
+            pages += len(parse_page_range(spec.page_range, document.num_pages))
+        except InvalidRequest as error:
+            raise InvalidRequest(f"Document {document.id}: {error.message}") from None
+    estimate = pages * spec.credits_per_page
+    await session.refresh(account)
+    available = account.balance - account.reserved
+    if estimate > available:
+        raise InsufficientCredits(
+            f"This batch will cost {estimate} credits; the account has {available} available."
+        )
+    if spec.webhook_url or account.webhook_url:
+        await webhooks.ensure_secret(session, account)
+    batch = Batch(
+        account_id=account.id,
+        classifier_id=spec.classifier_id,
+        classifier_version=spec.classifier_version,
+        classification_schema=schema_json(spec.labels),
+        query_model=spec.model,
+        page_range=spec.page_range,
+        instructions=spec.instructions,
+        webhook_url=spec.webhook_url,
+        webhook_item_events=spec.webhook_item_events,
+        total=total,
+        failed=len(refused),
+        credits_estimate=estimate,
+    )
+    session.add(batch)
+    await session.flush()
+    items = [
+        BatchItem(batch_id=batch.id, account_id=account.id, position=i, document_id=d.id)
+        for i, d in enumerate(documents)
+    ]
+    now = utcnow()
+    for offset, (document, error) in enumerate(refused):
+        items.append(
+            BatchItem(
+                batch_id=batch.id,
+                account_id=account.id,
+                position=len(documents) + offset,
+                document_id=document.id,
+                status="failed",
+                error=f"unsupported_file: {error}"[:500],
+                finished_at=now,
+            )
+        )
+    session.add_all(items)
+    await session.flush()
+    from backend.batches.tasks import CLASSIFY_TASK  # the task module imports this one
+
+    await state.queue.enqueue(
+        session, CLASSIFY_TASK, [{"item_id": i.id} for i in items if i.status == "pending"]
+    )
+    if not documents:  # nothing to classify: the batch is over at once
+        await complete(session, state, batch.id, account)
+    return batch
+
+
+def webhook_url(batch: Batch, account: Account) -> str | None:
+    return batch.webhook_url or account.webhook_url
+
+
+def summary(batch: Batch) -> dict[str, Any]:
+    return {
+        "batch_id": batch.id,
+        "status": batch.status,
+        "total": batch.total,
+        "done": batch.succeeded + batch.failed,
+        "succeeded": batch.succeeded,
+        "failed": batch.failed,
+        "credits_estimate": batch.credits_estimate,
+        "credits_used": batch.credits_used,
+        "model": batch.query_model,
+        "classifier_id": batch.classifier_id,
+        "classifier_version": batch.classifier_version,
+        "page_range": batch.page_range,
+        "webhook_url": batch.webhook_url,
+        "created_at": batch.created_at,
+        "started_at": batch.started_at,
+        "finished_at": batch.finished_at,
+    }
+
+
+async def complete(session: AsyncSession, state: AppState, batch_id: str, account: Account) -> bool:
+    """Mark the batch completed and record its `batch.completed` event with its delivery job,
+    in the caller's transaction. Conditional: only the first caller wins, so however items
+    race to be last, the batch completes once and the event exists once (its key is unique)."""
+    won = await session.execute(
+        update(Batch)
+        .where(Batch.id == batch_id, Batch.status != "completed")  # type: ignore[arg-type]
+        .values(status="completed", finished_at=utcnow())
+    )
+    if won.rowcount != 1:
+        return False
+    batch = await session.get(Batch, batch_id, populate_existing=True)
+    assert batch is not None
+    url = webhook_url(batch, account)
+    if url:
+        event = await webhooks.record_event(
+            session,
+            account_id=account.id,
+            url=url,
+            event_type="batch.completed",
+            event_key=f"batch.completed:{batch.id}",
+            data=summary(batch),
+            batch_id=batch.id,
+        )
+        await webhook_delivery.enqueue(state, session, [event])
+    return True

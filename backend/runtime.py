@@ -1,0 +1,102 @@
+"""What an API process and a queue worker share: open the database, backends and queue once,
+close them in reverse order. The API lifespan and `docsift worker` both go through `open_state`."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import Executor
+from datetime import timedelta
+
+from backend.backends.registry import BackendRegistry
+from backend.billing import ledger
+from backend.config import Settings
+from backend.db import create_engine, create_sessionmaker
+from backend.migrate import upgrade
+from backend.queue import Queue
+from backend.ratelimit import KeyRateLimiter
+from backend.state import AppState
+
+log = logging.getLogger("docsift")
+
+
+@contextlib.asynccontextmanager
+async def open_state(
+    settings: Settings,
+    backends: BackendRegistry | None = None,
+    *,
+    executor: Executor | None = None,
+    queue_pool_size: int = 4,
+) -> AsyncIterator[AppState]:
+    """Engine (migrated), backends, queue and rate limiter, for as long as the block runs."""
+    engine = create_engine(settings.database_url)
+    try:
+        await upgrade(engine)
+        maker = create_sessionmaker(engine)
+        registry = backends or BackendRegistry.from_entry_points(settings)
+        await registry.startup()
+        try:
+            settings.storage_dir.mkdir(parents=True, exist_ok=True)
+            # Holds older than any request may live were left by a crashed process.
+            stale = timedelta(seconds=settings.model_total_timeout_seconds * 10)
+            await ledger.release_stale(maker, older_than=stale)
+            queue = Queue(settings, pool_size=queue_pool_size)
+            await queue.open()
+            try:
+                yield AppState(
+                    settings=settings,
+                    engine=engine,
+                    sessionmaker=maker,
+                    backends=registry,
+                    rate_limiter=KeyRateLimiter(
+                        settings.rate_limit_per_minute,
+                        settings.resolved_rate_limit_storage,
+                        sessionmaker=maker,
+                    ),
+                    queue=queue,
+                    executor=executor,
+                )
+            finally:
+                await queue.close()
+        finally:
+            await registry.shutdown()
+    finally:
+        await engine.dispose()
+
+
+async def resume_unfinished(state: AppState) -> None:
+    """Hand work a dead process left behind back to the queue (needed where the broker is in
+    memory; on PostgreSQL the jobs outlive processes and this only catches older runs)."""
+    from backend.batches.tasks import resume as resume_batches
+    from backend.evaluation.runner import resume_unfinished as resume_evaluations
+    from backend.webhooks.delivery import resume as resume_deliveries
+
+    await resume_evaluations(state)
+    if state.queue.in_memory:
+        await resume_batches(state)
+        await resume_deliveries(state)
+
+
+@contextlib.asynccontextmanager
+async def embedded_worker(state: AppState) -> AsyncIterator[None]:
+    """Run a queue worker inside this process while the block runs (SQLite's single-machine
+    mode, or DOCSIFT_EMBEDDED_WORKER=true)."""
+    if not state.settings.runs_embedded_worker:
+        yield
+        return
+    worker = asyncio.create_task(
+        state.queue.run_worker(state, name="docsift-embedded", install_signal_handlers=False),
+        name="docsift-embedded-worker",
+    )
+    worker.add_done_callback(_report_crash)
+    try:
+        yield
+    finally:
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+
+
+def _report_crash(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the embedded queue worker stopped", exc_info=task.exception())

@@ -1,0 +1,1 @@
+"""Webhooks: signed JSON events (batch completed, optionally each item) for an account's URL."""
