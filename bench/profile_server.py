@@ -52,24 +52,29 @@ def shares(stacks: Path) -> dict[str, float]:
     return {part: round(inclusive[part] / total, 3) for part in PARTS} | {"samples": total}
 
 
+def start_py_spy(out: Path, seconds: float) -> subprocess.Popen:
+    """py-spy recording the newest uvicorn server process (the one just started)."""
+    pid = subprocess.check_output(["pgrep", "-n", "-f", "uvicorn backend.main:app"]).split()[0]
+    return subprocess.Popen(
+        ["py-spy", "record", "-p", pid.decode(), "-r", "200", "-f", "raw", "-o", str(out)]
+        + ["-d", str(int(seconds) + 1), "--nonblocking"]
+    )
+
+
 async def profile(seconds: float) -> dict:
     out = Path(tempfile.mkdtemp()) / "stacks.txt"
     with fake_openai(0.0) as base, docsift_server(base) as (url, key, _):
         client, doc = await _setup(url, key)
         for _ in range(20):
             await client.post("/v1/classify", json=_body(doc))
-        pid = subprocess.check_output(["pgrep", "-n", "-f", "uvicorn backend.main:app"]).split()[0]
-        spy = subprocess.Popen(
-            ["py-spy", "record", "-p", pid.decode(), "-r", "200", "-f", "raw", "-o", str(out)]
-            + ["-d", str(int(seconds) + 1), "--nonblocking"]
-        )
+        spy = await asyncio.to_thread(start_py_spy, out, seconds)
         started, requests = time.perf_counter(), 0
         while time.perf_counter() - started < seconds:
             response = await client.post("/v1/classify", json=_body(doc))
             assert response.status_code == 200, response.text
             requests += 1
         rate = requests / (time.perf_counter() - started)
-        spy.wait()
+        await asyncio.to_thread(spy.wait)
         await client.aclose()
     return {"requests_per_second_one_client": round(rate, 1), "inclusive_share": shares(out)}
 
