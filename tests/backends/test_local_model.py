@@ -2,11 +2,25 @@
 
 import socket
 
+import numpy as np
 import pytest
 
 from backend.backends.base import ClassifyRequest, LabelledText, LabelSpec
-from backend.backends.local import LocalBackend, estimate_accuracy
-from backend.backends.local.zero_shot import is_catch_all
+from backend.backends.local import (
+    LocalBackend,
+    document_embedding,
+    estimate_accuracy,
+    label_embeddings,
+    train,
+)
+from backend.backends.local.text import is_identifier, tokens
+from backend.backends.local.trained import TrainedModel
+from backend.backends.local.zero_shot import (
+    is_catch_all,
+    label_terms,
+    title_identifier,
+    zero_shot_logits,
+)
 from backend.config import Settings
 
 LABELS = [
@@ -135,3 +149,62 @@ def test_stemming_from_many_threads_matches_one_thread():
         threaded = list(pool.map(text.stem, words))
     text.stem.cache_clear()
     assert threaded == [text.stem(w) for w in words]
+
+
+def test_trained_probabilities_are_a_distribution_and_calibrated_by_cross_validation(backend):
+    examples = [LabelledText("w9", W9 + f" copy {i}") for i in range(4)]
+    examples += [LabelledText("invoice", INVOICE.replace("2024-117", str(i))) for i in range(4)]
+    examples += [LabelledText("payslip", PAYSLIP.replace("J. Smith", f"E{i}")) for i in range(4)]
+    examples += [LabelledText("other", f"{RECIPE} variation {i}") for i in range(4)]
+    result = scores(backend, INVOICE + " Second page: terms.", examples)
+    assert result.confidence_method == "local_trained" and result.label == "invoice"
+    assert abs(sum(result.scores.values()) - 1) < 1e-6
+    assert all(0 <= p <= 1 for p in result.scores.values())
+    model = train(LABELS, examples)
+    assert 0.05 <= model.temperature <= 20 and model.metrics["n_examples"] == 16
+    # A model pickled into the database comes back predicting the same.
+    again = TrainedModel.loads(model.dumps())
+    zero = zero_shot_logits(LABELS, W9, document_embedding(W9), label_embeddings(LABELS))
+    assert np.allclose(again.predict_proba([W9], zero[None]), model.predict_proba([W9], zero[None]))
+
+
+def test_labels_without_examples_keep_their_zero_shot_evidence(backend):
+    # Only w9 and invoice are taught; a payslip still reads as a payslip from its description.
+    examples = [LabelledText("w9", W9 + f" copy {i}") for i in range(3)]
+    examples += [LabelledText("invoice", INVOICE.replace("2024-117", str(i))) for i in range(3)]
+    result = scores(backend, PAYSLIP, examples)
+    assert result.confidence_method == "local_trained" and result.label == "payslip"
+
+
+def test_a_form_titled_with_another_number_is_not_the_described_form():
+    labels = [
+        LabelSpec("form_1040", "IRS Form 1040 U.S. Individual Income Tax Return"),
+        LabelSpec("other", "Any document that is none of the above"),
+    ]
+    own = "Form 1040 U.S. Individual Income Tax Return. Department of the Treasury. Filing status."
+    other = (
+        "Form 6251 Alternative Minimum Tax. Attach to Form 1040, 1040-SR, or 1040-NR. Income tax."
+    )
+    backend = LocalBackend(Settings(_env_file=None))
+    assert scores(backend, own, labels=labels).label == "form_1040"
+    assert scores(backend, other, labels=labels).label == "other"
+    assert (
+        title_identifier(other) == "6251" and title_identifier("SCHEDULE 2 (Form 1040)") == "1040"
+    )
+
+
+def test_names_come_from_the_label_and_the_descriptions_opening_noun_phrases():
+    (payslip, contract, order) = label_terms(
+        [
+            LabelSpec("payslip", "A pay stub or salary slip showing an employee's earnings"),
+            LabelSpec("contract", "A legally binding agreement between two or more parties"),
+            LabelSpec("purchase_order", "A buyer-issued document authorizing a purchase"),
+        ]
+    )
+    assert {"payslip", "paystub", "salaryslip"} <= payslip.names
+    assert {"contract", "agreement"} <= contract.names
+    assert order.names == {"purchaseorder"}  # "document" names no kind of document
+    assert tokens("attach to Form 1040, or 1040-NR; IL-1040 W 9") == [
+        "attach", "to", "form", "1040", "or", "1040", "nr", "il1040", "w9",
+    ]  # fmt: skip
+    assert not is_identifier("2023") and is_identifier("1099")

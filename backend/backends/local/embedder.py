@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-MAX_TOKENS = 256
+# The first 128 tokens hold a document's title and headings, where its type shows; longer inputs
+# cost time (attention is quadratic) and add little to the decision (see BENCHMARKS.md).
+MAX_TOKENS = 128
 BATCH = 32
 
 

@@ -7,8 +7,10 @@ from functools import lru_cache
 
 import snowballstemmer
 
-# "W-9", "W 9", "w9" are one identifier; so are "1099-MISC" and "1099 misc".
-_IDENT_JOIN = re.compile(r"\b([a-z]{1,2})[-\s]?(\d{1,4})\b")
+# "W-9", "W 9", "w9" are one identifier; so are "IL-1040" and "OR-40" (but not "or 1040").
+_IDENT_JOIN = re.compile(r"\b([a-z]{1,2})([-\s]?)(\d{1,4})\b")
+_NOT_A_PREFIX = frozenset({"a", "an", "at", "by", "in", "is", "no", "of", "on", "or", "to", "and"})
+_YEAR = re.compile(r"(19|20)\d\d")
 _TOKEN = re.compile(r"[a-z0-9]+")
 # Snowball stemmers keep per-word state: one per thread (the model runs in worker threads).
 _STEMMERS = threading.local()
@@ -122,9 +124,16 @@ STOPWORDS = frozenset(
 )
 
 
+def _join(match: re.Match) -> str:
+    prefix, gap, number = match.groups()
+    if gap == " " and prefix in _NOT_A_PREFIX:
+        return match.group()
+    return prefix + number
+
+
 def normalize(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).lower()
-    return _IDENT_JOIN.sub(r"\1\2", text)
+    return _IDENT_JOIN.sub(_join, text)
 
 
 @lru_cache(maxsize=65536)
@@ -140,9 +149,7 @@ def tokens(text: str) -> list[str]:
 
 
 def is_identifier(token: str) -> bool:
-    """Form numbers and codes: a token with a digit in it (w9, 1040, 1099)."""
-    return (
-        any(ch.isdigit() for ch in token)
-        and not token.isdigit()
-        or (token.isdigit() and len(token) >= 3)
-    )
+    """Form numbers and codes: a token with a digit in it (w9, 1040, 1099), but not a year."""
+    if token.isdigit():
+        return len(token) >= 3 and not (len(token) == 4 and _YEAR.fullmatch(token))
+    return any(ch.isdigit() for ch in token)

@@ -1,19 +1,21 @@
 """Zero-shot classification from label names and descriptions alone.
 
-What a description gives is used directly:
-- Lexical evidence. Each label's terms are its name (split and joined: "form_1040" -> form, 1040,
-  "form 1040"; "payslip" <-> "pay slip") and the content words of its description, stemmed.
-  A term weighs by its specificity: rare words in general English (wordfreq's Zipf scale) and
-  identifiers such as form numbers count most, words several labels share count less, stop
-  words nothing. A document's evidence for a label is the weighted share of the label's terms
-  it contains (with saturation), with the title area (top of page 1) counting extra, and a
-  label whose identifiers ("W-9", "1040") are all absent from the document is discounted.
-- Semantic evidence: cosine similarity between the document's embedding and the label's
+Only what the user wrote is used, with general rules about how documents name themselves:
+- Name evidence: does the document call itself by the label's name? The names are the label's
+  own name ("payslip", "purchase_order" -> "purchase order"), the head nouns of the
+  description's opening noun phrases ("A pay stub or salary slip showing ..." -> "pay stub",
+  "salary slip") and its identifiers ("W-9", "1040"). Mentions near the top count most.
+- Description evidence: the weighted share of the description's content words the document
+  contains. A word weighs by its specificity: rare words in general English (wordfreq's Zipf
+  scale) count most, words several labels share count less, stop words nothing.
+- Identifier gate: a label that names a form number ("IRS Form 1040") is contradicted when the
+  document never mentions that number, or when its title names itself another form ("Form
+  6251", "Form W-4"): forms state their own number at the top, and cite others only below it.
+- Semantic evidence: cosine similarity between the opening's embedding and the label's
   ("name: description"), relative to the other labels.
 - Open set: a catch-all label ("other", or a description like "none of the above", "anything
-  else", "does not fit") is not matched by its own words; it stands for "no named label is
-  supported well enough", as a fixed threshold logit the named labels must beat.
-The logits are turned into probabilities with a softmax whose temperature keeps them modest.
+  else", "does not fit") is not matched by its own words; it wins when no named label is
+  supported well enough (a fixed threshold logit the named labels must beat).
 The constants were chosen on docs-v1's 5-way label set and checked on its `label2` set.
 """
 
@@ -36,15 +38,32 @@ CATCH_ALL_DESCRIPTION = re.compile(
     r"not (one|any) of the|everything else|all other|no other category",
     re.IGNORECASE,
 )
+# Nouns too general to name a kind of document ("A document requesting payment ...").
+GENERIC_HEADS = frozenset(
+    {"document", "documents", "file", "form", "paper", "page", "record", "item", "thing", "one"}
+)
+# Words that end a description's opening noun phrase.
+PHRASE_BREAKS = (STOPWORDS | {"between", "among", "against", "within", "without", "per", "via"}) - {
+    "and",
+    "or",
+    "a",
+    "an",
+    "the",
+}
 
 # Constants (see the module docstring for how they were chosen).
-LEXICAL_WEIGHT = 9.0
+NAME_WEIGHT = 1.0  # name evidence relative to description evidence
+LEXICAL_WEIGHT = 8.0
 SEMANTIC_WEIGHT = 6.0
 CATCH_ALL_LOGIT = 2.2
-MISSING_IDENTIFIER_FACTOR = 0.35
+IDENTIFIER_GATE = 0.3  # evidence kept by a label whose form number is absent or contradicted
+UNNAMED_FACTOR = 0.5  # lexical evidence kept when the document never uses the label's name
+TEMPERATURE = 0.8  # of the softmax over logits, for calibrated probabilities
 TITLE_CHARS = 400
 TITLE_BOOST = 2.0
-TEMPERATURE = 1.0
+DECAY_CHARS = 2000
+FAR_WEIGHT = 0.1
+_WORD = re.compile(r"[a-z0-9]+")
 
 
 def is_catch_all(spec: LabelSpec) -> bool:
@@ -55,7 +74,8 @@ def is_catch_all(spec: LabelSpec) -> bool:
 @dataclass
 class LabelTerms:
     label: str
-    weights: dict[str, float]  # stemmed term (or joined phrase) -> weight
+    names: set[str]  # stemmed words, joined phrases ("paystub") and identifiers
+    description: dict[str, float]  # stemmed description word -> weight
     identifiers: set[str]
 
 
@@ -67,85 +87,150 @@ def _specificity(word: str) -> float:
     return max(0.0, 6.5 - zipf_frequency(word, "en")) + 0.25
 
 
-def label_terms(specs: list[LabelSpec]) -> list[LabelTerms]:
-    raw: list[dict[str, float]] = []
-    identifiers: list[set[str]] = []
-    for spec in specs:
-        name_words = tokens(spec.label.replace("_", " "))
-        weights: dict[str, float] = {}
-        idents: set[str] = set()
-        for word in name_words + tokens(spec.description):
-            weight = _specificity(word)
-            if weight > 0:
-                weights[stem(word)] = max(weights.get(stem(word), 0.0), weight)
-            if is_identifier(word):
-                idents.add(word)
-        # The name is the strongest cue: its words count double, joined or split.
-        for word in name_words:
-            if stem(word) in weights:
-                weights[stem(word)] *= 2.0
-        if len(name_words) > 1:
-            weights["".join(name_words)] = 4.0
-        raw.append(weights)
-        identifiers.append(idents)
-    # Words several labels share tell them apart less.
-    shared = Counter(term for weights in raw for term in weights)
-    return [
-        LabelTerms(spec.label, {t: w / shared[t] for t, w in weights.items()}, idents)
-        for spec, weights, idents in zip(specs, raw, identifiers, strict=True)
-    ]
-
-
-def document_counts(text: str) -> tuple[Counter, Counter]:
-    """Stemmed term counts of the whole text and of its title area; joined bigrams included."""
-
-    def count(part: str) -> Counter:
-        words = tokens(part)
-        counter = Counter(stem(w) for w in words)
-        counter.update(a + b for a, b in zip(words, words[1:], strict=False))
-        return counter
-
-    return count(text), count(text[:TITLE_CHARS])
-
-
-def lexical_scores(terms: list[LabelTerms], text: str) -> np.ndarray:
-    counts, title = document_counts(text)
-    scores = []
-    for label in terms:
-        total = sum(label.weights.values())
-        if total == 0:
-            scores.append(0.0)
+def _opening_phrases(description: str) -> list[list[str]]:
+    """The description's opening noun phrases: "A pay stub or salary slip showing ..." ->
+    [pay, stub], [salary, slip]; stops at the first preposition, verb form or punctuation."""
+    text = re.sub(r"(?<=\b[a-z])\.", "", normalize(description))  # "u.s." -> "us"
+    text = re.sub(r"(?<=[a-z])-(?=[a-z])", "", text)  # "buyer-issued" -> "buyerissued"
+    phrases, current = [], []
+    for match in re.finditer(r"[a-z0-9]+|[^\sa-z0-9]", text):
+        word = match.group()
+        if word in ("or", "and"):
+            if current:
+                phrases.append(current)
+            current = []
             continue
-        got = 0.0
-        for term, weight in label.weights.items():
-            tf = counts.get(term, 0) + TITLE_BOOST * title.get(term, 0)
-            got += weight * (1 - math.exp(-tf / 2))
-        score = got / total
+        if word in ("a", "an", "the") and not current:
+            continue
+        if word in GENERIC_HEADS:  # kept, so that "A buyer-issued document" has no usable head
+            current.append(word)
+            continue
+        # An "-ing" word ends the phrase ("slip showing"), unless an adverb makes it an
+        # adjective ("legally binding agreement").
+        participle = word.endswith("ing") and not (current and current[-1].endswith("ly"))
+        if not word[0].isalnum() or word in PHRASE_BREAKS or participle:
+            break
+        current.append(word)
+    if current:
+        phrases.append(current)
+    return phrases
+
+
+def _name_terms(spec: LabelSpec) -> set[str]:
+    name_words = tokens(spec.label.replace("_", " "))
+    names = {"".join(name_words)} if len(name_words) > 1 else {stem(w) for w in name_words}
+    for phrase in _opening_phrases(spec.description):
+        head = phrase[-1]
+        if head in GENERIC_HEADS or head in STOPWORDS or len(head) < 2 or head.isdigit():
+            continue
+        modifier = phrase[-2] if len(phrase) > 1 else None
+        if modifier is None or is_identifier(head) or modifier.endswith(("ly", "ing", "ed")):
+            names.add(head if is_identifier(head) else stem(head))  # "bill", "w9", "agreement"
+        else:  # a compound: "pay stub" -> "paystub", which also matches "paystub" written as one
+            names.add(modifier + head)
+    return names
+
+
+def label_terms(specs: list[LabelSpec]) -> list[LabelTerms]:
+    out = []
+    for spec in specs:
+        words = tokens(spec.label.replace("_", " ")) + tokens(spec.description)
+        identifiers = {w for w in words if is_identifier(w)}
+        names = _name_terms(spec) | identifiers
+        description: dict[str, float] = {}
+        for word in tokens(spec.description):
+            weight = 0.0 if word in PHRASE_BREAKS else _specificity(word)
+            if weight > 0 and stem(word) not in names and word not in names:
+                description[stem(word)] = max(description.get(stem(word), 0.0), weight)
+        out.append(LabelTerms(spec.label, names, description, identifiers))
+    # Words several labels share tell them apart less.
+    shared = Counter(term for label in out for term in label.description)
+    for label in out:
+        label.description = {t: w / shared[t] for t, w in label.description.items()}
+    return out
+
+
+def document_counts(text: str) -> Counter:
+    """Stemmed word counts plus joined bigrams ("pay stub" -> "paystub"), weighted by position:
+    a document says what it is at the top, so a mention counts less the further down it is
+    (never below FAR_WEIGHT), and the title area (top of page 1) counts TITLE_BOOST more."""
+    counts: Counter = Counter()
+    previous = None
+    for match in _WORD.finditer(normalize(text)):
+        word, position = match.group(), match.start()
+        weight = max(FAR_WEIGHT, math.exp(-position / DECAY_CHARS))
+        weight += TITLE_BOOST if position < TITLE_CHARS else 0.0
+        counts[stem(word)] += weight
+        if previous is not None:
+            counts[previous + word] += weight
+        previous = word
+    return counts
+
+
+def title_identifier(text: str) -> str | None:
+    """The form number a document gives itself at the top ("Form 6251", "(Form 1040)")."""
+    words = tokens(text[:TITLE_CHARS])
+    for a, b in zip(words, words[1:], strict=False):
+        if a in ("form", "forms") and is_identifier(b):
+            return b
+    return None
+
+
+def _saturate(count: float) -> float:
+    return 1 - math.exp(-count / 2)
+
+
+def lexical_scores(terms: list[LabelTerms], text: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per label: lexical evidence in [0, 1], and whether the title names another form."""
+    counts = document_counts(text)
+    own = title_identifier(text)
+    scores, contradicted = [], []
+    for label in terms:
+        name = max((_saturate(counts.get(t, 0)) for t in label.names), default=0.0)
+        total = sum(label.description.values())
+        described = (
+            sum(w * _saturate(counts.get(t, 0)) for t, w in label.description.items()) / total
+            if total
+            else 0.0
+        )
+        score = (NAME_WEIGHT * name + described) / (NAME_WEIGHT + 1)
+        if label.names and name == 0:  # described, but never called by its name
+            score *= UNNAMED_FACTOR
         if label.identifiers and not any(counts.get(i, 0) for i in label.identifiers):
-            score *= MISSING_IDENTIFIER_FACTOR
+            score *= IDENTIFIER_GATE
         scores.append(score)
-    return np.array(scores)
+        contradicted.append(
+            bool(label.identifiers) and own is not None and own not in label.identifiers
+        )
+    return np.array(scores), np.array(contradicted)
 
 
 def label_text(spec: LabelSpec) -> str:
     return f"{spec.label.replace('_', ' ')}: {spec.description}"
 
 
+def zero_shot_logits(
+    specs: list[LabelSpec], text: str, doc_embedding: np.ndarray, label_embeddings: np.ndarray
+) -> np.ndarray:
+    """One logit per label; a catch-all label gets the fixed threshold."""
+    catch_all = [is_catch_all(s) for s in specs]
+    named = [i for i, c in enumerate(catch_all) if not c]
+    lexical, contradicted = lexical_scores(label_terms([specs[i] for i in named]), text)
+    cosines = label_embeddings[named] @ doc_embedding
+    semantic = cosines - cosines.mean() if len(named) > 1 else cosines * 0
+    support = LEXICAL_WEIGHT * lexical + SEMANTIC_WEIGHT * semantic
+    # A document titled as another form is not this one, however similar its wording.
+    support = np.where(contradicted, np.minimum(support, support * IDENTIFIER_GATE), support)
+    logits = np.full(len(specs), CATCH_ALL_LOGIT)
+    logits[named] = support
+    return logits
+
+
 def zero_shot_probabilities(
     specs: list[LabelSpec], text: str, doc_embedding: np.ndarray, label_embeddings: np.ndarray
 ) -> dict[str, float]:
-    """Probabilities over `specs` for a document (its text and embedding)."""
-    catch_all = [is_catch_all(s) for s in specs]
-    named = [i for i, c in enumerate(catch_all) if not c]
-    terms = label_terms([specs[i] for i in named])
-    lexical = lexical_scores(terms, text)
-    cosines = label_embeddings[named] @ doc_embedding
-    semantic = cosines - cosines.mean() if len(named) > 1 else cosines * 0
-    logits = np.full(len(specs), CATCH_ALL_LOGIT)
-    logits[named] = LEXICAL_WEIGHT * lexical + SEMANTIC_WEIGHT * semantic
-    if not any(catch_all):
-        logits = logits  # closed set: the named labels compete only with each other
-    z = logits / TEMPERATURE
+    """Probabilities over `specs` for a document (its text and opening's embedding)."""
+    z = zero_shot_logits(specs, text, doc_embedding, label_embeddings) / TEMPERATURE
     p = np.exp(z - z.max())
     p /= p.sum()
     return {spec.label: float(v) for spec, v in zip(specs, p, strict=True)}
