@@ -22,6 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.served import Served, free_port, serve_in_thread
+
 
 @dataclass
 class Reply:
@@ -89,9 +91,8 @@ class FakeOpenAI:
     def __init__(self, responder: Responder | None = None) -> None:
         self.responder: Responder = responder or (lambda _req: codes_reply([0.7, 0.2, 0.1]))
         self.requests: list[dict[str, Any]] = []
-        self.port = _free_port()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self.port = free_port()
+        self._served: Served | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
 
@@ -131,35 +132,17 @@ class FakeOpenAI:
 
     def start(self) -> "FakeOpenAI":
         app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake OpenAI server did not start")
-            time.sleep(0.02)
+        self._served = serve_in_thread(app, port=self.port, lifespan="off")
         return self
 
     def stop(self) -> None:
         if self._loop and self._stopping:
             self._loop.call_soon_threadsafe(self._stopping.set)
-        if self._server:
-            self._server.should_exit = True
-        if self._thread:
-            self._thread.join(timeout=5)
+        if self._served:
+            self._served.stop(timeout=5)
 
     def last_prompt(self) -> str:
         return "\n".join(m["content"] for m in self.requests[-1]["messages"])
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class BlackHole:

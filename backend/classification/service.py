@@ -2,6 +2,7 @@
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ from backend.classification.engine import classify_pages
 from backend.classification.schema import schema_json
 from backend.documents.page_range import parse_page_range
 from backend.documents.queries import get_pages, get_processed_document
-from backend.models import Account, Classification, new_id
+from backend.models import Account, Classification, Document, Page, new_id
 from backend.observability import record_usage
 from backend.state import AppState
 
@@ -71,24 +72,22 @@ async def run_classification(
     retry (a batch item) passes its own `request_id`: the result row and the debit are keyed by
     it, so a second run can never store a second result or charge twice.
     """
-    started = time.perf_counter()
-    model = model or state.settings.resolved_default_model
-    _, info = state.backends.resolve(model)  # unknown model: 400 before any other work
-    document = await get_processed_document(session, account_id=account.id, document_id=document_id)
-    numbers = parse_page_range(page_range, document.num_pages)
-    pages = await get_pages(session, document_id=document.id, page_numbers=numbers)
-    credits = len(numbers) * info.credits_per_page
-    request_id = request_id or new_id()
-    await release_connection(session)
-    await ledger.reserve(
-        state.sessionmaker, account_id=account.id, request_id=request_id, amount=credits
+    held = await hold_credits_for_pages(
+        session,
+        state,
+        account=account,
+        document_id=document_id,
+        page_range=page_range,
+        model=model,
+        request_id=request_id,
     )
+    model, numbers, request_id = held.model, held.numbers, held.request_id
     try:
-        result, info = await classify_pages(
+        result, _ = await classify_pages(
             state,
             model=model,
             labels=labels,
-            pages=[(p.page_number, p.text) for p in pages],
+            pages=[(p.page_number, p.text) for p in held.pages],
             instructions=instructions,
             examples=examples,
             training_key=training_key,
@@ -99,7 +98,7 @@ async def run_classification(
         record = Classification(
             id=request_id,
             account_id=account.id,
-            document_id=document.id,
+            document_id=held.document.id,
             kind=kind,
             classifier_id=classifier_id,
             classifier_version=classifier_version,
@@ -111,25 +110,14 @@ async def run_classification(
             classification=max(scores, key=lambda k: scores[k]),
             confidence_scores=scores,
             confidence_method=result.confidence_method,
-            credits_used=credits,
+            credits_used=held.credits,
             num_pages=len(numbers),
             prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens,
             cost_usd=result.cost_usd,
             examples_hash=examples_hash,
         )
-        session.add(record)
-        await ledger.charge(
-            session,
-            account_id=account.id,
-            request_id=request_id,
-            amount=credits,
-            model=model,
-            pages=len(numbers),
-            note=kind,
-        )
-        record.duration = round(time.perf_counter() - started, 3)
-        await session.flush()
+        await store_and_charge(session, record, held)
     except BaseException:
         await session.rollback()
         await ledger.release(state.sessionmaker, request_id=request_id)
@@ -138,9 +126,65 @@ async def run_classification(
         model,
         prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens,
-        credits=credits,
+        credits=held.credits,
     )
     return record
+
+
+@dataclass
+class HeldPages:
+    """A request's pages with their credits held: what a paid model call works on."""
+
+    document: Document
+    numbers: list[int]
+    pages: list[Page]
+    model: str
+    credits: int
+    request_id: str
+    started: float
+
+
+async def hold_credits_for_pages(
+    session: AsyncSession,
+    state: AppState,
+    *,
+    account: Account,
+    document_id: str,
+    page_range: str | None,
+    model: str | None,
+    request_id: str | None = None,
+) -> HeldPages:
+    """Resolve the model (unknown: 400 before any other work), read the pages and hold their
+    credits in a transaction of its own (402 when the balance cannot cover them)."""
+    started = time.perf_counter()
+    model = model or state.settings.resolved_default_model
+    _, info = state.backends.resolve(model)
+    document = await get_processed_document(session, account_id=account.id, document_id=document_id)
+    numbers = parse_page_range(page_range, document.num_pages)
+    pages = await get_pages(session, document_id=document.id, page_numbers=numbers)
+    credits = len(numbers) * info.credits_per_page
+    request_id = request_id or new_id()
+    await release_connection(session)
+    await ledger.reserve(
+        state.sessionmaker, account_id=account.id, request_id=request_id, amount=credits
+    )
+    return HeldPages(document, numbers, pages, model, credits, request_id, started)
+
+
+async def store_and_charge(session: AsyncSession, record: Classification, held: HeldPages) -> None:
+    """Add the result and debit its held credits in the caller's transaction: both or neither."""
+    session.add(record)
+    await ledger.charge(
+        session,
+        account_id=record.account_id,
+        request_id=record.id,
+        amount=record.credits_used,
+        model=record.model,
+        pages=record.num_pages,
+        note=record.kind,
+    )
+    record.duration = round(time.perf_counter() - held.started, 3)
+    await session.flush()
 
 
 async def release_connection(session: AsyncSession) -> None:

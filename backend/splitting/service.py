@@ -1,7 +1,6 @@
 """POST /v1/split's work: classify each page, find the documents, label them, charge, store."""
 
 import asyncio
-import time
 from collections.abc import Callable, Sequence
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -11,10 +10,9 @@ from backend.backends.llm.confidence import round_distribution
 from backend.billing import ledger
 from backend.classification.engine import classify_pages
 from backend.classification.schema import schema_json
-from backend.classification.service import release_connection
-from backend.documents.page_range import format_pages, parse_page_range
-from backend.documents.queries import get_pages, get_processed_document
-from backend.models import Account, Classification, Page, new_id
+from backend.classification.service import hold_credits_for_pages, store_and_charge
+from backend.documents.page_range import format_pages
+from backend.models import Account, Classification, Page
 from backend.splitting.boundaries import PageEvidence, gap_scores, segment
 from backend.splitting.documents import SegmentWriter
 from backend.state import AppState
@@ -103,19 +101,16 @@ async def split_document(
 ) -> Classification:
     """Segments of a multi-document file, stored and charged like one classification (credits
     per page, one ledger debit). Flushes only: the caller commits."""
-    started = time.perf_counter()
-    model = model or state.settings.resolved_default_model
-    _, info = state.backends.resolve(model)
-    document = await get_processed_document(session, account_id=account.id, document_id=document_id)
-    numbers = parse_page_range(page_range, document.num_pages)
-    pages = await get_pages(session, document_id=document.id, page_numbers=numbers)
-    credits = len(numbers) * info.credits_per_page
-    request_id = new_id()
-    await release_connection(session)
-    await ledger.reserve(
-        state.sessionmaker, account_id=account.id, request_id=request_id, amount=credits
+    held = await hold_credits_for_pages(
+        session,
+        state,
+        account=account,
+        document_id=document_id,
+        page_range=page_range,
+        model=model,
     )
-    writer = SegmentWriter(session, state, document)
+    model, pages, request_id = held.model, held.pages, held.request_id
+    writer = SegmentWriter(session, state, held.document)
     try:
         results = await classify_each_page(
             state,
@@ -134,14 +129,14 @@ async def split_document(
         record = Classification(
             id=request_id,
             account_id=account.id,
-            document_id=document.id,
+            document_id=held.document.id,
             kind="split",
             classifier_id=classifier_id,
             classifier_version=classifier_version,
             model=model,
             classification_schema=schema_json(labels),
             page_range=page_range,
-            pages_used=numbers,
+            pages_used=held.numbers,
             # The record's own label and scores are the first segment's (the file's lead document).
             classification=segments[0]["classification"],
             confidence_scores=segments[0]["confidence_scores"],
@@ -153,25 +148,14 @@ async def split_document(
                     for p, r in zip(pages, results, strict=True)
                 ],
             },
-            credits_used=credits,
-            num_pages=len(numbers),
+            credits_used=held.credits,
+            num_pages=len(held.numbers),
             prompt_tokens=sum(r.prompt_tokens for r in results),
             completion_tokens=sum(r.completion_tokens for r in results),
             cost_usd=_total_cost(results),
             examples_hash=examples_hash,
         )
-        session.add(record)
-        await ledger.charge(
-            session,
-            account_id=account.id,
-            request_id=request_id,
-            amount=credits,
-            model=model,
-            pages=len(numbers),
-            note="split",
-        )
-        record.duration = round(time.perf_counter() - started, 3)
-        await session.flush()
+        await store_and_charge(session, record, held)
     except BaseException:
         await session.rollback()
         await ledger.release(state.sessionmaker, request_id=request_id)

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from tests.fake_openai import _free_port
+from tests.served import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "fake-llm"
@@ -84,7 +84,7 @@ class Cluster:
 
     def start(self, timeout: float = 180) -> "Cluster":
         self.workdir.mkdir(parents=True, exist_ok=True)
-        port = _free_port()
+        port = free_port()
         self.model_url = f"http://127.0.0.1:{port}/v1"
         self.model_proc = self._spawn(
             "model",
@@ -92,7 +92,7 @@ class Cluster:
         )
         # Every process starts at once on the fresh database: migrations must serialize.
         for i in range(self.apis):
-            port = _free_port()
+            port = free_port()
             self.api_urls.append(f"http://127.0.0.1:{port}")
             self.api_procs.append(
                 self._spawn(

@@ -1,19 +1,16 @@
 """A webhook receiver on 127.0.0.1 (uvicorn in a thread) that records every request and checks
 its signature, answering with the statuses a test asks for."""
 
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from backend.webhooks.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, verify
-from tests.fake_openai import _free_port
+from tests.served import free_port, serve_in_thread
 
 
 @dataclass
@@ -33,7 +30,7 @@ class Receiver:
     status_for: Callable[[int], int] = lambda _n: 200
     secret: str | None = None
     received: list[Received] = field(default_factory=list)
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
 
     @property
     def url(self) -> str:
@@ -53,19 +50,8 @@ class Receiver:
 
     def start(self) -> "Receiver":
         app = Starlette(routes=[Route("/hook", self._hook, methods=["POST"])])
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("webhook receiver did not start")
-            time.sleep(0.02)
+        self._served = serve_in_thread(app, port=self.port, lifespan="off")
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=5)
+        self._served.stop(timeout=5)

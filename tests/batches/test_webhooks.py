@@ -206,9 +206,9 @@ async def test_a_delivery_that_keeps_failing_fails_and_can_be_sent_again(
 
 
 async def test_an_unreachable_url_is_logged_as_an_error(client, harness, tenant):
-    from tests.fake_openai import _free_port
+    from tests.served import free_port
 
-    url = f"http://127.0.0.1:{_free_port()}/nobody-listens"
+    url = f"http://127.0.0.1:{free_port()}/nobody-listens"
     await _batch(client, harness, tenant, n=1, webhook_url=url)
     (delivery,) = await _deliveries(
         client, tenant, lambda items: items and items[0]["status"] == "failed"

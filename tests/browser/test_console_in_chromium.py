@@ -7,21 +7,19 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from backend.backends.local import LocalBackend
 from backend.backends.registry import BackendRegistry
 from backend.main import create_app
 from tests.conftest import REPO_ROOT, make_settings
-from tests.fake_openai import _free_port
 from tests.fixtures.documents import text_pdf
 from tests.security.conftest import _accounts
+from tests.served import free_port, serve_in_thread
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -52,14 +50,8 @@ def stack(tmp_path_factory):
     key = asyncio.run(_accounts(url, 1))[0]
     settings = make_settings(url, folder, default_model="local")
     app = create_app(settings, backends=BackendRegistry([LocalBackend(settings)]))
-    api_port, console_port = _free_port(), _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=api_port, log_level="warning")
-    )
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    api = f"http://127.0.0.1:{api_port}"
+    served, console_port = serve_in_thread(app), free_port()
+    api = served.url
     env = {**os.environ, "DOCSIFT_API_URL": api, "DOCSIFT_API_KEY": key}
     console = subprocess.Popen(
         [
@@ -94,7 +86,7 @@ def stack(tmp_path_factory):
     yield base, api, key
     console.terminate()
     console.wait(10)
-    server.should_exit = True
+    served.stop()
 
 
 @pytest.fixture(scope="module")

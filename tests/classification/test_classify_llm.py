@@ -12,12 +12,12 @@ from tests.fake_openai import (
     BlackHole,
     FakeOpenAI,
     Reply,
-    _free_port,
     codes_reply,
     completion,
     error_reply,
 )
 from tests.fixtures.db import make_document
+from tests.served import free_port
 
 SCHEMA = [
     {
@@ -268,7 +268,7 @@ async def test_a_hung_or_absent_model_cannot_hold_a_request_past_the_total_timeo
     hole = BlackHole() if fault == "black-hole" else None
     base = {
         "black-hole": hole.base_url if hole else "",
-        "refused": f"http://127.0.0.1:{_free_port()}/v1",
+        "refused": f"http://127.0.0.1:{free_port()}/v1",
     }.get(fault, fake_server.base_url)
     answer = completion("A", [("A", 1.0)])
     fake_server.responder = {

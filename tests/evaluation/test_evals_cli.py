@@ -2,12 +2,9 @@
 
 import asyncio
 import json
-import threading
-import time
 
 import httpx
 import pytest
-import uvicorn
 
 from backend.accounts.service import create_account
 from backend.backends.fake import FunctionBackend
@@ -17,8 +14,8 @@ from backend.main import create_app
 from backend.migrate import upgrade
 from evals import run as evals_run
 from tests.conftest import make_settings
-from tests.fake_openai import _free_port
 from tests.fixtures.documents import text_pdf
+from tests.served import serve_in_thread
 
 SCHEMA = [
     {"label": "invoice", "description": "A bill"},
@@ -55,15 +52,9 @@ def server(tmp_path):
     key = asyncio.run(_account(url))
     backends = [FunctionBackend(answer), FunctionBackend(strict_answer, model_names=("strict",))]
     app = create_app(make_settings(url, tmp_path), backends=BackendRegistry(backends))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", key
-    server.should_exit = True
-    thread.join(10)
+    served = serve_in_thread(app)
+    yield served.url, key
+    served.stop()
 
 
 @pytest.fixture

@@ -33,7 +33,8 @@ from backend.backends.llm.label_codes import available_codes, encoder_for
 from backend.config import ModelConfig, Settings
 from tests.conftest import REPO_ROOT, Harness, make_settings, start_harness
 from tests.documents.conftest import upload
-from tests.fake_openai import FakeOpenAI, Reply, _free_port
+from tests.fake_openai import FakeOpenAI, Reply
+from tests.served import free_port
 
 pytestmark = [pytest.mark.llm, pytest.mark.dataset, pytest.mark.slow]
 
@@ -57,7 +58,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ]
     if missing:
         pytest.fail(f"{', '.join(missing)} not installed: see the README, 'A local LLM server'")
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("llama") / "server.log"
     env = {**os.environ, "LLM_FOREGROUND": "1", "LLM_PORT": str(port)}
     with log.open("w") as handle:

@@ -1,11 +1,8 @@
 """A live DocSift server on 127.0.0.1 (uvicorn in a thread) for black-box tests."""
 
 import asyncio
-import threading
-import time
 
 import pytest
-import uvicorn
 
 from backend.accounts.service import create_account
 from backend.backends.fake import FunctionBackend
@@ -14,7 +11,7 @@ from backend.db import create_engine, create_sessionmaker
 from backend.main import create_app
 from backend.migrate import upgrade
 from tests.conftest import make_settings
-from tests.fake_openai import _free_port
+from tests.served import serve_in_thread
 
 
 async def _accounts(url: str, n: int) -> list[str]:
@@ -38,12 +35,6 @@ def live_server(tmp_path_factory):
     keys = asyncio.run(_accounts(url, 2))
     settings = make_settings(url, folder)
     app = create_app(settings, backends=BackendRegistry([FunctionBackend()]))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", keys
-    server.should_exit = True
-    thread.join(10)
+    served = serve_in_thread(app)
+    yield served.url, keys
+    served.stop()
