@@ -21,6 +21,30 @@ from backend.errors import InsufficientCredits
 from backend.models import Account, CreditReservation, LedgerEntry, utcnow
 
 
+async def _free_hold(session: AsyncSession, request_id: str) -> bool:
+    """Delete a request's hold and give its credits back to `available`; False if it had none.
+
+    The DELETE decides, not an earlier read: two runs of one request (a retried batch item, a
+    sweep) may both have seen the hold, and only the one whose DELETE removed it may lower
+    `reserved`, else the hold is freed twice.
+    """
+    freed = (
+        await session.execute(
+            delete(CreditReservation)
+            .where(CreditReservation.request_id == request_id)  # type: ignore[arg-type]
+            .returning(CreditReservation.account_id, CreditReservation.amount)
+        )
+    ).first()
+    if freed is None:
+        return False
+    await session.execute(
+        update(Account)
+        .where(Account.id == freed.account_id)
+        .values(reserved=Account.reserved - freed.amount)
+    )
+    return True
+
+
 async def _append(session: AsyncSession, entry: LedgerEntry) -> LedgerEntry:
     session.add(entry)
     await session.execute(
@@ -67,15 +91,7 @@ async def reserve(
 async def release(maker: async_sessionmaker[AsyncSession], *, request_id: str) -> None:
     """Drop a request's hold without charging (the request failed). Commits by itself."""
     async with maker() as session:
-        hold = await session.get(CreditReservation, request_id)
-        if hold is None:
-            return
-        await session.execute(
-            update(Account)
-            .where(Account.id == hold.account_id)
-            .values(reserved=Account.reserved - hold.amount)
-        )
-        await session.delete(hold)
+        await _free_hold(session, request_id)
         await session.commit()
 
 
@@ -90,15 +106,7 @@ async def charge(
     note: str | None = None,
 ) -> LedgerEntry:
     """Debit a completed request, consuming its hold. Only flushes: the caller commits."""
-    hold = await session.get(CreditReservation, request_id)
-    if hold is not None:
-        await session.execute(
-            update(Account)
-            .where(Account.id == account_id)
-            .values(reserved=Account.reserved - hold.amount)
-        )
-        await session.delete(hold)
-    elif amount > 0:
+    if not await _free_hold(session, request_id) and amount > 0:
         # The hold was swept (the request outlived the sweep window): debit only if still covered.
         result = await session.execute(
             update(Account)
@@ -125,25 +133,14 @@ async def release_stale(maker: async_sessionmaker[AsyncSession], *, older_than: 
     """Free holds left by a crashed process. Returns how many were released."""
     cutoff = utcnow() - older_than
     async with maker() as session:
-        holds = (
+        stale = (
             await session.exec(
-                select(CreditReservation).where(CreditReservation.created_at < cutoff)
+                select(CreditReservation.request_id).where(CreditReservation.created_at < cutoff)
             )
         ).all()
-        for hold in holds:
-            await session.execute(
-                update(Account)
-                .where(Account.id == hold.account_id)
-                .values(reserved=Account.reserved - hold.amount)
-            )
-        if holds:
-            await session.execute(
-                delete(CreditReservation).where(
-                    CreditReservation.request_id.in_([h.request_id for h in holds])  # type: ignore[attr-defined]
-                )
-            )
+        freed = [await _free_hold(session, request_id) for request_id in stale]
         await session.commit()
-        return len(holds)
+        return sum(freed)
 
 
 async def ledger_sum(session: AsyncSession, account_id: str) -> int:

@@ -86,3 +86,31 @@ async def test_stale_holds_from_a_dead_process_are_released(maker):
     assert await ledger.release_stale(maker, older_than=timedelta(hours=1)) == 0
     assert await ledger.release_stale(maker, older_than=timedelta(seconds=-1)) == 1
     assert await _state(maker, account_id) == (4, 0, 4)
+
+
+async def test_a_hold_freed_by_several_runs_at_once_is_freed_once(maker):
+    # A retried batch item, the run it superseded and the stale-hold sweep may all try to free
+    # one request's hold together: `reserved` must drop by the hold once, never below zero.
+    account_id = await _account(maker, 5)
+    await ledger.reserve(maker, account_id=account_id, request_id="r1", amount=2)
+    freers = [ledger.release(maker, request_id="r1") for _ in range(8)]
+    freers += [ledger.release_stale(maker, older_than=timedelta(seconds=-1)) for _ in range(4)]
+    outcomes = await asyncio.gather(*freers)
+    assert sum(o for o in outcomes if o is not None) <= 1  # the sweep counts only what it freed
+    assert await _state(maker, account_id) == (5, 0, 5)
+
+
+async def test_a_charge_racing_a_release_frees_the_hold_once(maker):
+    account_id = await _account(maker, 5)
+    await ledger.reserve(maker, account_id=account_id, request_id="r1", amount=2)
+
+    async def charge() -> None:
+        async with maker() as session:
+            await ledger.charge(session, account_id=account_id, request_id="r1", amount=2)
+            await session.commit()
+
+    await asyncio.gather(charge(), *[ledger.release(maker, request_id="r1") for _ in range(6)])
+    balance, reserved, ledger_total = await _state(maker, account_id)
+    # Whichever won, the hold is gone exactly once; a charge that lost the hold still debits,
+    # since the account covers it.
+    assert (balance, reserved, ledger_total) == (3, 0, 3)
