@@ -13,6 +13,7 @@ from backend.backends.local import (
     label_embeddings,
     train,
 )
+from backend.backends.local.lexicon import title_kind
 from backend.backends.local.text import is_identifier, tokens
 from backend.backends.local.trained import TrainedModel
 from backend.backends.local.zero_shot import (
@@ -223,6 +224,56 @@ def test_a_form_titled_with_another_number_is_not_the_described_form():
     assert (
         title_identifier(other) == "6251" and title_identifier("SCHEDULE 2 (Form 1040)") == "1040"
     )
+
+
+# Amounts, a buyer, items: each reads like an invoice but titles itself as another kind.
+PURCHASE_ORDER = (
+    "Northwind Foods Ltd\nPage 1 of 2\nPURCHASE ORDER\nBill From: Contoso Supplies\n"
+    "Item: 40 cases of tomatoes, unit price 12.00, total amount 480.00, payment terms 30 days"
+)
+POS_RECEIPT = (
+    "Corner Cafe - POS Receipt\nInvoice POS/0007/0042  Cashier: Ana\nCustomer: J. Doe\n"
+    "2 x espresso 3.00  1 x croissant 2.50  Total amount 8.50  Paid by card"
+)
+# The kind named only in a field, above the document's own title.
+INVOICE_WITH_ORDER_FIELD = (
+    "Purchase Order No: 98765\nINVOICE\nBill to: Northwind Traders. Item: consulting services. "
+    "Amount due: $1,250.00"
+)
+
+
+@pytest.mark.parametrize("text", [PURCHASE_ORDER, POS_RECEIPT])
+def test_a_document_titled_as_a_kind_no_label_names_is_other(backend, text):
+    assert scores(backend, text).label == "other", scores(backend, text).scores
+
+
+def test_a_kind_named_in_a_field_is_not_the_documents_title(backend):
+    assert title_kind("Place of receipt:\nShanghai") is None
+    assert title_kind("Purchase Order No: 98765\nINVOICE") is None
+    assert scores(backend, INVOICE_WITH_ORDER_FIELD).label == "invoice"
+
+
+def test_a_numbered_form_is_not_a_common_kind_of_document(backend):
+    # Payslip examples teach "employee", "withholding", "federal"; a W-4 is full of them.
+    w4 = (
+        "Form W-4\nEmployee's Withholding Certificate\nComplete Form W-4 so that your employer "
+        "can withhold the correct federal income tax from your pay. Step 4: Deductions "
+        "Worksheet. Estimate the employee's earnings and deductions for each pay period, "
+        "wages, salary, federal income tax withheld, social security."
+    )
+    examples = [
+        LabelledText(
+            "payslip",
+            f"Earnings statement {i}. Employee: J. Smith. Federal income tax withheld 210.00 "
+            f"Social security 90.00 Medicare 21.00 Employee withholding. Net pay 1,9{i}0.00",
+        )
+        for i in range(4)
+    ]
+    examples += [LabelledText("invoice", INVOICE.replace("2024-117", str(i))) for i in range(4)]
+    examples += [LabelledText("other", RECIPE.replace("six", str(i))) for i in range(4)]
+    labels = [s for s in LABELS if s.label != "w9"]  # no label names a form number
+    assert scores(backend, w4, labels=labels).label == "other"
+    assert scores(backend, w4, examples, labels=labels).label == "other"
 
 
 def test_names_come_from_the_label_and_the_descriptions_opening_noun_phrases():

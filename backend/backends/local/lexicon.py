@@ -106,12 +106,51 @@ def name_term(phrase: str) -> str:
 
 
 _BY_TERM: dict[str, frozenset[str]] = {}
-for _identifying, _titles in KINDS:
+_KIND_BY_TERM: dict[str, set[int]] = {}  # identifying name or title -> kinds
+_KIND_BY_TITLE: dict[str, int] = {}
+for _kind, (_identifying, _titles) in enumerate(KINDS):
     _names = frozenset(name_term(n) for n in _titles)
     for _term in (name_term(n) for n in _identifying):
         _BY_TERM[_term] = _BY_TERM.get(_term, frozenset()) | _names
+    for _term in {name_term(n) for n in _identifying} | _names:
+        _KIND_BY_TERM.setdefault(_term, set()).add(_kind)
+    for _term in _names:
+        _KIND_BY_TITLE.setdefault(_term, _kind)
+
+# Words after a kind's name that make it a field label ("Purchase Order No", "Invoice Date"),
+# which a document of another kind may carry above its own title.
+_FIELD_WORDS = frozenset({"no", "nr", "number", "num", "date", "id", "ref", "reference", "to"})
+_TITLE_LINE_WORDS = 8
 
 
 def translations(names: set[str]) -> set[str]:
     """The titles of the kinds that these name terms identify."""
     return set().union(*(_BY_TERM.get(n, frozenset()) for n in names))
+
+
+def kinds_named(names: set[str]) -> set[int]:
+    """The kinds (indexes into KINDS) that these name terms identify."""
+    return set().union(*(_KIND_BY_TERM.get(n, set()) for n in names))
+
+
+def title_kind(opening: str) -> int | None:
+    """The kind a document titles itself with: the first kind named in its opening, when that
+    line reads as a title (a short line, not a field label such as "Place of receipt:" or
+    "Purchase Order No"). None when the opening names no kind or names one only in a field."""
+    for line in opening.splitlines():
+        words = tokens(line)
+        for start in range(len(words)):
+            for length in (3, 2, 1):
+                if start + length > len(words):
+                    continue
+                kind = _KIND_BY_TITLE.get(name_term(" ".join(words[start : start + length])))
+                if kind is None:
+                    continue
+                following = words[start + length] if start + length < len(words) else ""
+                titled = (
+                    len(words) <= _TITLE_LINE_WORDS
+                    and not line.rstrip().endswith(":")
+                    and following not in _FIELD_WORDS
+                )
+                return kind if titled else None
+    return None

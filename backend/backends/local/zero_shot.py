@@ -13,6 +13,9 @@ Only what the user wrote is used, with general rules about how documents name th
 - Identifier gate: a label that names a form number ("IRS Form 1040") is contradicted when the
   document never mentions that number, or when its title names itself another form ("Form
   6251", "Form W-4"): forms state their own number at the top, and cite others only below it.
+  Likewise a document titled as a common kind ("PURCHASE ORDER", "POS Receipt") contradicts
+  every label that does not name that kind: amounts and addresses make a purchase order look
+  like an invoice, its title says it is not one.
 - Semantic evidence: cosine similarity between the opening's embedding and the label's
   ("name: description"), relative to the other labels.
 - Open set: a catch-all label ("other", or a description like "none of the above", "anything
@@ -30,7 +33,7 @@ import numpy as np
 from wordfreq import zipf_frequency
 
 from backend.backends.base import LabelSpec
-from backend.backends.local.lexicon import translations
+from backend.backends.local.lexicon import kinds_named, title_kind, translations
 from backend.backends.local.text import STOPWORDS, is_identifier, normalize, stem, tokens
 
 CATCH_ALL_NAMES = frozenset(
@@ -187,9 +190,11 @@ def _saturate(count: float) -> float:
 
 
 def lexical_scores(terms: list[LabelTerms], text: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per label: lexical evidence in [0, 1], and whether the title names another form."""
+    """Per label: lexical evidence in [0, 1], and whether the title names another form or
+    another kind of document."""
     counts = document_counts(text)
     own = title_identifier(text)
+    own_kind = title_kind(text[:TITLE_CHARS])
     scores, contradicted = [], []
     for label in terms:
         name = max((_saturate(counts.get(t, 0)) for t in label.names), default=0.0)
@@ -205,8 +210,10 @@ def lexical_scores(terms: list[LabelTerms], text: str) -> tuple[np.ndarray, np.n
         if label.identifiers and not any(counts.get(i, 0) for i in label.identifiers):
             score *= IDENTIFIER_GATE
         scores.append(score)
+        kinds = kinds_named(label.names)
         contradicted.append(
-            bool(label.identifiers) and own is not None and own not in label.identifiers
+            (own is not None and own not in label.identifiers and bool(label.identifiers or kinds))
+            or (own_kind is not None and own_kind not in kinds)
         )
     return np.array(scores), np.array(contradicted)
 
