@@ -276,6 +276,17 @@ def test_a_numbered_form_is_not_a_common_kind_of_document(backend):
     assert scores(backend, w4, examples, labels=labels).label == "other"
 
 
+def test_a_pay_stub_that_never_names_itself_is_known_by_its_net_pay_line(backend):
+    stub = (
+        "State University Payroll Services\nPay Group: Non-Exempt  Pay Begin Date: 04/17/2020\n"
+        "Pay End Date: 04/30/2020\nTax data: Federal, FL State\nDescription Rate Hours\n"
+        "Regular 1,775.12 80.00\nOvertime 34.31 2.00\nFed Withholding 109.78\nFed OASDI "
+        "114.70\nRetirement System 58.91\nTOTAL GROSS 1,963.76\nNET PAY 1,479.93\n"
+        "Leave balances: Sick 427.50  Annual 134.25"
+    )
+    assert scores(backend, stub).label == "payslip", scores(backend, stub).scores
+
+
 def test_names_come_from_the_label_and_the_descriptions_opening_noun_phrases():
     (payslip, contract, order) = label_terms(
         [

@@ -97,6 +97,12 @@ KINDS: list[tuple[list[str], list[str]]] = [
     (["delivery note", "packing slip"], ["delivery note", "packing slip", *_DELIVERY_NOTE]),
     (["resume", "cv"], ["resume", "curriculum vitae", *_RESUME]),
 ]
+# Lines only a document of the kind carries, whatever it calls itself (a US pay stub may never
+# say "pay stub"): they count as the kind's names in the text, not as titles.
+HALLMARKS: dict[str, list[str]] = {
+    "invoice": ["amount due", "balance due", "total due"],
+    "payslip": ["net pay", "gross pay", "net salary", "gross salary", "take home pay"],
+}
 
 
 def name_term(phrase: str) -> str:
@@ -110,8 +116,9 @@ _KIND_BY_TERM: dict[str, set[int]] = {}  # identifying name or title -> kinds
 _KIND_BY_TITLE: dict[str, int] = {}
 for _kind, (_identifying, _titles) in enumerate(KINDS):
     _names = frozenset(name_term(n) for n in _titles)
+    _hallmarks = frozenset(name_term(n) for n in HALLMARKS.get(_identifying[0], []))
     for _term in (name_term(n) for n in _identifying):
-        _BY_TERM[_term] = _BY_TERM.get(_term, frozenset()) | _names
+        _BY_TERM[_term] = _BY_TERM.get(_term, frozenset()) | _names | _hallmarks
     for _term in {name_term(n) for n in _identifying} | _names:
         _KIND_BY_TERM.setdefault(_term, set()).add(_kind)
     for _term in _names:
@@ -124,7 +131,7 @@ _TITLE_LINE_WORDS = 8
 
 
 def translations(names: set[str]) -> set[str]:
-    """The titles of the kinds that these name terms identify."""
+    """The titles (and hallmark lines) of the kinds that these name terms identify."""
     return set().union(*(_BY_TERM.get(n, frozenset()) for n in names))
 
 
