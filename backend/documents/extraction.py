@@ -9,6 +9,7 @@ turning between calls. OCR, seconds a page, is not done here but handed out as `
 import html
 import logging
 import math
+import re
 from collections.abc import Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
@@ -30,6 +31,10 @@ TEXT_PAGE_CHARS = 3000
 OCR_MAX_PIXELS = 16_000_000
 PREVIEW_MAX_PIXELS = 6_000_000
 _TEXT_PREVIEW_CSS = "* {font-family: sans-serif; font-size: 10px; white-space: pre-wrap;}"
+# What a font without a Unicode map yields: its glyph codes as control characters, U+FFFD or
+# private-use code points. Such a text layer exists but says nothing, like a scan's.
+_UNREADABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd\ue000-\uf8ff]")
+UNREADABLE_SHARE = 0.2  # of a page's characters, above which the page is read by OCR
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,18 @@ def count_chars(text: str) -> int:
     return len(text.strip())
 
 
+def readable_chars(text: str) -> int:
+    """Characters of a page's text that say something (not glyph codes of an unmapped font)."""
+    stripped = text.strip()
+    return len(stripped) - len(_UNREADABLE.findall(stripped))
+
+
+def needs_ocr(text: str, min_text_chars: int) -> bool:
+    """A page has too little text, or a text layer mostly of unmapped glyph codes."""
+    readable = readable_chars(text)
+    return readable < min_text_chars or readable < (1 - UNREADABLE_SHARE) * count_chars(text)
+
+
 @contextmanager
 def open_pdf(data: bytes, kind: FileKind, limits: Limits) -> Iterator[pymupdf.Document]:
     """The upload as a PDF (images converted in memory), refused when corrupt, encrypted or
@@ -106,7 +123,8 @@ def read_text_layer(
     data: bytes, kind: FileKind, limits: Limits, *, min_text_chars: int, ocr_dpi: int | None
 ) -> TextLayer:
     """Every page's text layer, and an OCR job for each page with fewer than `min_text_chars`
-    characters (none when `ocr_dpi` is None: OCR off or unavailable)."""
+    readable characters or an unreadable text layer (none when `ocr_dpi` is None: OCR off or
+    unavailable)."""
     if kind.kind == "text":
         return TextLayer([PageText(i + 1, t) for i, t in enumerate(_text_pages(data, limits))])
     layer = TextLayer([])
@@ -118,7 +136,7 @@ def read_text_layer(
             except Exception:  # a broken content stream: OCR may still read the page
                 text = ""
             layer.pages.append(PageText(index + 1, text, False, page.rect.width, page.rect.height))
-            if ocr_dpi is not None and count_chars(text) < min_text_chars:
+            if ocr_dpi is not None and needs_ocr(text, min_text_chars):
                 _check_page_images(page, limits)
                 dpi = capped_dpi(page.rect, ocr_dpi, OCR_MAX_PIXELS)
                 layer.ocr_jobs.append(OcrJob(index + 1, _single_page_pdf(doc, index), dpi))
@@ -133,7 +151,7 @@ def merge_ocr(layer: TextLayer, texts: list[str | None]) -> list[PageText]:
             continue
         page.ocr = True
         # Full-page OCR reads the text layer too; keep the text layer if OCR found less.
-        if count_chars(text) >= count_chars(page.text):
+        if readable_chars(text) >= readable_chars(page.text):
             page.text = text
     return layer.pages
 

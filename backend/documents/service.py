@@ -82,7 +82,8 @@ async def extract_pages(
     data: bytes, kind: FileKind, settings: Settings, pool: Executor | None
 ) -> list[PageText]:
     """Every page's text: the text layer in a thread, then OCR of the pages with fewer than
-    `min_text_chars` characters, in parallel in `pool` (in this process, one at a time, if None).
+    `min_text_chars` readable characters or a text layer of unmapped glyph codes, in parallel in
+    `pool` (in this process, one at a time, if None).
 
     Without OCR (disabled, or Tesseract or its language data missing) such pages keep the little
     text they have and `ocr` stays false: the document is still processed.

@@ -8,6 +8,8 @@ from backend.documents.extraction import (
     capped_dpi,
     count_pages,
     extract,
+    needs_ocr,
+    readable_chars,
     render_page,
     split_text,
 )
@@ -154,3 +156,14 @@ def test_storage_refuses_paths_outside_its_folder(tmp_path):
             store.read(bad)
     store.delete(relative)
     assert not (tmp_path / "files" / "account" / "doc").exists()
+
+
+def test_a_page_needs_ocr_when_its_text_is_short_or_mostly_glyph_codes():
+    words = "Request for Taxpayer Identification Number and Certification"
+    codes = "\x01\x02\x03\x05\x06\x07\x0e\x0f\x10\x11" * 20
+    assert not needs_ocr(words, 20)
+    assert needs_ocr("Page 1", 20)  # too little text
+    assert needs_ocr(words + codes, 20)  # long, but mostly glyph codes
+    assert needs_ocr("\ufffd\ue001" * 100, 20)
+    assert not needs_ocr(words * 5 + "\x01\x02", 20)  # a stray code is not a broken font
+    assert readable_chars("  ab\x01c\ufffd  ") == 3

@@ -9,7 +9,12 @@ import pytest
 
 from tests.conftest import make_settings, start_harness
 from tests.documents.conftest import INVOICE, harness_with_pool, image_bytes, upload
-from tests.fixtures.documents import png_of_text, scanned_pdf, text_pdf
+from tests.fixtures.documents import (
+    png_of_text,
+    scan_with_unreadable_text_layer,
+    scanned_pdf,
+    text_pdf,
+)
 
 
 async def page_json(client, tenant, document_id: str, n: int) -> dict:  # noqa: ANN001
@@ -44,6 +49,18 @@ async def test_scanned_pdf_is_read_by_tesseract(client, tenant):
     assert "Northwind" in first["text"] and "Amount due" in first["text"]
     second = await page_json(client, tenant, body["document_id"], 2)
     assert second["ocr"] is True and "Second page" in second["text"]
+
+
+async def test_a_text_layer_of_glyph_codes_is_replaced_by_ocr(client, tenant):
+    data = scan_with_unreadable_text_layer(INVOICE)
+    import pymupdf
+
+    with pymupdf.open(stream=data) as doc:
+        assert len(doc[0].get_text().strip()) > 500  # plenty of "text", none of it readable
+    body = (await upload(client, tenant, data, "broken-font.pdf")).json()
+    page = await page_json(client, tenant, body["document_id"], 1)
+    assert page["ocr"] is True
+    assert "Northwind" in page["text"] and "\x01" not in page["text"]
 
 
 async def test_mixed_pdf_ocrs_only_pages_without_text(client, tenant):
