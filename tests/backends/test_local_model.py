@@ -287,6 +287,23 @@ def test_a_pay_stub_that_never_names_itself_is_known_by_its_net_pay_line(backend
     assert scores(backend, stub).label == "payslip", scores(backend, stub).scores
 
 
+def test_a_state_return_titled_with_its_own_number_is_not_the_federal_form(backend):
+    # Every word of the description fits; only the title's number says it is another form.
+    labels = [
+        LabelSpec("form_1040", "IRS Form 1040 U.S. Individual Income Tax Return"),
+        LabelSpec("other", "Any document that is none of the above"),
+    ]
+    state = (
+        "Illinois Department of Revenue\nIndividual Income Tax Return\nIL-1040 Front\n"
+        "2021 Form IL-1040\nStep 2: Income\nFederal adjusted gross income from your federal "
+        "Form 1040 or 1040-SR, Line 11.\nFederally tax-exempt interest from your federal Form "
+        "1040 or 1040-SR, Line 2a.\nU.S. individual income tax return."
+    )
+    assert scores(backend, state, labels=labels).label == "other", scores(
+        backend, state, labels=labels
+    ).scores
+
+
 def test_names_come_from_the_label_and_the_descriptions_opening_noun_phrases():
     (payslip, contract, order) = label_terms(
         [

@@ -62,7 +62,10 @@ NAME_WEIGHT = 1.0  # name evidence relative to description evidence
 LEXICAL_WEIGHT = 8.0
 SEMANTIC_WEIGHT = 6.0
 CATCH_ALL_LOGIT = 2.2
-IDENTIFIER_GATE = 0.3  # evidence kept by a label whose form number is absent or contradicted
+IDENTIFIER_GATE = 0.3  # evidence kept by a label whose form number is absent
+# Evidence kept by a label the title contradicts (another form number or kind): stronger than an
+# absent number, which OCR or a terse filled form may explain.
+CONTRADICTION_GATE = 0.2
 UNNAMED_FACTOR = 0.5  # lexical evidence kept when the document never uses the label's name
 TEMPERATURE = 0.6  # of the softmax over logits: lowest ECE on docs-v1 5-way + label2
 TITLE_CHARS = 400
@@ -233,7 +236,7 @@ def zero_shot_logits(
     semantic = cosines - cosines.mean() if len(named) > 1 else cosines * 0
     support = LEXICAL_WEIGHT * lexical + SEMANTIC_WEIGHT * semantic
     # A document titled as another form is not this one, however similar its wording.
-    support = np.where(contradicted, np.minimum(support, support * IDENTIFIER_GATE), support)
+    support = np.where(contradicted, np.minimum(support, support * CONTRADICTION_GATE), support)
     logits = np.full(len(specs), CATCH_ALL_LOGIT)
     logits[named] = support
     return logits
