@@ -175,8 +175,7 @@ def latency(items) -> dict:
         model="local",
         labels=FIVE_WAY,
         pages=two_page.pages,
-        examples=examples,
-        training_key="bench",
+        examples=examples,  # no training_key: kept in memory, never loaded from storage
     )
     started = time.perf_counter()
     backend._classify(trained_request)  # trains (with its cross-validation), then classifies

@@ -319,3 +319,41 @@ def test_names_come_from_the_label_and_the_descriptions_opening_noun_phrases():
         "attach", "to", "form", "1040", "or", "1040", "nr", "il1040", "w9",
     ]  # fmt: skip
     assert not is_identifier("2023") and is_identifier("1099")
+
+
+def _taught_request(key: str) -> ClassifyRequest:
+    examples = [LabelledText("w9", W9 + f" copy {i}") for i in range(3)]
+    examples += [LabelledText("invoice", INVOICE.replace("2024-117", str(i))) for i in range(3)]
+    examples += [LabelledText("payslip", PAYSLIP.replace("J. Smith", f"J{i}")) for i in range(3)]
+    return ClassifyRequest(
+        model="local", labels=LABELS, pages=[INVOICE], examples=examples, training_key=key
+    )
+
+
+def test_a_trained_model_is_stored_and_used_after_a_restart(tmp_path, monkeypatch):
+    import backend.backends.local as local
+
+    settings = Settings(_env_file=None, storage_dir=tmp_path)
+    first = LocalBackend(settings)._classify(_taught_request("clf:1:abc"))
+    assert first.confidence_method == "local_trained"
+    assert len(list((tmp_path / "models").glob("*.pkl"))) == 1
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(local, "train", no_training)
+    restarted = LocalBackend(settings)._classify(_taught_request("clf:1:abc"))
+    assert restarted.scores == first.scores
+    # Another version or example set is another model.
+    with pytest.raises(AssertionError, match="trained again"):
+        LocalBackend(settings)._classify(_taught_request("clf:2:abc"))
+
+
+def test_an_unreadable_stored_model_is_trained_again(tmp_path):
+    settings = Settings(_env_file=None, storage_dir=tmp_path)
+    first = LocalBackend(settings)._classify(_taught_request("clf:1:abc"))
+    (stored,) = (tmp_path / "models").glob("*.pkl")
+    stored.write_bytes(b"truncated")
+    again = LocalBackend(settings)._classify(_taught_request("clf:1:abc"))
+    assert again.scores == pytest.approx(first.scores)
+    assert stored.read_bytes() != b"truncated"

@@ -7,8 +7,11 @@ measured accuracy and why MiniLM was chosen.
 
 import asyncio
 import hashlib
+import logging
+import os
 import threading
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 
@@ -24,6 +27,8 @@ from backend.backends.local.embedder import EMBEDDER
 from backend.backends.local.trained import TrainedModel, fit
 from backend.backends.local.zero_shot import label_text, zero_shot_logits, zero_shot_probabilities
 from backend.config import Settings
+
+log = logging.getLogger(__name__)
 
 TITLE_CHARS = 1000  # about the 128 tokens the embedder reads
 CACHE_SIZE = 64
@@ -58,6 +63,18 @@ def label_embeddings(labels: list[LabelSpec]) -> np.ndarray:
         return np.vstack([_label_vectors[t] for t in texts])
 
 
+def _code_digest() -> str:
+    """Of the code a trained model depends on (its features include the zero-shot logits): a
+    stored model is used only by the code that trained it."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+CODE_DIGEST = _code_digest()
+
+
 def _key(labels: list[LabelSpec], examples: list[LabelledText]) -> str:
     digest = hashlib.sha256()
     for spec in labels:
@@ -90,6 +107,9 @@ class LocalBackend(Backend):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # Trained models of saved classifier versions are stored beside the documents, so a
+        # restart or another API process (sharing the storage) does not train them again.
+        self.model_dir = settings.storage_dir / "models"
         self._models: OrderedDict[str, TrainedModel] = OrderedDict()
         self._lock = threading.Lock()
         self._training: dict[str, threading.Lock] = {}
@@ -125,8 +145,12 @@ class LocalBackend(Backend):
         with training:
             with self._lock:
                 model = self._models.get(key)
+            if model is None and request.training_key:
+                model = self._load(request.training_key)
             if model is None:
                 model = train(request.labels, request.examples)
+                if request.training_key:
+                    self._store(request.training_key, model)
                 with self._lock:
                     self._models[key] = model
                     while len(self._models) > CACHE_SIZE:
@@ -134,6 +158,30 @@ class LocalBackend(Backend):
         with self._lock:
             self._training.pop(key, None)
         return model
+
+    def _path(self, training_key: str) -> Path:
+        name = hashlib.sha256(f"{CODE_DIGEST}:{training_key}".encode()).hexdigest()
+        return self.model_dir / f"{name}.pkl"
+
+    def _load(self, training_key: str) -> TrainedModel | None:
+        path = self._path(training_key)
+        try:
+            return TrainedModel.loads(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except Exception as error:  # unreadable (truncated, other library versions): retrain
+            log.warning("Stored model %s unusable (%s); training again", path.name, error)
+            return None
+
+    def _store(self, training_key: str, model: TrainedModel) -> None:
+        path = self._path(training_key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+            partial.write_bytes(model.dumps())
+            partial.replace(path)  # atomic: a reader sees the whole model or none
+        except OSError as error:  # a full or read-only disk costs a retrain later, nothing more
+            log.warning("Could not store trained model %s: %s", path.name, error)
 
     def _classify(self, request: ClassifyRequest) -> ClassifyResult:
         text = "\n\n".join(request.pages)

@@ -74,7 +74,7 @@ class TrainedModel:
 
     @staticmethod
     def loads(data: bytes) -> "TrainedModel":
-        # Only ever loads what DocSift itself pickled into its own database.
+        # Only ever loads what DocSift itself pickled into its own storage directory.
         return pickle.loads(data)  # noqa: S301
 
 
