@@ -342,8 +342,12 @@ def test_a_trained_model_is_stored_and_used_after_a_restart(tmp_path, monkeypatc
         raise AssertionError("trained again")
 
     monkeypatch.setattr(local, "train", no_training)
-    restarted = LocalBackend(settings)._classify(_taught_request("clf:1:abc"))
-    assert restarted.scores == first.scores
+    restarted = LocalBackend(settings)
+    assert restarted._classify(_taught_request("clf:1:abc")).scores == first.scores
+    # Loaded once, then kept in memory: later requests do not read the file again.
+    for stored in (tmp_path / "models").glob("*.pkl"):
+        stored.unlink()
+    assert restarted._classify(_taught_request("clf:1:abc")).scores == first.scores
     # Another version or example set is another model.
     with pytest.raises(AssertionError, match="trained again"):
         LocalBackend(settings)._classify(_taught_request("clf:2:abc"))

@@ -145,18 +145,25 @@ class LocalBackend(Backend):
         with training:
             with self._lock:
                 model = self._models.get(key)
-            if model is None and request.training_key:
-                model = self._load(request.training_key)
             if model is None:
-                model = train(request.labels, request.examples)
-                if request.training_key:
-                    self._store(request.training_key, model)
+                model = self._load_or_train(request)
                 with self._lock:
                     self._models[key] = model
                     while len(self._models) > CACHE_SIZE:
                         self._models.popitem(last=False)
         with self._lock:
             self._training.pop(key, None)
+        return model
+
+    def _load_or_train(self, request: ClassifyRequest) -> TrainedModel:
+        """A saved classifier version's stored model, else one trained now (and stored, when
+        the request names its version)."""
+        key = request.training_key
+        model = self._load(key) if key else None
+        if model is None:
+            model = train(request.labels, request.examples)
+            if key:
+                self._store(key, model)
         return model
 
     def _path(self, training_key: str) -> Path:
