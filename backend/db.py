@@ -4,12 +4,15 @@ Services only flush; a route commits once at its end, so a charge and the result
 written together or not at all.
 """
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 
@@ -55,6 +58,34 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
     cursor.close()
 
 
+# SQLite has one writer at a time. This process's writers of money (holds, charges) queue here
+# and are woken in turn, instead of polling in SQLite's busy handler, which sleeps up to 100 ms
+# between tries and leaves the database idle meanwhile.
+_WRITE_LOCKS: "weakref.WeakKeyDictionary[Engine, asyncio.Lock]" = weakref.WeakKeyDictionary()
+_HELD = "docsift_write_lock"
+
+
+async def begin_write(session: AsyncSession) -> None:
+    """On SQLite: wait for this process's turn as the database's writer, kept until the
+    transaction ends (commit or rollback). Elsewhere: nothing. Call it before the transaction's
+    first write: a transaction that already wrote holds SQLite's lock, and waiting here for a
+    writer that waits for that lock would stall both until the busy timeout."""
+    lock = _WRITE_LOCKS.get(session.sync_session.get_bind())  # type: ignore[arg-type]
+    if lock is None or _HELD in session.info:
+        return
+    await lock.acquire()
+    session.info[_HELD] = lock
+    if not session.in_transaction():
+        # Begun now (no I/O yet), so its end, even a rollback before any statement, frees the turn.
+        session.sync_session.begin()
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _end_write(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None and (lock := session.info.pop(_HELD, None)) is not None:
+        lock.release()
+
+
 def create_engine(url: str) -> AsyncEngine:
     ensure_sqlite_dir(url)
     if is_sqlite(url):
@@ -62,6 +93,7 @@ def create_engine(url: str) -> AsyncEngine:
             async_url(url), connect_args={"timeout": 30}, pool_size=20, max_overflow=80
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        _WRITE_LOCKS[engine.sync_engine] = asyncio.Lock()
         return engine
     return create_async_engine(async_url(url), pool_size=20, max_overflow=40, pool_pre_ping=True)
 

@@ -13,8 +13,6 @@ def apply_offline_defaults() -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    # LiteLLM's aiohttp transport bypasses httpx, so respx could not see (or block) its calls.
-    os.environ.setdefault("DISABLE_AIOHTTP_TRANSPORT", "True")
     os.environ.setdefault("LITELLM_TELEMETRY", "False")
     if "TIKTOKEN_CACHE_DIR" not in os.environ:
         spec = find_spec("litellm")

@@ -9,6 +9,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 
@@ -57,9 +58,23 @@ def fake_openai(delay: float = 0.0):
         proc.wait(10)
 
 
+class Running(NamedTuple):
+    url: str
+    api_key: str
+    startup_s: float  # process start to /healthz answering
+    pid: int
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def docsift_server(model_base: str | None = None, extra_env: dict[str, str] | None = None):
-    """DocSift under uvicorn (one process) on a fresh SQLite database; yields (url, api_key, startup_s)."""
+    """DocSift under uvicorn (one process) on a fresh SQLite database, unless extra_env names
+    another DOCSIFT_DATABASE_URL; yields Running(url, api_key, startup_s, pid)."""
     folder = Path(tempfile.mkdtemp(prefix="docsift-bench-"))
     env = {
         **os.environ,
@@ -123,7 +138,7 @@ def docsift_server(model_base: str | None = None, extra_env: dict[str, str] | No
     try:
         url = f"http://127.0.0.1:{port}"
         wait_healthy(f"{url}/healthz")
-        yield url, api_key, time.monotonic() - started
+        yield Running(url, api_key, time.monotonic() - started, proc.pid)
     finally:
         proc.terminate()
         proc.wait(20)

@@ -1,7 +1,7 @@
-"""Where a classify request's CPU goes: py-spy samples the server while one client sends
-classify requests back to back to a fake model answering at once.
+"""Where a classify request's CPU goes: py-spy samples the server while clients send classify
+requests back to back to a fake model (one client, answering at once, by default).
 
-    pip install py-spy && python -m bench.profile_server [--seconds 24]
+    pip install py-spy && python -m bench.profile_server [--seconds 24] [--clients 200 --delay 1]
 
 Writes bench/results/server_profile.json: requests per second, and for each part of the stack
 the share of samples with a frame of it on the stack (inclusive, so shares overlap).
@@ -15,11 +15,10 @@ import collections
 import re
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from bench.harness import docsift_server, fake_openai, write_result
-from bench.server import _body, _setup
+from bench.server import _body, _load, _setup
 
 PARTS = {
     "billing (holds, charges)": r"backend/billing/",
@@ -27,7 +26,7 @@ PARTS = {
     "aiosqlite thread hop + sqlite": r"aiosqlite/",
     "LiteLLM": r"litellm/",
     "OpenAI SDK": r"openai/",
-    "httpx/httpcore (to the model)": r"httpcore/",
+    "HTTP to the model (aiohttp, httpcore)": r"(aiohttp|httpcore)/",
     "FastAPI/Starlette routing, validation": r"(fastapi|starlette)/",
     "pydantic": r"pydantic",
     "documents (page reads)": r"backend/documents/",
@@ -52,40 +51,51 @@ def shares(stacks: Path) -> dict[str, float]:
     return {part: round(inclusive[part] / total, 3) for part in PARTS} | {"samples": total}
 
 
-def start_py_spy(out: Path, seconds: float) -> subprocess.Popen:
-    """py-spy recording the newest uvicorn server process (the one just started)."""
-    pid = subprocess.check_output(["pgrep", "-n", "-f", "uvicorn backend.main:app"]).split()[0]
+def start_py_spy(pid: int, out: Path, seconds: float) -> subprocess.Popen:
+    """py-spy recording the server process."""
     return subprocess.Popen(
-        ["py-spy", "record", "-p", pid.decode(), "-r", "200", "-f", "raw", "-o", str(out)]
+        ["py-spy", "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", str(out)]
         + ["-d", str(int(seconds) + 1), "--nonblocking"]
     )
 
 
-async def profile(seconds: float) -> dict:
-    out = Path(tempfile.mkdtemp()) / "stacks.txt"
-    with fake_openai(0.0) as base, docsift_server(base) as (url, key, _):
+async def profile(seconds: float, clients: int, delay: float, keep: Path | None) -> dict:
+    out = keep or Path(tempfile.mkdtemp()) / "stacks.txt"
+    with fake_openai(delay) as base, docsift_server(base) as (url, key, _, pid):
         client, doc = await _setup(url, key)
         for _ in range(20):
             await client.post("/v1/classify", json=_body(doc))
-        spy = await asyncio.to_thread(start_py_spy, out, seconds)
-        started, requests = time.perf_counter(), 0
-        while time.perf_counter() - started < seconds:
-            response = await client.post("/v1/classify", json=_body(doc))
-            assert response.status_code == 200, response.text
-            requests += 1
-        rate = requests / (time.perf_counter() - started)
+
+        async def classify() -> int:
+            return (await client.post("/v1/classify", json=_body(doc))).status_code
+
+        spy = await asyncio.to_thread(start_py_spy, pid, out, seconds)
+        load = await _load(classify, clients, seconds, max(delay, 1e-9))
         await asyncio.to_thread(spy.wait)
         await client.aclose()
-    return {"requests_per_second_one_client": round(rate, 1), "inclusive_share": shares(out)}
+    return {
+        "clients": clients,
+        "model_delay_s": delay,
+        "requests_per_second": load["throughput_rps"],
+        "errors": load["errors"],
+        "inclusive_share": shares(out),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=24)
+    parser.add_argument("--clients", type=int, default=1)
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--stacks", type=Path, help="also keep py-spy's raw stacks here")
     args = parser.parse_args()
-    result = asyncio.run(profile(args.seconds))
-    result["command"] = f"python -m bench.profile_server --seconds {args.seconds:g}"
-    write_result("server_profile", result)
+    result = asyncio.run(profile(args.seconds, args.clients, args.delay, args.stacks))
+    result["command"] = (
+        f"python -m bench.profile_server --seconds {args.seconds:g}"
+        f" --clients {args.clients} --delay {args.delay:g}"
+    )
+    name = "server_profile" if args.clients == 1 else "server_profile_concurrent"
+    write_result(name, result)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,12 @@
 1. Overhead: the classify round trip through DocSift vs a bare `litellm.acompletion` with the same
    prompt to the same fake server (answering at once), sequential, medians compared.
 2. Concurrency: N clients in a loop for S seconds, the fake model answering after 1 s; one server
-   process. Little's law makes N req/s the ideal.
+   process. Little's law makes N req/s the ideal. Side by side: N bare `litellm.acompletion` loops
+   in one process against the same fake model, LiteLLM's own ceiling on this machine.
 3. Start-up: process start to the first answered classify request.
+The load generator is aiohttp: an httpx client itself tops out near 40 req/s with 200
+connections open (its connection pool scans every connection per request), which would measure
+the client, not the server.
 Writes bench/results/server.json.
 """
 
@@ -17,10 +21,13 @@ import asyncio
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
+import aiohttp
 import httpx
 
-from bench.harness import docsift_server, fake_openai, percentile, write_result
+from bench.harness import cpu_seconds, docsift_server, fake_openai, percentile, write_result
 from tests.fixtures.documents import text_pdf
 
 SCHEMA = [
@@ -35,61 +42,87 @@ SCHEMA = [
     {"label": "contract", "description": "A legally binding agreement between two or more parties"},
     {"label": "other", "description": "Any document that does not fit the above categories"},
 ]
+# Extra environment for the DocSift server (--database-url sets DOCSIFT_DATABASE_URL).
+SERVER_ENV: dict[str, str] = {}
 PAGE = "INVOICE 2024-117. Bill to Northwind Traders. Amount due 1,250.00 USD. Net 30. " * 8
 
 
-async def _setup(url: str, key: str) -> tuple[httpx.AsyncClient, str]:
-    client = httpx.AsyncClient(
-        base_url=url,
-        headers={"x-api-key": key},
-        timeout=60,
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=1000),
-    )
-    doc = await client.post("/v1/documents", files={"file": ("a.pdf", text_pdf([PAGE]))})
-    return client, doc.json()["document_id"]
+@dataclass
+class Reply:
+    status_code: int
+    text: str
+
+
+class LoadClient:
+    """A keep-alive HTTP client for load generation (aiohttp: cheap per request at any concurrency)."""
+
+    def __init__(self, url: str, key: str) -> None:
+        self.url = url
+        self.session = aiohttp.ClientSession(
+            headers={"x-api-key": key},
+            connector=aiohttp.TCPConnector(limit=0),  # no cap: one connection per client
+            timeout=aiohttp.ClientTimeout(total=60),
+        )
+
+    async def post(self, path: str, json: dict) -> Reply:
+        async with self.session.post(self.url + path, json=json) as response:
+            return Reply(response.status, await response.text())
+
+    async def aclose(self) -> None:
+        await self.session.close()
+
+
+async def _setup(url: str, key: str) -> tuple[LoadClient, str]:
+    async with httpx.AsyncClient(base_url=url, headers={"x-api-key": key}, timeout=60) as client:
+        doc = await client.post("/v1/documents", files={"file": ("a.pdf", text_pdf([PAGE]))})
+    return LoadClient(url, key), doc.json()["document_id"]
 
 
 def _body(doc: str) -> dict:
     return {"document_id": doc, "classification_schema": SCHEMA, "query_model": "bench-llm"}
 
 
-async def overhead(requests: int) -> dict:
+def _bare_call(base: str) -> Callable[[], Awaitable[None]]:
+    """A bare `litellm.acompletion` with exactly the prompt DocSift sends for `_body`."""
     from backend.backends.llm import client as llm_client
+    from backend.backends.llm.prompts import LabelPrompt, render_classify
+    from backend.config import REPO_ROOT
 
-    with fake_openai(0.0) as base, docsift_server(base) as (url, key, _):
+    lib = llm_client.litellm()  # configured as the server configures it (same HTTP transport)
+    system, user = render_classify(
+        REPO_ROOT / "prompts",
+        labels=[
+            LabelPrompt(c, s["label"], s["description"])
+            for c, s in zip("ABCD", SCHEMA, strict=True)
+        ],
+        pages=[(1, PAGE)],
+        instructions=None,
+        examples=[],
+    )
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+    async def bare() -> None:
+        await lib.acompletion(
+            model="openai/bench",
+            api_base=base,
+            api_key="none",
+            messages=messages,
+            temperature=0,
+            max_tokens=1,
+            logprobs=True,
+            top_logprobs=20,
+            max_retries=0,
+        )
+
+    return bare
+
+
+async def overhead(requests: int) -> dict:
+    with fake_openai(0.0) as base, docsift_server(base, SERVER_ENV) as (url, key, _, pid):
         client, doc = await _setup(url, key)
         for _ in range(10):  # warm both paths
             await client.post("/v1/classify", json=_body(doc))
-        lib = llm_client.litellm()
-        # The exact prompt DocSift sends, replayed bare.
-        from backend.backends.llm.prompts import LabelPrompt, render_classify
-        from backend.config import REPO_ROOT
-
-        system, user = render_classify(
-            REPO_ROOT / "prompts",
-            labels=[
-                LabelPrompt(c, s["label"], s["description"])
-                for c, s in zip("ABCD", SCHEMA, strict=True)
-            ],
-            pages=[(1, PAGE)],
-            instructions=None,
-            examples=[],
-        )
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-
-        async def bare() -> None:
-            await lib.acompletion(
-                model="openai/bench",
-                api_base=base,
-                api_key="none",
-                messages=messages,
-                temperature=0,
-                max_tokens=1,
-                logprobs=True,
-                top_logprobs=20,
-                max_retries=0,
-            )
-
+        bare = _bare_call(base)
         for _ in range(10):
             await bare()
         server_times, bare_times = [], []
@@ -115,30 +148,30 @@ async def overhead(requests: int) -> dict:
     }
 
 
-async def concurrency(clients: int, seconds: float, delay: float) -> dict:
-    with fake_openai(delay) as base, docsift_server(base) as (url, key, _):
-        client, doc = await _setup(url, key)
-        await client.post("/v1/classify", json=_body(doc))  # warm (litellm import)
-        latencies: list[float] = []
-        errors: list[str] = []
-        stop_at = time.monotonic() + seconds
+async def _load(
+    call: Callable[[], Awaitable[int]], clients: int, seconds: float, delay: float
+) -> dict:
+    """`clients` loops calling `call` (which returns an HTTP status) for `seconds`."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    stop_at = time.monotonic() + seconds
 
-        async def worker() -> None:
-            while time.monotonic() < stop_at:
-                t = time.perf_counter()
-                try:
-                    response = await client.post("/v1/classify", json=_body(doc))
-                    if response.status_code == 200:
-                        latencies.append(time.perf_counter() - t)
-                    else:
-                        errors.append(str(response.status_code))
-                except httpx.HTTPError as error:
-                    errors.append(type(error).__name__)
+    async def worker() -> None:
+        while time.monotonic() < stop_at:
+            t = time.perf_counter()
+            try:
+                status = await call()
+            except Exception as error:  # a benchmark counts failures, whatever they are
+                errors.append(type(error).__name__)
+                continue
+            if status == 200:
+                latencies.append(time.perf_counter() - t)
+            else:
+                errors.append(str(status))
 
-        started = time.monotonic()
-        await asyncio.gather(*[worker() for _ in range(clients)])
-        elapsed = time.monotonic() - started
-        await client.aclose()
+    started = time.monotonic()
+    await asyncio.gather(*[worker() for _ in range(clients)])
+    elapsed = time.monotonic() - started
     throughput = len(latencies) / elapsed
     return {
         "clients": clients,
@@ -155,10 +188,45 @@ async def concurrency(clients: int, seconds: float, delay: float) -> dict:
     }
 
 
+async def concurrency(clients: int, seconds: float, delay: float) -> dict:
+    with fake_openai(delay) as base:
+        with docsift_server(base, SERVER_ENV) as (url, key, _, pid):
+            client, doc = await _setup(url, key)
+            await client.post("/v1/classify", json=_body(doc))  # warm (litellm import)
+
+            async def classify() -> int:
+                return (await client.post("/v1/classify", json=_body(doc))).status_code
+
+            cpu = cpu_seconds(pid)
+            server = await _load(classify, clients, seconds, delay)
+            server["cpu_cores"] = round((cpu_seconds(pid) - cpu) / server["seconds"], 2)
+            server["cpu_ms_per_request"] = round(
+                (cpu_seconds(pid) - cpu) / max(server["completed"], 1) * 1000, 1
+            )
+            await client.aclose()
+        # The server is stopped: now LiteLLM alone, in this process, with the same load.
+        bare = _bare_call(base)
+        await bare()
+
+        async def bare_status() -> int:
+            await bare()
+            return 200
+
+        cpu = time.process_time()
+        alone = await _load(bare_status, clients, seconds, delay)
+        used = time.process_time() - cpu  # includes this process's load loop: a little high
+        alone["cpu_cores"] = round(used / alone["seconds"], 2)
+        alone["cpu_ms_per_request"] = round(used / max(alone["completed"], 1) * 1000, 1)
+    return server | {
+        "bare_litellm": alone,
+        "fraction_of_bare_litellm": round(server["throughput_rps"] / alone["throughput_rps"], 3),
+    }
+
+
 async def startup() -> dict:
     with fake_openai(0.0) as base:
         started = time.monotonic()
-        with docsift_server(base) as (url, key, healthy_after):
+        with docsift_server(base, SERVER_ENV) as (url, key, healthy_after, _):
             client, doc = await _setup(url, key)
             response = await client.post("/v1/classify", json=_body(doc))
             first_classify = time.monotonic() - started
@@ -178,14 +246,17 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--delay", type=float, default=1.0)
+    parser.add_argument("--database-url", help="the server's database (default: a fresh SQLite)")
     args = parser.parse_args()
+    if args.database_url:
+        SERVER_ENV["DOCSIFT_DATABASE_URL"] = args.database_url
     result = {
         "overhead": asyncio.run(overhead(args.requests)),
         "concurrency": asyncio.run(concurrency(args.clients, args.seconds, args.delay)),
         "startup": asyncio.run(startup()),
         "command": "python -m bench.server " + " ".join(sys.argv[1:]),
     }
-    path = write_result("server", result)
+    path = write_result("server_postgres" if args.database_url else "server", result)
     print(__import__("json").dumps(result, indent=2))
     print(f"written to {path}")
 

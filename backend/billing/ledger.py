@@ -12,17 +12,19 @@ The life of a paid request:
 
 from datetime import timedelta
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import delete, func, insert, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backend.db import begin_write
 from backend.errors import InsufficientCredits
 from backend.models import Account, CreditReservation, LedgerEntry, utcnow
 
 
-async def _free_hold(session: AsyncSession, request_id: str) -> bool:
-    """Delete a request's hold and give its credits back to `available`; False if it had none.
+async def _free_hold(session: AsyncSession, request_id: str) -> tuple[str, int] | None:
+    """Delete a request's hold: (account id, amount), or None if it had none. The caller gives
+    the amount back to `available` (lowers `reserved`).
 
     The DELETE decides, not an earlier read: two runs of one request (a retried batch item, a
     sweep) may both have seen the hold, and only the one whose DELETE removed it may lower
@@ -35,12 +37,17 @@ async def _free_hold(session: AsyncSession, request_id: str) -> bool:
             .returning(CreditReservation.account_id, CreditReservation.amount)
         )
     ).first()
+    return None if freed is None else (freed.account_id, freed.amount)
+
+
+async def _unreserve(session: AsyncSession, request_id: str) -> bool:
+    """Free a request's hold without charging; False if it had none."""
+    freed = await _free_hold(session, request_id)
     if freed is None:
         return False
+    account_id, amount = freed
     await session.execute(
-        update(Account)
-        .where(Account.id == freed.account_id)
-        .values(reserved=Account.reserved - freed.amount)
+        update(Account).where(Account.id == account_id).values(reserved=Account.reserved - amount)
     )
     return True
 
@@ -72,6 +79,15 @@ async def reserve(
 ) -> None:
     """Hold `amount` credits for a request, or raise InsufficientCredits. Commits by itself."""
     async with maker() as session:
+        await begin_write(session)
+        # The hold row first, the account row last: on PostgreSQL the account row stays locked
+        # from its UPDATE to the commit, and every request of the account needs it.
+        # Core statements on this path: an ORM object and its flush cost more than the SQL.
+        await session.execute(
+            insert(CreditReservation).values(
+                request_id=request_id, account_id=account_id, amount=amount, created_at=utcnow()
+            )
+        )
         result = await session.execute(
             update(Account)
             .where(Account.id == account_id, Account.balance - Account.reserved >= amount)
@@ -84,14 +100,14 @@ async def reserve(
             raise InsufficientCredits(
                 f"This request needs {amount} credits; the account has {available} available."
             )
-        session.add(CreditReservation(request_id=request_id, account_id=account_id, amount=amount))
         await session.commit()
 
 
 async def release(maker: async_sessionmaker[AsyncSession], *, request_id: str) -> None:
     """Drop a request's hold without charging (the request failed). Commits by itself."""
     async with maker() as session:
-        await _free_hold(session, request_id)
+        await begin_write(session)
+        await _unreserve(session, request_id)
         await session.commit()
 
 
@@ -104,9 +120,11 @@ async def charge(
     model: str | None = None,
     pages: int | None = None,
     note: str | None = None,
-) -> LedgerEntry:
+) -> None:
     """Debit a completed request, consuming its hold. Only flushes: the caller commits."""
-    if not await _free_hold(session, request_id) and amount > 0:
+    await begin_write(session)
+    freed = await _free_hold(session, request_id)
+    if freed is None and amount > 0:
         # The hold was swept (the request outlived the sweep window): debit only if still covered.
         result = await session.execute(
             update(Account)
@@ -115,9 +133,8 @@ async def charge(
         )
         if result.rowcount != 1:
             raise InsufficientCredits("The account can no longer cover this request.")
-    return await _append(
-        session,
-        LedgerEntry(
+    await session.execute(
+        insert(LedgerEntry).values(
             account_id=account_id,
             amount=-amount,
             kind="debit",
@@ -125,7 +142,18 @@ async def charge(
             model=model,
             pages=pages,
             note=note,
-        ),
+            created_at=utcnow(),
+        )
+    )
+    # The balance and the freed hold in one UPDATE of the account row (the hot row: the fewer
+    # statements touch it, the shorter concurrent requests of one account wait for it).
+    await session.execute(
+        update(Account)
+        .where(Account.id == account_id)
+        .values(
+            balance=Account.balance - amount,
+            reserved=Account.reserved - (freed[1] if freed else 0),
+        )
     )
 
 
@@ -138,7 +166,8 @@ async def release_stale(maker: async_sessionmaker[AsyncSession], *, older_than: 
                 select(CreditReservation.request_id).where(CreditReservation.created_at < cutoff)
             )
         ).all()
-        freed = [await _free_hold(session, request_id) for request_id in stale]
+        await begin_write(session)
+        freed = [await _unreserve(session, request_id) for request_id in stale]
         await session.commit()
         return sum(freed)
 

@@ -173,6 +173,7 @@ async def hold_credits_for_pages(
 
 async def store_and_charge(session: AsyncSession, record: Classification, held: HeldPages) -> None:
     """Add the result and debit its held credits in the caller's transaction: both or neither."""
+    record.duration = round(time.perf_counter() - held.started, 3)
     session.add(record)
     await ledger.charge(
         session,
@@ -183,8 +184,6 @@ async def store_and_charge(session: AsyncSession, record: Classification, held: 
         pages=record.num_pages,
         note=record.kind,
     )
-    record.duration = round(time.perf_counter() - held.started, 3)
-    await session.flush()
 
 
 async def release_connection(session: AsyncSession) -> None:

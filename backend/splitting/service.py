@@ -11,6 +11,7 @@ from backend.billing import ledger
 from backend.classification.engine import classify_pages
 from backend.classification.schema import schema_json
 from backend.classification.service import hold_credits_for_pages, store_and_charge
+from backend.db import begin_write
 from backend.documents.page_range import format_pages
 from backend.models import Account, Classification, Page
 from backend.splitting.boundaries import PageEvidence, gap_scores, segment
@@ -122,6 +123,7 @@ async def split_document(
             training_key=training_key,
         )
         segments = plan_segments(pages, results)
+        await begin_write(session)  # the documents and the charge are one write transaction
         for item in segments:
             first, end = item.pop("slice")
             if create_documents:

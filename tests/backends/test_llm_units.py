@@ -109,6 +109,13 @@ def test_templates_are_validated_data():
     )
 
 
+@pytest.fixture(autouse=True)
+def httpx_transport(monkeypatch):
+    """respx intercepts httpx; LiteLLM's default aiohttp transport would go around it. Its
+    clients are cached per api_base, and only these tests use http://llm.test."""
+    monkeypatch.setattr(client.litellm(), "disable_aiohttp_transport", True)
+
+
 @respx.mock
 async def test_client_sends_logprob_request_and_retries_server_errors():
     route = respx.post("http://llm.test/v1/chat/completions").mock(

@@ -128,6 +128,27 @@ async def test_scores_follow_the_code_logprobs(llm, fake_server):
     )
 
 
+def _openai_transports() -> list[object]:
+    cached = client.litellm().in_memory_llm_clients_cache.cache_dict.values()
+    return [
+        c._client._transport for c in cached if hasattr(getattr(c, "_client", None), "_transport")
+    ]
+
+
+async def test_model_calls_use_litellms_aiohttp_transport_and_close_it(llm, fake_server):
+    """The production HTTP path is aiohttp: with 200 calls in flight an httpx pool spends its time
+    scanning connections (bench.server). Shutting down closes and forgets the sessions."""
+    tenant = await llm.tenant(credits=10)
+    doc = await make_document(llm, tenant, ["Invoice no. 7"])
+    assert (await _classify(llm, tenant, doc)).status_code == 200
+    transports = _openai_transports()
+    assert transports and all(type(t).__name__ == "LiteLLMAiohttpTransport" for t in transports)
+    sessions = [t.client for t in transports]
+    await client.close()
+    assert _openai_transports() == [] and all(s.closed for s in sessions)
+    assert (await _classify(llm, tenant, doc)).status_code == 200  # new clients on demand
+
+
 async def test_documentpro_example_request_works_unchanged(llm, fake_server):
     tenant = await llm.tenant()
     doc = await make_document(llm, tenant, ["Purchase order 55", "Ship to: Plant 2"])
@@ -392,3 +413,20 @@ async def test_concurrent_requests_all_get_answers(llm, fake_server):
     responses = await asyncio.gather(*[_classify(llm, tenant, doc) for _ in range(20)])
     assert [r.status_code for r in responses] == [200] * 20
     assert await _balance(llm, tenant) == 80
+
+
+async def test_a_priced_models_calls_carry_their_cost(fake_server):
+    """gpt-4o-mini's price from LiteLLM's bundled table, times the tokens the server reported."""
+    fake_server.responder = lambda _r: codes_reply([0.9, 0.1])
+    options = client.CallOptions(model="gpt-4o-mini", api_base=fake_server.base_url, api_key="k")
+    done = await client.complete(
+        options, [{"role": "user", "content": "hi"}], logprobs=True, top_logprobs=5
+    )
+    price = client.litellm().model_cost["gpt-4o-mini"]
+    expected = 321 * price["input_cost_per_token"] + 1 * price["output_cost_per_token"]
+    assert done.prompt_tokens == 321 and done.cost_usd == pytest.approx(expected)
+    unpriced = client.CallOptions(model="openai/tiny", api_base=fake_server.base_url, api_key="k")
+    done = await client.complete(
+        unpriced, [{"role": "user", "content": "hi"}], logprobs=True, top_logprobs=5
+    )
+    assert done.cost_usd in (None, 0.0)

@@ -77,6 +77,9 @@ class LiteLLMBackend(Backend):
         # only the first LLM request wait for it (health checks and `local` never do).
         self._ready = asyncio.get_running_loop().run_in_executor(None, client.litellm)
 
+    async def shutdown(self) -> None:
+        await client.close()
+
     async def _litellm_ready(self) -> None:
         if self._ready is None:
             await asyncio.to_thread(client.litellm)

@@ -64,7 +64,9 @@ def litellm() -> Any:
     global _litellm
     if _litellm is None:
         module = importlib.import_module("litellm")
-        module.disable_aiohttp_transport = True  # httpx transport: respx-visible, one client stack
+        # LiteLLM's default HTTP transport is aiohttp: with 200 calls in flight an httpx pool
+        # spends most of its time scanning its connections (bench.server: 2-5x the throughput).
+        # DISABLE_AIOHTTP_TRANSPORT=True selects httpx (what respx can intercept).
         module.suppress_debug_info = True
         module.telemetry = False
         # LiteLLM logs every call at INFO (through rich when installed): ~5% of a request's CPU.
@@ -77,6 +79,18 @@ def litellm() -> Any:
                 log.debug("could not preload %s", name)
         _litellm = module
     return _litellm
+
+
+async def close() -> None:
+    """Close LiteLLM's cached HTTP clients (aiohttp sessions) while the event loop still runs,
+    and forget them: a later app in this process (tests, a restarted lifespan) builds new ones."""
+    if _litellm is None:
+        return
+    if hasattr(_litellm, "close_litellm_async_clients"):
+        await _litellm.close_litellm_async_clients()
+    cache = getattr(_litellm, "in_memory_llm_clients_cache", None)
+    if cache is not None and hasattr(cache, "flush_cache"):
+        cache.flush_cache()
 
 
 def _retryable(error: BaseException) -> bool:
@@ -142,6 +156,18 @@ def _wait(base: float) -> Callable[[RetryCallState], float]:
     return wait
 
 
+def _cost(response: Any) -> float | None:
+    """The call's price in dollars; None for models without one."""
+    # LiteLLM has priced the response already (a zero for models it has no price for).
+    hidden = getattr(response, "_hidden_params", None) or {}
+    if hidden.get("response_cost"):
+        return float(hidden["response_cost"])
+    try:
+        return float(litellm().completion_cost(completion_response=response))
+    except Exception:  # unknown models have no price
+        return None
+
+
 def _parse(response: Any) -> Completion:
     try:
         choices = response.choices
@@ -158,10 +184,7 @@ def _parse(response: Any) -> Completion:
         usage = getattr(response, "usage", None)
     except (AttributeError, IndexError, TypeError, ValueError) as error:
         raise JunkAnswer(f"unreadable completion: {error}") from None
-    try:
-        cost: float | None = float(litellm().completion_cost(completion_response=response))
-    except Exception:  # unknown models have no price
-        cost = None
+    cost = _cost(response)
     return Completion(
         text=text,
         top_logprobs=top,
