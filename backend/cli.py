@@ -170,6 +170,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
             args.host,
             "--port",
             str(args.port),
+            "--no-access-log",  # DocSift logs each request itself, with its request id
         ],
         env=env,
     )

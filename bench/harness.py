@@ -80,8 +80,7 @@ def docsift_server(model_base: str | None = None, extra_env: dict[str, str] | No
         **os.environ,
         "DOCSIFT_DATABASE_URL": f"sqlite:///{folder / 'bench.db'}",
         "DOCSIFT_STORAGE_DIR": str(folder / "files"),
-        "DOCSIFT_RATE_LIMIT_PER_MINUTE": "0",
-        "DOCSIFT_LOG_LEVEL": "WARNING",
+        "DOCSIFT_RATE_LIMIT_PER_MINUTE": "0",  # one key sends everything: no per-key limit
         **(extra_env or {}),
     }
     if model_base:
@@ -117,6 +116,7 @@ def docsift_server(model_base: str | None = None, extra_env: dict[str, str] | No
     api_key = json.loads(created.stdout)["api_key"]
     port = free_port()
     started = time.monotonic()
+    log = (folder / "server.log").open("ab")  # the server's logs, at its default level (INFO)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -127,13 +127,14 @@ def docsift_server(model_base: str | None = None, extra_env: dict[str, str] | No
             "127.0.0.1",
             "--port",
             str(port),
-            "--log-level",
-            "warning",
+            "--no-access-log",  # as the Procfile runs it: DocSift logs requests itself (INFO)
             "--backlog",
             "4096",
         ],
         env=env,
         cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -142,6 +143,7 @@ def docsift_server(model_base: str | None = None, extra_env: dict[str, str] | No
     finally:
         proc.terminate()
         proc.wait(20)
+        log.close()
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -5,7 +5,8 @@ the app in-process (httpx's ASGI transport) with a backend that answers at once,
     python -m bench.request_path [--requests 300]
 
 Writes bench/results/request_path.json. The figures include the in-process client's own cost
-(about the same for every route), so differences between routes are what to read.
+(about the same for every route), so differences between routes are what to read. Logs at
+WARNING: the access log line each request writes at INFO is left out.
 """
 
 import backend.offline  # noqa: F401, I001
