@@ -52,14 +52,30 @@ async def _unreserve(session: AsyncSession, request_id: str) -> bool:
     return True
 
 
-async def _append(session: AsyncSession, entry: LedgerEntry) -> LedgerEntry:
-    session.add(entry)
+async def _append(
+    session: AsyncSession,
+    *,
+    account_id: str,
+    amount: int,
+    kind: str,
+    release: int = 0,
+    **columns: object,
+) -> LedgerEntry:
+    """Append a ledger row and move the account's balance by its amount, lowering `reserved` by
+    `release` (the hold the row settles) in the same UPDATE: the account row is the hot row, every
+    request of the account updates it, so it is touched once, after the row is written."""
+    entry = (
+        await session.scalars(
+            insert(LedgerEntry)
+            .values(account_id=account_id, amount=amount, kind=kind, created_at=utcnow(), **columns)
+            .returning(LedgerEntry)
+        )
+    ).one()
     await session.execute(
         update(Account)
-        .where(Account.id == entry.account_id)
-        .values(balance=Account.balance + entry.amount)
+        .where(Account.id == account_id)
+        .values(balance=Account.balance + amount, reserved=Account.reserved - release)
     )
-    await session.flush()
     return entry
 
 
@@ -69,9 +85,7 @@ async def grant(
     """Add credits (an operator's grant or a purchase)."""
     if amount <= 0:
         raise ValueError("a grant must be positive")
-    return await _append(
-        session, LedgerEntry(account_id=account_id, amount=amount, kind="grant", note=note)
-    )
+    return await _append(session, account_id=account_id, amount=amount, kind="grant", note=note)
 
 
 async def reserve(
@@ -133,27 +147,16 @@ async def charge(
         )
         if result.rowcount != 1:
             raise InsufficientCredits("The account can no longer cover this request.")
-    await session.execute(
-        insert(LedgerEntry).values(
-            account_id=account_id,
-            amount=-amount,
-            kind="debit",
-            request_id=request_id,
-            model=model,
-            pages=pages,
-            note=note,
-            created_at=utcnow(),
-        )
-    )
-    # The balance and the freed hold in one UPDATE of the account row (the hot row: the fewer
-    # statements touch it, the shorter concurrent requests of one account wait for it).
-    await session.execute(
-        update(Account)
-        .where(Account.id == account_id)
-        .values(
-            balance=Account.balance - amount,
-            reserved=Account.reserved - (freed[1] if freed else 0),
-        )
+    await _append(
+        session,
+        account_id=account_id,
+        amount=-amount,
+        kind="debit",
+        release=freed[1] if freed else 0,
+        request_id=request_id,
+        model=model,
+        pages=pages,
+        note=note,
     )
 
 
