@@ -158,11 +158,11 @@ def _wait(base: float) -> Callable[[RetryCallState], float]:
 
 def _cost(response: Any) -> float | None:
     """The call's price in dollars; None for models without one."""
-    # LiteLLM has priced the response already (a zero for models it has no price for).
     hidden = getattr(response, "_hidden_params", None) or {}
-    if hidden.get("response_cost"):
-        return float(hidden["response_cost"])
-    try:
+    if "response_cost" in hidden:  # LiteLLM priced it already (None: a model it has no price for)
+        cost = hidden["response_cost"]
+        return None if cost is None else float(cost)
+    try:  # a LiteLLM that does not price responses itself
         return float(litellm().completion_cost(completion_response=response))
     except Exception:  # unknown models have no price
         return None
