@@ -70,7 +70,7 @@ async def profile(seconds: float, clients: int, delay: float, keep: Path | None)
             return (await client.post("/v1/classify", json=_body(doc))).status_code
 
         spy = await asyncio.to_thread(start_py_spy, pid, out, seconds)
-        load = await _load(classify, clients, seconds, max(delay, 1e-9))
+        load = await _load(classify, clients, seconds)
         await asyncio.to_thread(spy.wait)
         await client.aclose()
     return {

@@ -149,9 +149,13 @@ async def overhead(requests: int) -> dict:
 
 
 async def _load(
-    call: Callable[[], Awaitable[int]], clients: int, seconds: float, delay: float
+    call: Callable[[], Awaitable[int]],
+    clients: int,
+    seconds: float,
+    cpu_clock: Callable[[], float] | None = None,
 ) -> dict:
-    """`clients` loops calling `call` (which returns an HTTP status) for `seconds`."""
+    """`clients` loops calling `call` (which returns an HTTP status) for `seconds`; with
+    `cpu_clock` (CPU seconds of whoever does the work), the CPU the load cost."""
     latencies: list[float] = []
     errors: list[str] = []
     stop_at = time.monotonic() + seconds
@@ -169,22 +173,34 @@ async def _load(
             else:
                 errors.append(str(status))
 
+    cpu_started = cpu_clock() if cpu_clock else 0.0
     started = time.monotonic()
     await asyncio.gather(*[worker() for _ in range(clients)])
     elapsed = time.monotonic() - started
-    throughput = len(latencies) / elapsed
-    return {
+    result = {
         "clients": clients,
-        "model_delay_s": delay,
         "seconds": round(elapsed, 2),
         "completed": len(latencies),
         "errors": len(errors),
         "error_kinds": sorted(set(errors))[:5],
-        "throughput_rps": round(throughput, 1),
-        "ideal_rps": round(clients / delay, 1),
-        "fraction_of_ideal": round(throughput / (clients / delay), 3),
+        "throughput_rps": round(len(latencies) / elapsed, 1),
         "p50_s": round(percentile(latencies, 50), 3) if latencies else None,
         "p99_s": round(percentile(latencies, 99), 3) if latencies else None,
+    }
+    if cpu_clock:
+        used = cpu_clock() - cpu_started
+        result["cpu_cores"] = round(used / elapsed, 2)
+        result["cpu_ms_per_request"] = round(used / max(len(latencies), 1) * 1000, 1)
+    return result
+
+
+def _against_ideal(result: dict, delay: float) -> dict:
+    """Little's law: `clients` each waiting `delay` for the model make clients / delay req/s."""
+    ideal = result["clients"] / delay
+    return result | {
+        "model_delay_s": delay,
+        "ideal_rps": round(ideal, 1),
+        "fraction_of_ideal": round(result["throughput_rps"] / ideal, 3),
     }
 
 
@@ -197,12 +213,7 @@ async def concurrency(clients: int, seconds: float, delay: float) -> dict:
             async def classify() -> int:
                 return (await client.post("/v1/classify", json=_body(doc))).status_code
 
-            cpu = cpu_seconds(pid)
-            server = await _load(classify, clients, seconds, delay)
-            server["cpu_cores"] = round((cpu_seconds(pid) - cpu) / server["seconds"], 2)
-            server["cpu_ms_per_request"] = round(
-                (cpu_seconds(pid) - cpu) / max(server["completed"], 1) * 1000, 1
-            )
+            server = await _load(classify, clients, seconds, lambda: cpu_seconds(pid))
             await client.aclose()
         # The server is stopped: now LiteLLM alone, in this process, with the same load.
         bare = _bare_call(base)
@@ -212,13 +223,10 @@ async def concurrency(clients: int, seconds: float, delay: float) -> dict:
             await bare()
             return 200
 
-        cpu = time.process_time()
-        alone = await _load(bare_status, clients, seconds, delay)
-        used = time.process_time() - cpu  # includes this process's load loop: a little high
-        alone["cpu_cores"] = round(used / alone["seconds"], 2)
-        alone["cpu_ms_per_request"] = round(used / max(alone["completed"], 1) * 1000, 1)
-    return server | {
-        "bare_litellm": alone,
+        # This process's CPU includes its load loop's: a little high for LiteLLM alone.
+        alone = await _load(bare_status, clients, seconds, time.process_time)
+    return _against_ideal(server, delay) | {
+        "bare_litellm": _against_ideal(alone, delay),
         "fraction_of_bare_litellm": round(server["throughput_rps"] / alone["throughput_rps"], 3),
     }
 
