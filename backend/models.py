@@ -175,6 +175,8 @@ class ClassifierVersion(SQLModel, table=True):
     query_model: str | None = None
     page_range: str | None = None
     instructions: str | None = Field(default=None, sa_column=Column(Text))
+    # Modes that differ from the defaults (backend/classification/spec.py); None: all defaults.
+    modes: dict[str, Any] | None = _json()
     created_at: datetime = _ts()
 
 
@@ -236,6 +238,7 @@ class Classification(SQLModel, table=True):
     completion_tokens: int = 0
     cost_usd: float | None = None
     examples_hash: str | None = None
+    modes: dict[str, Any] | None = _json()
     created_at: datetime = _ts(index=True)
 
 
@@ -247,6 +250,7 @@ class Evaluation(SQLModel, table=True):
     classifier_version: int | None = None
     classification_schema: list[dict[str, str]] = Field(sa_column=Column(JSON, nullable=False))
     query_model: str
+    modes: dict[str, Any] | None = _json()
     status: str = "queued"  # queued | running | completed | failed
     total: int = 0
     done: int = 0
@@ -309,6 +313,7 @@ class Batch(SQLModel, table=True):
     query_model: str
     page_range: str | None = None
     instructions: str | None = Field(default=None, sa_column=Column(Text))
+    modes: dict[str, Any] | None = _json()
     webhook_url: str | None = None
     webhook_item_events: bool = False
     total: int = 0

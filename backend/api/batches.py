@@ -15,6 +15,7 @@ from backend.batches.tasks import item_view
 from backend.billing import idempotency
 from backend.classification.schema import SchemaItem
 from backend.classification.service import ClassifyResponse
+from backend.classification.spec import ModeFields
 from backend.deps import CurrentAccount, SessionDep, StateDep
 from backend.documents import service as documents
 from backend.errors import InvalidRequest, NotFound, PayloadTooLarge
@@ -24,7 +25,7 @@ router = APIRouter(tags=["batches"])
 BatchId = Annotated[str, Path(max_length=64)]
 
 
-class BatchOptions(BaseModel):
+class BatchOptions(ModeFields):
     classifier_id: str | None = Field(default=None, max_length=64)
     classification_schema: list[SchemaItem] | None = None
     query_model: str | None = Field(default=None, max_length=200)
@@ -110,6 +111,7 @@ async def _options_spec(
         query_model=options.query_model,
         page_range=options.page_range,
         instructions=options.instructions,
+        modes=options,
         webhook_url=options.webhook_url,
         webhook_item_events=options.webhook_item_events,
     )

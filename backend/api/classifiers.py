@@ -16,17 +16,17 @@ from backend.classification.service import (
     classification_response,
     run_classification,
 )
+from backend.classification.spec import ModeFields, Modes, check_modes
 from backend.classifiers import service
 from backend.deps import CurrentAccount, SessionDep, StateDep
 from backend.documents.page_range import parse_page_range
-from backend.evaluation.calibration import calibrator
 from backend.models import Classifier, ClassifierVersion, Example
 
 router = APIRouter(tags=["classifiers"])
 ClassifierId = Annotated[str, Path(max_length=64)]
 
 
-class ClassifierIn(BaseModel):
+class ClassifierIn(ModeFields):
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
     classification_schema: list[SchemaItem]
@@ -35,7 +35,7 @@ class ClassifierIn(BaseModel):
     instructions: str | None = Field(default=None, max_length=4000)
 
 
-class ClassifierPatch(BaseModel):
+class ClassifierPatch(ModeFields):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
     classification_schema: list[SchemaItem] | None = None
@@ -50,7 +50,20 @@ class VersionOut(BaseModel):
     query_model: str | None
     page_range: str | None
     instructions: str | None
+    modes: Modes
     created_at: datetime
+
+    @classmethod
+    def of(cls, version: ClassifierVersion) -> "VersionOut":
+        return cls(
+            version=version.version,
+            classification_schema=version.classification_schema,
+            query_model=version.query_model,
+            page_range=version.page_range,
+            instructions=version.instructions,
+            modes=Modes.from_stored(version.modes),
+            created_at=version.created_at,
+        )
 
 
 class Estimate(BaseModel):
@@ -69,6 +82,7 @@ class ClassifierOut(BaseModel):
     query_model: str | None
     page_range: str | None
     instructions: str | None
+    modes: Modes
     created_at: datetime
     updated_at: datetime
     num_examples: int
@@ -79,7 +93,7 @@ class ClassifierDetail(ClassifierOut):
     estimate: Estimate | None = None
 
 
-class RunIn(BaseModel):
+class RunIn(ModeFields):
     document_id: str = Field(max_length=64)
     page_range: str | None = Field(default=None, max_length=200)
     query_model: str | None = Field(default=None, max_length=200)
@@ -117,6 +131,7 @@ def _out(classifier: Classifier, version: ClassifierVersion, num_examples: int) 
         "query_model": version.query_model,
         "page_range": version.page_range,
         "instructions": version.instructions,
+        "modes": Modes.from_stored(version.modes),
         "created_at": classifier.created_at,
         "updated_at": classifier.updated_at,
         "num_examples": num_examples,
@@ -135,8 +150,10 @@ async def create_classifier(
     """Save a named label set with defaults; it starts at version 1."""
     labels = validate_schema(body.classification_schema, state.settings)
     _check_page_range(body.page_range)
+    modes = body.modes_over()
     if body.query_model:
-        state.backends.resolve(body.query_model)
+        _, info = state.backends.resolve(body.query_model)
+        check_modes(modes, info)
     snap = await service.create(
         session,
         account_id=account.id,
@@ -146,6 +163,7 @@ async def create_classifier(
         query_model=body.query_model,
         page_range=body.page_range,
         instructions=body.instructions,
+        modes=modes,
     )
     await session.commit()
     return ClassifierOut(**_out(snap.classifier, snap.version, 0))
@@ -186,7 +204,7 @@ async def get_classifier(
     versions = await service.list_versions(session, classifier)
     return ClassifierDetail(
         **_out(classifier, snap.version, len(examples)),
-        versions=[VersionOut.model_validate(v, from_attributes=True) for v in versions],
+        versions=[VersionOut.of(v) for v in versions],
         estimate=Estimate(**await service.estimate(session, state, snap, examples)),
     )
 
@@ -204,6 +222,8 @@ async def update_classifier(
         session, account_id=account.id, classifier_id=classifier_id
     )
     changes = body.model_dump(exclude_unset=True)
+    if any(changes.pop(name, None) is not None for name in ModeFields.model_fields):
+        changes["modes"] = body
     if body.classification_schema is not None:
         changes["classification_schema"] = validate_schema(
             body.classification_schema, state.settings
@@ -245,34 +265,24 @@ async def run_classifier(
     classifier = await service.get_classifier(
         session, account_id=account.id, classifier_id=classifier_id
     )
-    plan = await service.plan_run(
-        session, state, classifier, version=body.version, query_model=body.query_model
-    )
-    snap = plan.snapshot
-    examples = await service.run_examples(
-        session, plan, account_id=account.id, document_id=body.document_id
-    )
-    calibrate = await calibrator(
-        session, classifier_id=classifier.id, version=snap.version.version, model=plan.model
+    spec = await service.run_spec(
+        session,
+        state,
+        classifier,
+        version=body.version,
+        query_model=body.query_model,
+        page_range=body.page_range,
+        overrides=body,
     )
 
     async def work() -> dict:
         record = await run_classification(
             session,
             state,
+            spec,
             account=account,
             document_id=body.document_id,
-            labels=snap.labels,
-            page_range=body.page_range or snap.version.page_range,
-            model=plan.model,
-            instructions=snap.version.instructions,
-            examples=examples,
-            training_key=plan.training_key,
-            classifier_id=classifier.id,
-            classifier_version=snap.version.version,
             kind="classifier_run",
-            examples_hash=plan.examples_hash,
-            calibrate=calibrate,
         )
         return classification_response(record).model_dump(mode="json")
 

@@ -3,7 +3,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Header
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from backend.billing import idempotency
 from backend.classification.schema import SchemaItem, validate_schema
@@ -12,6 +12,7 @@ from backend.classification.service import (
     classification_response,
     run_classification,
 )
+from backend.classification.spec import ModeFields, inline_spec
 from backend.deps import CurrentAccount, SessionDep, StateDep
 
 router = APIRouter(tags=["classify"])
@@ -24,7 +25,7 @@ IdempotencyKey = Annotated[
 ]
 
 
-class ClassifyRequestBody(BaseModel):
+class ClassifyRequestBody(ModeFields):
     document_id: str = Field(max_length=64)
     classification_schema: list[SchemaItem]
     page_range: str | None = Field(default=None, max_length=200, examples=["1-2"])
@@ -41,18 +42,18 @@ async def classify(
     idempotency_key: IdempotencyKey = None,
 ) -> ClassifyResponse:
     """Classify a processed document against an inline schema."""
-    labels = validate_schema(body.classification_schema, state.settings)
+    spec = inline_spec(
+        state,
+        labels=validate_schema(body.classification_schema, state.settings),
+        model=body.query_model,
+        page_range=body.page_range,
+        instructions=body.instructions,
+        modes=body.modes_over(),
+    )
 
     async def work() -> dict:
         record = await run_classification(
-            session,
-            state,
-            account=account,
-            document_id=body.document_id,
-            labels=labels,
-            page_range=body.page_range,
-            model=body.query_model,
-            instructions=body.instructions,
+            session, state, spec, account=account, document_id=body.document_id
         )
         return classification_response(record).model_dump(mode="json")
 

@@ -11,6 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.api.pagination import PageDep, Paginated, paginate
 from backend.classification.schema import SchemaItem, schema_json, validate_schema
+from backend.classification.spec import ModeFields, inline_spec
 from backend.classifiers import service as classifiers
 from backend.deps import CurrentAccount, SessionDep, StateDep
 from backend.documents.page_range import parse_page_range
@@ -29,7 +30,7 @@ class ItemIn(BaseModel):
     expected_label: str = Field(min_length=1, max_length=200)
 
 
-class EvaluationIn(BaseModel):
+class EvaluationIn(ModeFields):
     name: str | None = Field(default=None, max_length=200)
     classifier_id: str | None = Field(default=None, max_length=64)
     classification_schema: list[SchemaItem] | None = None
@@ -146,21 +147,21 @@ async def start_evaluation(
     body: EvaluationIn, account: CurrentAccount, session: SessionDep, state: StateDep
 ) -> Started:
     """Start an evaluation run on the task queue; refused up front if credits cannot cover it."""
-    classifier_version, page_range = None, None
     if body.classifier_id:
         classifier = await classifiers.get_classifier(
             session, account_id=account.id, classifier_id=body.classifier_id
         )
-        snap = await classifiers.snapshot(session, classifier)
-        labels, classifier_version = snap.labels, snap.version.version
-        page_range = snap.version.page_range
-        model = (
-            body.query_model or snap.version.query_model or state.settings.resolved_default_model
+        spec = await classifiers.run_spec(
+            session, state, classifier, query_model=body.query_model, overrides=body
         )
     else:
-        labels = validate_schema(body.classification_schema or [], state.settings)
-        model = body.query_model or state.settings.resolved_default_model
-    _, info = state.backends.resolve(model)
+        spec = inline_spec(
+            state,
+            labels=validate_schema(body.classification_schema or [], state.settings),
+            model=body.query_model,
+            modes=body.modes_over(),
+        )
+    labels, model, page_range = spec.labels, spec.model, spec.page_range
     names = {s.label for s in labels}
     unknown = sorted({i.expected_label for i in body.items} - names)
     if unknown:
@@ -185,7 +186,7 @@ async def start_evaluation(
     if unprocessed:
         raise InvalidRequest(f"Documents not processed: {', '.join(unprocessed[:5])}.")
     pages = sum(_pages(documents[i.document_id], page_range) for i in body.items)
-    estimate = pages * info.credits_per_page
+    estimate = pages * spec.info.credits_per_page
     await session.refresh(account)
     available = account.balance - account.reserved
     if estimate > available:
@@ -197,9 +198,10 @@ async def start_evaluation(
         account_id=account.id,
         name=body.name,
         classifier_id=body.classifier_id,
-        classifier_version=classifier_version,
+        classifier_version=spec.classifier_version,
         classification_schema=schema_json(labels),
         query_model=model,
+        modes=spec.modes.stored(),
         total=len(body.items),
         credits_estimate=estimate,
     )

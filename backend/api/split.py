@@ -1,11 +1,14 @@
 """POST /v1/split: find the documents inside one file and label each."""
 
+from dataclasses import replace
+
 from fastapi import APIRouter
 from pydantic import BaseModel, Field, model_validator
 
 from backend.api.classify import IdempotencyKey
 from backend.billing import idempotency
 from backend.classification.schema import SchemaItem, validate_schema
+from backend.classification.spec import ModeFields, inline_spec
 from backend.classifiers import service as classifiers
 from backend.deps import CurrentAccount, SessionDep, StateDep
 from backend.splitting.service import split_document
@@ -13,7 +16,7 @@ from backend.splitting.service import split_document
 router = APIRouter(tags=["split"])
 
 
-class SplitIn(BaseModel):
+class SplitIn(ModeFields):
     document_id: str = Field(max_length=64)
     classification_schema: list[SchemaItem] | None = None
     classifier_id: str | None = Field(default=None, max_length=64)
@@ -62,38 +65,33 @@ async def split(
     idempotency_key: IdempotencyKey = None,
 ) -> SplitOut:
     """Split a multi-document file into segments, each with its label and confidence scores."""
-    options: dict = {}
     if body.classifier_id:
         classifier = await classifiers.get_classifier(
             session, account_id=account.id, classifier_id=body.classifier_id
         )
-        plan = await classifiers.plan_run(session, state, classifier, query_model=body.query_model)
-        labels, model = plan.snapshot.labels, plan.model
-        options = {
-            "instructions": plan.snapshot.version.instructions,
-            "examples_for": plan.examples_for if plan.examples else None,
-            "training_key": plan.training_key,
-            "classifier_id": classifier.id,
-            "classifier_version": plan.snapshot.version.version,
-            "examples_hash": plan.examples_hash,
-        }
+        spec = await classifiers.run_spec(
+            session, state, classifier, query_model=body.query_model, overrides=body
+        )
+        # Not the classifier's default page_range: that picks pages to decide one document's
+        # label by, while a split looks at every page it is given.
+        spec = replace(spec, page_range=body.page_range)
     else:
-        labels = validate_schema(body.classification_schema or [], state.settings)
-        model = body.query_model
+        spec = inline_spec(
+            state,
+            labels=validate_schema(body.classification_schema or [], state.settings),
+            model=body.query_model,
+            page_range=body.page_range,
+            modes=body.modes_over(),
+        )
 
     async def work() -> dict:
         record = await split_document(
             session,
             state,
+            spec,
             account=account,
             document_id=body.document_id,
-            labels=labels,
-            model=model,
-            # Not the classifier's default page_range: that picks pages to decide one document's
-            # label by, while a split looks at every page it is given.
-            page_range=body.page_range,
             create_documents=body.create_documents,
-            **options,
         )
         return SplitOut(
             request_id=record.id,

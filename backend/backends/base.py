@@ -43,11 +43,18 @@ class ClassifyRequest:
     # Identifies the labelled set a trainable backend may fit once and cache
     # (classifier id, version and a fingerprint of the examples); None for inline schemas.
     training_key: str | None = None
+    # Modes (see backend/classification/spec.py); DocSift sends a mode only to a backend whose
+    # ModelInfo says it supports it.
+    # multi_label: `scores` hold an independent probability per label (not summing to 1).
+    multi_label: bool = False
+    input_mode: str = "text"  # text | image | text+image | auto
+    debias: str = "none"  # none | permutations | contextual
+    permutations: int = 3
 
 
 @dataclass
 class ClassifyResult:
-    # Every label of the request, each in [0, 1], summing to 1.
+    # Every label of the request, each in [0, 1], summing to 1 (multi_label: each independent).
     scores: dict[str, float]
     confidence_method: str
     prompt_tokens: int = 0
@@ -68,6 +75,11 @@ class ModelInfo:
     confidence_method: str
     description: str = ""
     trainable: bool = False
+    # What the model can do beyond single-label text classification; a request for anything
+    # else is refused with 400 before any work.
+    supports_multi_label: bool = False
+    supports_vision: bool = False
+    debias_methods: tuple[str, ...] = ()
 
 
 class Backend(ABC):

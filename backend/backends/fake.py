@@ -41,6 +41,10 @@ class FunctionBackend(Backend):
                 credits_per_page=self.credits_per_page,
                 confidence_method="function",
                 description="Answers from a test function",
+                # The test decides the answer, so every mode can be exercised through it.
+                supports_multi_label=True,
+                supports_vision=True,
+                debias_methods=("permutations", "contextual"),
             )
             for name in self.model_names
         ]

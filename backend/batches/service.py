@@ -12,31 +12,33 @@ from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.backends.base import LabelSpec
-from backend.classification.schema import SchemaItem, schema_json, validate_schema
+from backend.classification.schema import (
+    SchemaItem,
+    schema_json,
+    specs_from_json,
+    validate_schema,
+)
+from backend.classification.spec import ModeFields, Modes, RunSpec, inline_spec
 from backend.classifiers import service as classifiers
 from backend.documents.page_range import parse_page_range
 from backend.errors import InsufficientCredits, InvalidRequest, NotFound
-from backend.models import Account, Batch, BatchItem, Document, utcnow
+from backend.models import Account, Batch, BatchItem, Classifier, Document, utcnow
 from backend.state import AppState
 from backend.webhooks import delivery as webhook_delivery
 from backend.webhooks import service as webhooks
 
 MAX_ITEMS = 10_000
 FINAL = ("completed", "failed")
+# The queue task that classifies one item (backend/batches/tasks.py runs it; enqueued by name so
+# this module need not import the task module, which imports this one).
+CLASSIFY_TASK = "docsift.batches.classify_item"
 
 
 @dataclass
 class BatchSpec:
-    """What every item of a batch is classified with."""
+    """What every item of a batch is classified with, and where its events go."""
 
-    labels: list[LabelSpec]
-    model: str
-    credits_per_page: int
-    page_range: str | None
-    instructions: str | None
-    classifier_id: str | None
-    classifier_version: int | None
+    run: RunSpec
     webhook_url: str | None
     webhook_item_events: bool
 
@@ -51,37 +53,61 @@ async def resolve_spec(
     query_model: str | None,
     page_range: str | None,
     instructions: str | None,
+    modes: ModeFields,
     webhook_url: str | None,
     webhook_item_events: bool,
 ) -> BatchSpec:
     """Validate a batch's options (400/404 before anything is stored)."""
-    version = None
     if classifier_id:
         classifier = await classifiers.get_classifier(
             session, account_id=account.id, classifier_id=classifier_id
         )
-        snap = await classifiers.snapshot(session, classifier)
-        labels, version = snap.labels, snap.version.version
-        model = query_model or snap.version.query_model or state.settings.resolved_default_model
-        page_range = page_range or snap.version.page_range
-        instructions = snap.version.instructions
+        run = await classifiers.run_spec(
+            session,
+            state,
+            classifier,
+            query_model=query_model,
+            page_range=page_range,
+            overrides=modes,
+        )
     else:
-        labels = validate_schema(classification_schema or [], state.settings)
-        model = query_model or state.settings.resolved_default_model
-    _, info = state.backends.resolve(model)
+        run = inline_spec(
+            state,
+            labels=validate_schema(classification_schema or [], state.settings),
+            model=query_model,
+            page_range=page_range,
+            instructions=instructions,
+            modes=modes.modes_over(),
+        )
     if webhook_url:
         webhook_url = webhooks.check_url(webhook_url)
         await webhooks.check_destination(webhook_url, state.settings)
-    return BatchSpec(
-        labels=labels,
-        model=model,
-        credits_per_page=info.credits_per_page,
-        page_range=page_range,
-        instructions=instructions,
-        classifier_id=classifier_id,
-        classifier_version=version,
-        webhook_url=webhook_url,
-        webhook_item_events=webhook_item_events,
+    return BatchSpec(run=run, webhook_url=webhook_url, webhook_item_events=webhook_item_events)
+
+
+async def item_spec(session: AsyncSession, state: AppState, batch: Batch) -> RunSpec:
+    """The spec frozen on the batch, for one of its items: the classifier version it was
+    accepted with (even if the classifier changed or was deleted since), or its inline schema."""
+    modes = Modes.from_stored(batch.modes)
+    if batch.classifier_id is None:
+        return inline_spec(
+            state,
+            labels=specs_from_json(batch.classification_schema),
+            model=batch.query_model,
+            page_range=batch.page_range,
+            instructions=batch.instructions,
+            modes=modes,
+        )
+    classifier = await session.get(Classifier, batch.classifier_id)
+    assert classifier is not None
+    return await classifiers.run_spec(
+        session,
+        state,
+        classifier,
+        version=batch.classifier_version,
+        query_model=batch.query_model,
+        page_range=batch.page_range,
+        overrides=ModeFields.exactly(modes),
     )
 
 
@@ -126,13 +152,14 @@ async def create(
         raise InvalidRequest("A batch needs at least one document.")
     if total > MAX_ITEMS:
         raise InvalidRequest(f"A batch holds at most {MAX_ITEMS} documents.")
+    run = spec.run
     pages = 0
     for document in documents:
         try:
-            pages += len(parse_page_range(spec.page_range, document.num_pages))
+            pages += len(parse_page_range(run.page_range, document.num_pages))
         except InvalidRequest as error:
             raise InvalidRequest(f"Document {document.id}: {error.message}") from None
-    estimate = pages * spec.credits_per_page
+    estimate = pages * run.info.credits_per_page
     await session.refresh(account)
     available = account.balance - account.reserved
     if estimate > available:
@@ -143,12 +170,13 @@ async def create(
         await webhooks.ensure_secret(session, account)
     batch = Batch(
         account_id=account.id,
-        classifier_id=spec.classifier_id,
-        classifier_version=spec.classifier_version,
-        classification_schema=schema_json(spec.labels),
-        query_model=spec.model,
-        page_range=spec.page_range,
-        instructions=spec.instructions,
+        classifier_id=run.classifier_id,
+        classifier_version=run.classifier_version,
+        classification_schema=schema_json(run.labels),
+        query_model=run.model,
+        page_range=run.page_range,
+        instructions=run.instructions,
+        modes=run.modes.stored(),
         webhook_url=spec.webhook_url,
         webhook_item_events=spec.webhook_item_events,
         total=total,
@@ -176,8 +204,6 @@ async def create(
         )
     session.add_all(items)
     await session.flush()
-    from backend.batches.tasks import CLASSIFY_TASK  # the task module imports this one
-
     await state.queue.enqueue(
         session, CLASSIFY_TASK, [{"item_id": i.id} for i in items if i.status == "pending"]
     )

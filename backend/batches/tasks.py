@@ -24,26 +24,22 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.batches import service
 from backend.billing import ledger
-from backend.classification.schema import specs_from_json
 from backend.classification.service import classification_response, run_classification
-from backend.classifiers import service as classifiers
 from backend.errors import ApiError
-from backend.evaluation.calibration import calibrator
-from backend.models import Account, Batch, BatchItem, Classification, Classifier, utcnow
+from backend.models import Account, Batch, BatchItem, Classification, utcnow
 from backend.queue import task
 from backend.state import AppState
 from backend.webhooks import delivery as webhook_delivery
 from backend.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
-CLASSIFY_TASK = "docsift.batches.classify_item"
 
 
 class Superseded(Exception):
     """Another run of the same item got there first and may still be running: retry later."""
 
 
-@task(CLASSIFY_TASK, retries=5, retry_wait=2)
+@task(service.CLASSIFY_TASK, retries=5, retry_wait=2)
 async def classify_item(state: AppState, item_id: str) -> None:
     claimed = await _claim(state, item_id)
     if claimed is None:
@@ -116,45 +112,14 @@ async def _classify(
     session: AsyncSession, state: AppState, batch: Batch, item: BatchItem, account: Account
 ) -> Classification:
     """The same paid classification as /v1/classify or a classifier run, keyed by the item."""
-    examples: Any = ()
-    training_key = digest = calibrate = None
-    if batch.classifier_id:
-        # The version frozen on the batch, even if the classifier was changed or deleted since.
-        classifier = await session.get(Classifier, batch.classifier_id)
-        assert classifier is not None
-        plan = await classifiers.plan_run(
-            session,
-            state,
-            classifier,
-            version=batch.classifier_version,
-            query_model=batch.query_model,
-        )
-        examples = await classifiers.run_examples(
-            session, plan, account_id=account.id, document_id=item.document_id
-        )
-        training_key, digest = plan.training_key, plan.examples_hash
-        calibrate = await calibrator(
-            session,
-            classifier_id=classifier.id,
-            version=plan.snapshot.version.version,
-            model=plan.model,
-        )
+    spec = await service.item_spec(session, state, batch)
     return await run_classification(
         session,
         state,
+        spec,
         account=account,
         document_id=item.document_id,
-        labels=specs_from_json(batch.classification_schema),
-        page_range=batch.page_range,
-        model=batch.query_model,
-        instructions=batch.instructions,
-        examples=examples,
-        training_key=training_key,
-        classifier_id=batch.classifier_id,
-        classifier_version=batch.classifier_version,
         kind="batch",
-        examples_hash=digest,
-        calibrate=calibrate,
         request_id=item.id,
     )
 
@@ -272,5 +237,5 @@ async def resume(state: AppState) -> int:
                 .order_by(col(BatchItem.position))
             )
         ).all()
-    await state.queue.defer(CLASSIFY_TASK, [{"item_id": item_id} for item_id in pending])
+    await state.queue.defer(service.CLASSIFY_TASK, [{"item_id": item_id} for item_id in pending])
     return len(pending)

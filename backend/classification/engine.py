@@ -4,16 +4,10 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Sequence
 
-from backend.backends.base import (
-    ClassifyRequest,
-    ClassifyResult,
-    LabelledText,
-    LabelSpec,
-    ModelInfo,
-)
+from backend.backends.base import ClassifyRequest, ClassifyResult, LabelSpec
 from backend.backends.llm.confidence import round_distribution
+from backend.classification.spec import RunSpec
 from backend.errors import ApiError, ModelError
 from backend.observability import record_model_call
 from backend.state import AppState
@@ -23,25 +17,34 @@ log = logging.getLogger(__name__)
 
 async def classify_pages(
     state: AppState,
-    *,
-    model: str,
-    labels: list[LabelSpec],
+    spec: RunSpec,
     pages: list[tuple[int, str]],
-    instructions: str | None = None,
-    examples: Sequence[LabelledText] = (),
-    training_key: str | None = None,
-) -> tuple[ClassifyResult, ModelInfo]:
-    """A distribution over exactly `labels` for the pages' text, from the model's backend."""
-    backend, info = state.backends.resolve(model)
+    *,
+    document_id: str | None = None,
+) -> ClassifyResult:
+    """Scores over exactly the spec's labels for the pages' text, from the model's backend.
+
+    Few-shot examples are chosen here, by the text being classified (`document_id`'s own
+    example is never one of them)."""
+    backend, _ = state.backends.resolve(spec.model)
+    texts = [text for _, text in pages]
+    modes = spec.modes
     request = ClassifyRequest(
-        model=model,
-        labels=labels,
-        pages=[text for _, text in pages],
+        model=spec.model,
+        labels=spec.labels,
+        pages=texts,
         page_numbers=[number for number, _ in pages],
-        instructions=instructions,
-        examples=list(examples),
-        training_key=training_key,
+        instructions=spec.instructions,
+        examples=spec.examples_for("\n".join(texts), document_id=document_id)
+        if spec.examples
+        else [],
+        training_key=spec.training_key,
+        multi_label=modes.multi_label,
+        input_mode=modes.input_mode,
+        debias=modes.debias,
+        permutations=modes.permutations,
     )
+    model = spec.model
     started = time.perf_counter()
     # The hard ceiling for every backend; the LiteLLM one also plans its retries within it.
     limit = state.settings.model_total_timeout_seconds
@@ -60,15 +63,25 @@ async def classify_pages(
         # Only the type: a plugin's message may hold anything (URLs, keys, document text).
         raise ModelError(f"Model '{model}' failed ({type(error).__name__}).") from error
     record_model_call(model, "ok", time.perf_counter() - started)
-    result.scores = _checked(result.scores, labels, model)
-    return result, info
+    result.scores = checked_scores(result.scores, spec.labels, model, multi_label=modes.multi_label)
+    return result
 
 
-def _checked(scores: dict[str, float], labels: list[LabelSpec], model: str) -> dict[str, float]:
+def checked_scores(
+    scores: dict[str, float], labels: list[LabelSpec], model: str, *, multi_label: bool = False
+) -> dict[str, float]:
+    """The backend's scores in schema order: a rounded distribution, or (multi-label) one
+    probability per label, each in [0, 1]. Anything else is the model's failure (502)."""
     expected = [s.label for s in labels]
     if set(scores) != set(expected):
         raise ModelError(f"Model '{model}' scored other labels than the schema's.")
     values = [scores[label] for label in expected]
-    if any(not math.isfinite(v) or v < 0 for v in values) or sum(values) <= 0:
+    if any(not math.isfinite(v) or v < 0 for v in values):
+        raise ModelError(f"Model '{model}' returned invalid scores.")
+    if multi_label:
+        if any(v > 1 for v in values):
+            raise ModelError(f"Model '{model}' returned a probability above 1.")
+        return {label: round(scores[label], 4) for label in expected}
+    if sum(values) <= 0:
         raise ModelError(f"Model '{model}' returned invalid scores.")
     return round_distribution({label: scores[label] for label in expected})

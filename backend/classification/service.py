@@ -1,18 +1,16 @@
 """A paid classification of one document: pages, credits, model, stored result - in that order."""
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.backends.base import LabelledText, LabelSpec
 from backend.billing import ledger
 from backend.classification.engine import classify_pages
 from backend.classification.schema import schema_json
+from backend.classification.spec import Modes, RunSpec
 from backend.documents.page_range import parse_page_range
 from backend.documents.queries import get_pages, get_processed_document
 from backend.models import Account, Classification, Document, Page, new_id
@@ -29,9 +27,15 @@ class ClassifyResponse(BaseModel):
     request_id: str
     document_id: str
     classifier_id: str | None = None
-    classification: str
+    classification: str = Field(description="The label with the highest score")
     confidence_scores: dict[str, float] = Field(
-        description="Every label of the schema, each in [0, 1], summing to 1"
+        description="Every label of the schema, each in [0, 1], summing to 1 (multi_label: "
+        "an independent probability per label)"
+    )
+    classifications: list[str] | None = Field(
+        default=None,
+        description="multi_label only: every label whose probability reaches its threshold, "
+        "highest first",
     )
     request_status: str
     credits_used: int
@@ -42,30 +46,23 @@ class ClassifyResponse(BaseModel):
     confidence_method: str | None = None
     usage: Usage
     pages_used: list[int]
+    modes: Modes = Field(default_factory=Modes, description="The modes this result was made with")
     created_at: datetime
 
 
 async def run_classification(
     session: AsyncSession,
     state: AppState,
+    spec: RunSpec,
     *,
     account: Account,
     document_id: str,
-    labels: list[LabelSpec],
-    page_range: str | None,
-    model: str | None,
-    instructions: str | None = None,
-    examples: Sequence[LabelledText] = (),
-    training_key: str | None = None,
-    classifier_id: str | None = None,
-    classifier_version: int | None = None,
     kind: str = "classify",
     evaluation_id: str | None = None,
-    examples_hash: str | None = None,
-    calibrate: Any = None,
     request_id: str | None = None,
 ) -> Classification:
-    """Classify a processed document and charge for it. Flushes only: the caller commits.
+    """Classify a processed document as `spec` says and charge for it. Flushes only: the caller
+    commits.
 
     Credits are held before the model is called (own transaction) and charged here beside the
     result; if anything fails the hold is released and nothing is charged. A caller that may
@@ -73,49 +70,39 @@ async def run_classification(
     it, so a second run can never store a second result or charge twice.
     """
     held = await hold_credits_for_pages(
-        session,
-        state,
-        account=account,
-        document_id=document_id,
-        page_range=page_range,
-        model=model,
-        request_id=request_id,
+        session, state, spec, account=account, document_id=document_id, request_id=request_id
     )
-    model, numbers, request_id = held.model, held.numbers, held.request_id
+    request_id = held.request_id
     try:
-        result, _ = await classify_pages(
+        result = await classify_pages(
             state,
-            model=model,
-            labels=labels,
-            pages=[(p.page_number, p.text) for p in held.pages],
-            instructions=instructions,
-            examples=examples,
-            training_key=training_key,
+            spec,
+            [(p.page_number, p.text) for p in held.pages],
+            document_id=held.document.id,
         )
-        scores = result.scores
-        if calibrate is not None:
-            scores = await calibrate(scores)
+        scores = spec.calibrated(result.scores)
         record = Classification(
             id=request_id,
             account_id=account.id,
             document_id=held.document.id,
             kind=kind,
-            classifier_id=classifier_id,
-            classifier_version=classifier_version,
+            classifier_id=spec.classifier_id,
+            classifier_version=spec.classifier_version,
             evaluation_id=evaluation_id,
-            model=model,
-            classification_schema=schema_json(labels),
-            page_range=page_range,
-            pages_used=numbers,
+            model=spec.model,
+            classification_schema=schema_json(spec.labels),
+            page_range=spec.page_range,
+            pages_used=held.numbers,
             classification=max(scores, key=lambda k: scores[k]),
             confidence_scores=scores,
             confidence_method=result.confidence_method,
             credits_used=held.credits,
-            num_pages=len(numbers),
+            num_pages=len(held.numbers),
             prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens,
             cost_usd=result.cost_usd,
-            examples_hash=examples_hash,
+            examples_hash=spec.examples_hash,
+            modes=spec.modes.stored(),
         )
         await store_and_charge(session, record, held)
     except BaseException:
@@ -123,7 +110,7 @@ async def run_classification(
         await ledger.release(state.sessionmaker, request_id=request_id)
         raise
     record_usage(
-        model,
+        spec.model,
         prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens,
         credits=held.credits,
@@ -147,28 +134,25 @@ class HeldPages:
 async def hold_credits_for_pages(
     session: AsyncSession,
     state: AppState,
+    spec: RunSpec,
     *,
     account: Account,
     document_id: str,
-    page_range: str | None,
-    model: str | None,
     request_id: str | None = None,
 ) -> HeldPages:
-    """Resolve the model (unknown: 400 before any other work), read the pages and hold their
-    credits in a transaction of its own (402 when the balance cannot cover them)."""
+    """Read the spec's pages of the document and hold their credits in a transaction of its own
+    (402 when the balance cannot cover them). The spec's model was resolved when it was built."""
     started = time.perf_counter()
-    model = model or state.settings.resolved_default_model
-    _, info = state.backends.resolve(model)
     document = await get_processed_document(session, account_id=account.id, document_id=document_id)
-    numbers = parse_page_range(page_range, document.num_pages)
+    numbers = parse_page_range(spec.page_range, document.num_pages)
     pages = await get_pages(session, document_id=document.id, page_numbers=numbers)
-    credits = len(numbers) * info.credits_per_page
+    credits = len(numbers) * spec.info.credits_per_page
     request_id = request_id or new_id()
     await release_connection(session)
     await ledger.reserve(
         state.sessionmaker, account_id=account.id, request_id=request_id, amount=credits
     )
-    return HeldPages(document, numbers, pages, model, credits, request_id, started)
+    return HeldPages(document, numbers, pages, spec.model, credits, request_id, started)
 
 
 async def store_and_charge(session: AsyncSession, record: Classification, held: HeldPages) -> None:
@@ -193,14 +177,25 @@ async def release_connection(session: AsyncSession) -> None:
         await session.commit()
 
 
+MULTI_LABEL_THRESHOLD = 0.5
+
+
+def labels_over_threshold(scores: dict[str, float]) -> list[str]:
+    """Multi-label: the labels a document is, most probable first."""
+    chosen = [label for label, p in scores.items() if p >= MULTI_LABEL_THRESHOLD]
+    return sorted(chosen, key=lambda label: -scores[label])
+
+
 def classification_response(c: Classification) -> ClassifyResponse:
     scores = c.confidence_scores or {}
+    modes = Modes.from_stored(c.modes)
     return ClassifyResponse(
         request_id=c.id,
         document_id=c.document_id,
         classifier_id=c.classifier_id,
         classification=c.classification or "",
         confidence_scores=scores,
+        classifications=labels_over_threshold(scores) if modes.multi_label else None,
         request_status=c.request_status,
         credits_used=c.credits_used,
         num_pages=c.num_pages,
@@ -210,5 +205,6 @@ def classification_response(c: Classification) -> ClassifyResponse:
         confidence_method=c.confidence_method,
         usage=Usage(prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens),
         pages_used=list(c.pages_used or []),
+        modes=modes,
         created_at=c.created_at,
     )

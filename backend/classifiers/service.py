@@ -10,17 +10,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.backends.base import LabelledText, LabelSpec, ModelInfo
+from backend.backends.base import LabelledText, LabelSpec
 from backend.backends.local import estimate_accuracy
 from backend.classification.schema import schema_json, specs_from_json
-from backend.classifiers.examples import most_similar
+from backend.classification.spec import ExampleDoc, ModeFields, Modes, RunSpec, check_modes
 from backend.documents.queries import document_text, get_processed_document
 from backend.errors import InvalidRequest, NotFound
+from backend.evaluation import calibration
 from backend.models import Classifier, ClassifierVersion, Example, TrainedModel, utcnow
 from backend.state import AppState
 
 # What decides results: a change to any of these makes a new version.
-VERSIONED_FIELDS = ("classification_schema", "query_model", "page_range", "instructions")
+VERSIONED_FIELDS = ("classification_schema", "query_model", "page_range", "instructions", "modes")
 EXAMPLE_TEXT_CHARS = 20_000
 
 
@@ -86,6 +87,7 @@ async def create(
     query_model: str | None,
     page_range: str | None,
     instructions: str | None,
+    modes: Modes,
 ) -> Snapshot:
     classifier = Classifier(
         account_id=account_id, name=name, description=description, latest_version=1
@@ -99,6 +101,7 @@ async def create(
         query_model=query_model,
         page_range=page_range,
         instructions=instructions,
+        modes=modes.stored(),
     )
     session.add(version)
     await session.flush()
@@ -106,8 +109,11 @@ async def create(
 
 
 async def update(session: AsyncSession, classifier: Classifier, changes: dict) -> Snapshot:
-    """Apply changes; a new immutable version only when something that decides results changed."""
+    """Apply changes; a new immutable version only when something that decides results changed.
+    `changes["modes"]`, if given, is a ModeFields over the current version's modes."""
     current = await get_version(session, classifier)
+    if "modes" in changes:
+        changes["modes"] = changes["modes"].modes_over(Modes.from_stored(current.modes)).stored()
     if "name" in changes and changes["name"] is not None:
         classifier.name = changes["name"]
     if "description" in changes:
@@ -212,51 +218,50 @@ def training_examples(examples: list[Example], labels: list[LabelSpec]) -> list[
     return [LabelledText(e.label, e.text) for e in examples if e.label in names]
 
 
-@dataclass
-class RunPlan:
-    """How one run of a classifier version uses the classifier's examples with one model."""
-
-    snapshot: Snapshot
-    model: str
-    info: ModelInfo
-    examples: list[LabelledText]  # every example whose label the version has
-    examples_hash: str
-
-    @property
-    def training_key(self) -> str | None:
-        """What a trainable backend caches its fitted model under: "classifier:version:hash"."""
-        if not self.info.trainable or not self.examples:
-            return None
-        return f"{self.snapshot.classifier.id}:{self.snapshot.version.version}:{self.examples_hash}"
-
-    def examples_for(self, text: str) -> list[LabelledText]:
-        """Training data for a trainable model; the few most similar to `text` for an LLM."""
-        return self.examples if self.info.trainable else most_similar(text, self.examples)
-
-
-async def plan_run(
+async def run_spec(
     session: AsyncSession,
     state: AppState,
     classifier: Classifier,
     *,
     version: int | None = None,
     query_model: str | None = None,
-) -> RunPlan:
-    """The version (latest, or pinned), the model (per-call, else the version's, else the
-    server's default) and the examples a run will use."""
+    page_range: str | None = None,
+    overrides: ModeFields | None = None,
+) -> RunSpec:
+    """How a run of this classifier classifies: the version (latest, or pinned), the model
+    (per-call, else the version's, else the server's default), the page range (per-call, else
+    the version's), the modes (per-call overrides of the version's), the examples and the
+    version's enabled calibration for that model. Unknown models and modes the model cannot
+    serve are refused here (400), before any work."""
     snap = await snapshot(session, classifier, version)
     model = query_model or snap.version.query_model or state.settings.resolved_default_model
     _, info = state.backends.resolve(model)
+    modes = Modes.from_stored(snap.version.modes)
+    if overrides is not None:
+        modes = overrides.modes_over(modes)
+    check_modes(modes, info)
     stored = await examples_of(session, classifier)
-    return RunPlan(snap, model, info, training_examples(stored, snap.labels), examples_hash(stored))
-
-
-async def run_examples(session: AsyncSession, plan: RunPlan, *, account_id: str, document_id: str):  # noqa: ANN201
-    """The examples to send with a run over this document (few-shot ones chosen by its text)."""
-    if plan.info.trainable or not plan.examples:
-        return plan.examples
-    document = await get_processed_document(session, account_id=account_id, document_id=document_id)
-    return plan.examples_for(await document_text(session, document_id=document.id))
+    names = {s.label for s in snap.labels}
+    fitted = await calibration.find(
+        session, classifier_id=classifier.id, version=snap.version.version, model=model
+    )
+    return RunSpec(
+        labels=snap.labels,
+        model=model,
+        info=info,
+        page_range=page_range or snap.version.page_range,
+        instructions=snap.version.instructions,
+        modes=modes,
+        examples=[
+            ExampleDoc(e.document_id, LabelledText(e.label, e.text))
+            for e in stored
+            if e.label in names
+        ],
+        examples_hash=examples_hash(stored),
+        classifier_id=classifier.id,
+        classifier_version=snap.version.version,
+        temperature=fitted.temperature if fitted is not None and fitted.enabled else None,
+    )
 
 
 async def estimate(

@@ -13,22 +13,18 @@ are kept when a run is resumed.
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
 
 from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.backends.base import LabelledText, LabelSpec
 from backend.billing import ledger
 from backend.classification.schema import specs_from_json
 from backend.classification.service import run_classification
+from backend.classification.spec import ModeFields, Modes, RunSpec, inline_spec
 from backend.classifiers import service as classifiers
-from backend.classifiers.examples import most_similar
-from backend.documents.queries import document_text
 from backend.errors import ApiError
-from backend.evaluation import calibration
 from backend.evaluation.metrics import summarize
 from backend.models import Account, Classification, Evaluation, EvaluationItem, utcnow
 from backend.queue import task
@@ -38,26 +34,6 @@ log = logging.getLogger(__name__)
 CONCURRENCY = 4  # items in flight per run; the model backends queue beyond their own limits
 UNFINISHED = ("queued", "running")
 RUN_TASK = "docsift.evaluations.run"
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How every item of a run is classified."""
-
-    labels: list[LabelSpec]
-    model: str
-    trainable: bool
-    page_range: str | None = None
-    instructions: str | None = None
-    # (document id, example): an item's own document is never its own few-shot example.
-    examples: list[tuple[str, LabelledText]] = field(default_factory=list)
-    training_key: str | None = None
-    examples_hash: str | None = None
-    temperature: float | None = None  # the enabled calibration, applied as classifier runs do
-
-    @property
-    def example_documents(self) -> set[str]:
-        return {document_id for document_id, _ in self.examples}
 
 
 def _lock(evaluation_id: str) -> str:
@@ -92,38 +68,30 @@ async def resume_unfinished(state: AppState) -> int:
     return resumed
 
 
-async def _plan(state: AppState, evaluation: Evaluation) -> Plan:
-    _, info = state.backends.resolve(evaluation.query_model)  # a model gone since: the run fails
-    labels = specs_from_json(evaluation.classification_schema)
+async def _spec(state: AppState, evaluation: Evaluation) -> RunSpec:
+    """How every item is classified: as the evaluated classifier version would run it (its page
+    range, instructions, examples and enabled calibration), or the inline schema; with the modes
+    frozen on the run. A model gone since makes the run fail."""
+    modes = Modes.from_stored(evaluation.modes)
     if not evaluation.classifier_id:
-        return Plan(labels=labels, model=evaluation.query_model, trainable=info.trainable)
+        return inline_spec(
+            state,
+            labels=specs_from_json(evaluation.classification_schema),
+            model=evaluation.query_model,
+            modes=modes,
+        )
     async with state.sessionmaker() as session:
         classifier = await classifiers.get_classifier(
             session, account_id=evaluation.account_id, classifier_id=evaluation.classifier_id
         )
-        snap = await classifiers.snapshot(session, classifier, evaluation.classifier_version)
-        stored = await classifiers.examples_of(session, classifier)
-        fitted = await calibration.find(
+        return await classifiers.run_spec(
             session,
-            classifier_id=classifier.id,
-            version=snap.version.version,
-            model=evaluation.query_model,
+            state,
+            classifier,
+            version=evaluation.classifier_version,
+            query_model=evaluation.query_model,
+            overrides=ModeFields.exactly(modes),
         )
-    names = {s.label for s in labels}
-    digest = classifiers.examples_hash(stored)
-    return Plan(
-        labels=labels,
-        model=evaluation.query_model,
-        trainable=info.trainable,
-        page_range=snap.version.page_range,
-        instructions=snap.version.instructions,
-        examples=[
-            (e.document_id, LabelledText(e.label, e.text)) for e in stored if e.label in names
-        ],
-        training_key=f"{classifier.id}:{snap.version.version}:{digest}",
-        examples_hash=digest,
-        temperature=fitted.temperature if fitted is not None and fitted.enabled else None,
-    )
 
 
 @task(RUN_TASK, retries=3)
@@ -147,12 +115,12 @@ async def run(state: AppState, evaluation_id: str) -> None:
             )
         ).all()
     try:
-        plan = await _plan(state, evaluation)
+        spec = await _spec(state, evaluation)
         limiter = asyncio.Semaphore(CONCURRENCY)
         await asyncio.gather(
-            *[_classify_item(state, evaluation, item_id, plan, limiter) for item_id in pending]
+            *[_classify_item(state, evaluation, item_id, spec, limiter) for item_id in pending]
         )
-        await finish(state, evaluation_id, plan)
+        await finish(state, evaluation_id, spec)
     except Exception as error:  # a run must end in a state the user can read
         log.exception("evaluation %s failed", evaluation_id)
         message = f"{error.code}: {error.message}" if isinstance(error, ApiError) else str(error)
@@ -165,28 +133,16 @@ async def run(state: AppState, evaluation_id: str) -> None:
             await session.commit()
 
 
-async def _examples_for(state: AppState, plan: Plan, document_id: str) -> list[LabelledText]:
-    """Training data (trainable models) or the nearest few-shot examples (LLMs), as a run does."""
-    if plan.trainable:
-        return [example for _, example in plan.examples]
-    candidates = [example for d, example in plan.examples if d != document_id]
-    if not candidates:
-        return []
-    async with state.sessionmaker() as session:
-        text = await document_text(session, document_id=document_id)
-    return most_similar(text, candidates)
-
-
 async def _classify_item(
     state: AppState,
     evaluation: Evaluation,
     item_id: str,
-    plan: Plan,
+    spec: RunSpec,
     limiter: asyncio.Semaphore,
 ) -> None:
     async with limiter:
         try:
-            await _classify_and_record(state, evaluation, item_id, plan)
+            await _classify_and_record(state, evaluation, item_id, spec)
         except Exception as error:  # one bad document must not stop the run
             if isinstance(error, ApiError):
                 message = f"{error.code}: {error.message}"
@@ -197,7 +153,7 @@ async def _classify_item(
 
 
 async def _classify_and_record(
-    state: AppState, evaluation: Evaluation, item_id: str, plan: Plan
+    state: AppState, evaluation: Evaluation, item_id: str, spec: RunSpec
 ) -> None:
     async with state.sessionmaker() as session:
         item = await session.get(EvaluationItem, item_id)
@@ -206,25 +162,15 @@ async def _classify_and_record(
             return
         # A run of this job that died may have left a credit hold under the item's id.
         await ledger.release(state.sessionmaker, request_id=item_id)
-        examples = await _examples_for(state, plan, item.document_id)
         try:
             record = await run_classification(
                 session,
                 state,
+                spec,
                 account=account,
                 document_id=item.document_id,
-                labels=plan.labels,
-                page_range=plan.page_range,
-                model=plan.model,
-                instructions=plan.instructions,
-                examples=examples,
-                training_key=plan.training_key if plan.trainable else None,
-                classifier_id=evaluation.classifier_id,
-                classifier_version=evaluation.classifier_version,
                 kind="evaluation",
                 evaluation_id=evaluation.id,
-                examples_hash=plan.examples_hash,
-                calibrate=calibration.scaler(plan.temperature) if plan.temperature else None,
                 request_id=item_id,
             )
         except IntegrityError:
@@ -277,7 +223,7 @@ async def _count_done(session: AsyncSession, evaluation_id: str) -> None:
     )
 
 
-async def finish(state: AppState, evaluation_id: str, plan: Plan) -> None:
+async def finish(state: AppState, evaluation_id: str, spec: RunSpec) -> None:
     """Compute the run's metrics over its completed items and mark it completed."""
     async with state.sessionmaker() as session:
         evaluation = await session.get(Evaluation, evaluation_id)
@@ -309,10 +255,9 @@ async def finish(state: AppState, evaluation_id: str, plan: Plan) -> None:
         )
         if evaluation.classifier_id:
             # Items that are also the classifier's examples flatter a trained model: say how many.
-            metrics["items_in_examples"] = sum(
-                i.document_id in plan.example_documents for i in items
-            )
-            metrics["calibration_temperature"] = plan.temperature
+            example_documents = {e.document_id for e in spec.examples}
+            metrics["items_in_examples"] = sum(i.document_id in example_documents for i in items)
+            metrics["calibration_temperature"] = spec.temperature
         evaluation.metrics = metrics
         evaluation.done = sum(i.status != "pending" for i in items)
         evaluation.status, evaluation.finished_at = "completed", utcnow()

@@ -1,16 +1,16 @@
 """POST /v1/split's work: classify each page, find the documents, label them, charge, store."""
 
 import asyncio
-from collections.abc import Callable, Sequence
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.backends.base import ClassifyResult, LabelledText, LabelSpec
+from backend.backends.base import ClassifyResult
 from backend.backends.llm.confidence import round_distribution
 from backend.billing import ledger
 from backend.classification.engine import classify_pages
 from backend.classification.schema import schema_json
 from backend.classification.service import hold_credits_for_pages, store_and_charge
+from backend.classification.spec import RunSpec
 from backend.db import begin_write
 from backend.documents.page_range import format_pages
 from backend.models import Account, Classification, Page
@@ -21,35 +21,16 @@ from backend.state import AppState
 # Pages classified at once: enough to keep a remote model busy, few enough not to flood it.
 PAGE_CONCURRENCY = 4
 
-ExamplesFor = Callable[[str], Sequence[LabelledText]]
-
 
 async def classify_each_page(
-    state: AppState,
-    pages: list[Page],
-    *,
-    model: str,
-    labels: list[LabelSpec],
-    instructions: str | None,
-    examples_for: ExamplesFor | None,
-    training_key: str | None,
+    state: AppState, spec: RunSpec, pages: list[Page]
 ) -> list[ClassifyResult]:
     """One classification per page (each page gets the whole page-text budget), a few at once."""
     limiter = asyncio.Semaphore(PAGE_CONCURRENCY)
 
     async def one(page: Page) -> ClassifyResult:
         async with limiter:
-            examples = examples_for(page.text) if examples_for else ()
-            result, _ = await classify_pages(
-                state,
-                model=model,
-                labels=labels,
-                pages=[(page.page_number, page.text)],
-                instructions=instructions,
-                examples=examples,
-                training_key=training_key,
-            )
-            return result
+            return await classify_pages(state, spec, [(page.page_number, page.text)])
 
     try:
         async with asyncio.TaskGroup() as group:  # the first failure cancels the other pages
@@ -86,42 +67,21 @@ def plan_segments(pages: list[Page], results: list[ClassifyResult]) -> list[dict
 async def split_document(
     session: AsyncSession,
     state: AppState,
+    spec: RunSpec,
     *,
     account: Account,
     document_id: str,
-    labels: list[LabelSpec],
-    model: str | None,
-    page_range: str | None = None,
-    instructions: str | None = None,
-    examples_for: ExamplesFor | None = None,
-    training_key: str | None = None,
-    classifier_id: str | None = None,
-    classifier_version: int | None = None,
-    examples_hash: str | None = None,
     create_documents: bool = False,
 ) -> Classification:
     """Segments of a multi-document file, stored and charged like one classification (credits
     per page, one ledger debit). Flushes only: the caller commits."""
     held = await hold_credits_for_pages(
-        session,
-        state,
-        account=account,
-        document_id=document_id,
-        page_range=page_range,
-        model=model,
+        session, state, spec, account=account, document_id=document_id
     )
-    model, pages, request_id = held.model, held.pages, held.request_id
+    pages, request_id = held.pages, held.request_id
     writer = SegmentWriter(session, state, held.document)
     try:
-        results = await classify_each_page(
-            state,
-            pages,
-            model=model,
-            labels=labels,
-            instructions=instructions,
-            examples_for=examples_for,
-            training_key=training_key,
-        )
+        results = await classify_each_page(state, spec, pages)
         segments = plan_segments(pages, results)
         await begin_write(session)  # the documents and the charge are one write transaction
         for item in segments:
@@ -133,11 +93,11 @@ async def split_document(
             account_id=account.id,
             document_id=held.document.id,
             kind="split",
-            classifier_id=classifier_id,
-            classifier_version=classifier_version,
-            model=model,
-            classification_schema=schema_json(labels),
-            page_range=page_range,
+            classifier_id=spec.classifier_id,
+            classifier_version=spec.classifier_version,
+            model=spec.model,
+            classification_schema=schema_json(spec.labels),
+            page_range=spec.page_range,
             pages_used=held.numbers,
             # The record's own label and scores are the first segment's (the file's lead document).
             classification=segments[0]["classification"],
@@ -155,7 +115,8 @@ async def split_document(
             prompt_tokens=sum(r.prompt_tokens for r in results),
             completion_tokens=sum(r.completion_tokens for r in results),
             cost_usd=_total_cost(results),
-            examples_hash=examples_hash,
+            examples_hash=spec.examples_hash,
+            modes=spec.modes.stored(),
         )
         await store_and_charge(session, record, held)
     except BaseException:

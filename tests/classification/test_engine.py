@@ -9,6 +9,7 @@ import pytest
 from backend.backends.base import ClassifyResult, LabelSpec
 from backend.backends.fake import FunctionBackend
 from backend.classification.engine import classify_pages
+from backend.classification.spec import inline_spec
 from backend.errors import InvalidRequest, ModelError
 from tests.conftest import make_settings, start_harness
 from tests.fixtures.db import make_document
@@ -53,17 +54,19 @@ async def app(database_url, tmp_path):
         yield harness
 
 
-async def test_scores_are_rounded_and_the_backend_sees_the_pages(app):
+async def scores(app, model, pages=()):
     state = app.app.state.docsift
-    result, info = await classify_pages(
-        state, model="fake", labels=LABELS, pages=[(2, "two"), (3, "three")]
-    )
-    assert result.scores == {"w9": 0.5, "invoice": 0.3, "other": 0.2} and info.name == "fake"
-    backend = state.backends.resolve("fake")[0]
+    return await classify_pages(state, inline_spec(state, labels=LABELS, model=model), list(pages))
+
+
+async def test_scores_are_rounded_and_the_backend_sees_the_pages(app):
+    result = await scores(app, "fake", [(2, "two"), (3, "three")])
+    assert result.scores == {"w9": 0.5, "invoice": 0.3, "other": 0.2}
+    backend = app.app.state.docsift.backends.resolve("fake")[0]
     assert backend.calls[-1].pages == ["two", "three"] and backend.calls[-1].page_numbers == [2, 3]
-    unnormalized, _ = await classify_pages(state, model="unnormalized", labels=LABELS, pages=[])
+    unnormalized = await scores(app, "unnormalized")
     assert unnormalized.scores == {"w9": 0.5, "invoice": 0.25, "other": 0.25}
-    custom, _ = await classify_pages(state, model="method", labels=LABELS, pages=[])
+    custom = await scores(app, "method")
     assert custom.confidence_method == "custom" and custom.label == "other"
 
 
@@ -72,12 +75,12 @@ async def test_scores_are_rounded_and_the_backend_sees_the_pages(app):
 )
 async def test_a_bad_answer_or_failure_is_a_model_error(app, model):
     with pytest.raises(ModelError):
-        await classify_pages(app.app.state.docsift, model=model, labels=LABELS, pages=[(1, "x")])
+        await scores(app, model, [(1, "x")])
 
 
 async def test_a_backend_refusal_keeps_its_own_status(app):
     with pytest.raises(InvalidRequest, match="too many labels"):
-        await classify_pages(app.app.state.docsift, model="refuses", labels=LABELS, pages=[])
+        await scores(app, "refuses")
 
 
 @pytest.mark.parametrize("model", ["hangs", "raises", "nan"])

@@ -182,10 +182,10 @@ async def test_an_unexpected_error_fails_only_its_item(
     real = runner.run_classification
     broken = await make_document(harness, tenant, ["invoice broken"])
 
-    async def flaky(session, state, **kwargs):
+    async def flaky(session, state, spec, **kwargs):
         if kwargs["document_id"] == broken:
             raise RuntimeError("disk on fire")
-        return await real(session, state, **kwargs)
+        return await real(session, state, spec, **kwargs)
 
     monkeypatch.setattr(runner, "run_classification", flaky)
     fine = await make_document(harness, tenant, ["invoice fine"])
