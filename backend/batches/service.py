@@ -24,6 +24,8 @@ from backend.webhooks import service as webhooks
 
 MAX_ITEMS = 10_000
 FINAL = ("completed", "failed")
+# A batch takes processed documents, and Office files still converting: their items wait.
+CLASSIFIABLE = ("processed", "processing")
 
 
 @dataclass
@@ -88,8 +90,8 @@ async def resolve_spec(
 async def load_documents(
     session: AsyncSession, account_id: str, document_ids: list[str]
 ) -> dict[str, Document]:
-    """The account's processed documents by id; 404 for unknown (or another account's), 400 for
-    unprocessed ones."""
+    """The account's processed (or still converting) documents by id; 404 for unknown (or
+    another account's), 400 for the others."""
     wanted = list(dict.fromkeys(document_ids))
     found: dict[str, Document] = {}
     for start in range(0, len(wanted), 1000):  # bounded IN lists
@@ -104,7 +106,7 @@ async def load_documents(
     missing = [i for i in wanted if i not in found]
     if missing:
         raise NotFound(f"Documents not found: {', '.join(missing[:5])}.")
-    unprocessed = [d.id for d in found.values() if d.status != "processed"]
+    unprocessed = [d.id for d in found.values() if d.status not in CLASSIFIABLE]
     if unprocessed:
         raise InvalidRequest(f"Documents not processed: {', '.join(unprocessed[:5])}.")
     return found
@@ -128,6 +130,8 @@ async def create(
         raise InvalidRequest(f"A batch holds at most {MAX_ITEMS} documents.")
     pages = 0
     for document in documents:
+        if document.status == "processing":  # pages unknown until converted: not estimated
+            continue
         try:
             pages += len(parse_page_range(spec.page_range, document.num_pages))
         except InvalidRequest as error:

@@ -219,4 +219,6 @@ def _msg_attachment(item: object, number: int) -> Attachment | None:
     if not isinstance(content, bytes):
         return None  # a link to a web resource or an OLE object without data
     mimetype = str(getattr(item, "mimetype", "") or "")
-    return Attachment(name or f"attachment-{number}{_EXTENSIONS.get(mimetype, '.bin')}", content, mimetype)
+    return Attachment(
+        name or f"attachment-{number}{_EXTENSIONS.get(mimetype, '.bin')}", content, mimetype
+    )

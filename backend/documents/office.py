@@ -44,7 +44,6 @@ from backend.documents.sniff import (
     OTHER_CONTAINER,
     PPT,
     XLS,
-    XLSX,
     FileKind,
 )
 from backend.errors import PayloadTooLarge, UnsupportedFile
@@ -113,7 +112,9 @@ def check(data: bytes, kind: FileKind, *, max_entries: int, max_total_bytes: int
         _check_legacy(data, kind)
 
 
-def _check_container(data: bytes, kind: FileKind, *, max_entries: int, max_total_bytes: int) -> None:
+def _check_container(
+    data: bytes, kind: FileKind, *, max_entries: int, max_total_bytes: int
+) -> None:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except Exception as error:
@@ -204,7 +205,10 @@ def soffice_binary(configured: str = "") -> str | None:
     wrapper = shutil.which("soffice") or shutil.which("libreoffice")
     if wrapper:
         candidates.append(str(Path(wrapper).resolve().parent / "soffice.bin"))
-    candidates += ["/usr/lib/libreoffice/program/soffice.bin", "/opt/libreoffice/program/soffice.bin"]
+    candidates += [
+        "/usr/lib/libreoffice/program/soffice.bin",
+        "/opt/libreoffice/program/soffice.bin",
+    ]
     for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
