@@ -10,15 +10,16 @@ What the converter is allowed to do is decided here, not by the document:
 - a time limit: past it the whole process group is killed; and LibreOffice never outlives the
   DocSift process (thread, in fact) that started it (PR_SET_PDEATHSIG).
 
-Spreadsheets are exported one page per sheet (LibreOffice's `SinglePageSheets`), so a workbook's
-pages are its sheets, whatever their size.
+Spreadsheets are exported as LibreOffice prints them: each sheet on as many pages as its print
+area needs (one for a small sheet). Its `SinglePageSheets` export (one page per sheet) was tried
+and dropped: it cuts the page at the last used column, clipping text that overflows into empty
+cells beyond it.
 """
 
 import atexit
 import contextlib
 import ctypes
 import io
-import json
 import logging
 import os
 import resource
@@ -52,8 +53,6 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1 << 16
 FIRST_START_EXIT = 81  # soffice.bin's "profile created, start me again"
-_SPREADSHEETS = {"xlsx", "xls", "ods"}
-_SINGLE_PAGE_SHEETS = json.dumps({"SinglePageSheets": {"type": "boolean", "value": "true"}})
 _PR_SET_PDEATHSIG = 1
 # Written into the profile before LibreOffice first starts (registrymodifications.xcu).
 _SETTINGS = {
@@ -228,7 +227,7 @@ def convert(data: bytes, kind: FileKind, *, timeout: float, binary: str) -> Conv
             deadline = started + timeout
             for _ in range(2):  # a new profile makes the first start exit with 81
                 code, peak_kb, stderr = _run(
-                    _command(binary, profile, source, out, kind), deadline, timeout
+                    _command(binary, profile, source, out), deadline, timeout
                 )
                 if code != FIRST_START_EXIT:
                     break
@@ -242,10 +241,7 @@ def convert(data: bytes, kind: FileKind, *, timeout: float, binary: str) -> Conv
             return Conversion(pdfs[0].read_bytes(), time.monotonic() - started, peak_kb / 1024)
 
 
-def _command(binary: str, profile: Path, source: Path, out: Path, kind: FileKind) -> list[str]:
-    target = "pdf"
-    if kind.format in _SPREADSHEETS:
-        target = f"pdf:calc_pdf_Export:{_SINGLE_PAGE_SHEETS}"
+def _command(binary: str, profile: Path, source: Path, out: Path) -> list[str]:
     return [
         binary,
         "--headless",
@@ -257,7 +253,7 @@ def _command(binary: str, profile: Path, source: Path, out: Path, kind: FileKind
         "--nofirststartwizard",
         f"-env:UserInstallation={profile.as_uri()}",
         "--convert-to",
-        target,
+        "pdf",
         "--outdir",
         str(out),
         str(source),
