@@ -5,7 +5,7 @@
 1. Conversion alone: every Office file through `office.convert` (LibreOffice, as the worker runs
    it), one at a time: seconds per document and per page, LibreOffice's peak memory, and the
    DocSift process's own resident memory sampled while it converts.
-2. Through the API (DocSift in this process on SQLite, its queue worker embedded, the `local`
+2. Through the API (DocSift in this process (its peak memory sampled throughout) on SQLite, its queue worker embedded, the `local`
    model): every file is uploaded and followed until it leaves `processing`; pages, readable
    characters, seconds from upload to processed; every e-mail's children against the manifest's
    attachments.
@@ -168,7 +168,9 @@ async def through_api(rows: list[dict[str, str]]) -> dict[str, Any]:
             files = []
             for row in rows:
                 files.append(await _one_file(client, row))
-                print(f"{row['file']}: {files[-1]['status']}, {files[-1]['pages']} pages", flush=True)
+                print(
+                    f"{row['file']}: {files[-1]['status']}, {files[-1]['pages']} pages", flush=True
+                )
     return {"files": files}
 
 
@@ -255,7 +257,11 @@ def summarize(direct: list[dict[str, Any]], api: dict[str, Any]) -> dict[str, An
             entry["conversion_seconds_p90"] = round(percentile(seconds, 0.9), 2)
             entry["conversion_seconds_per_page_median"] = round(statistics.median(per_page), 2)
             entry["conversion_seconds_per_page_p90"] = round(percentile(per_page, 0.9), 2)
-        to_processed = [f["seconds_to_processed"] for f in files if f["format"] == fmt and "seconds_to_processed" in f]
+        to_processed = [
+            f["seconds_to_processed"]
+            for f in files
+            if f["format"] == fmt and "seconds_to_processed" in f
+        ]
         entry["upload_to_processed_seconds_median"] = round(statistics.median(to_processed), 2)
         entry["upload_to_processed_seconds_p90"] = round(percentile(to_processed, 0.9), 2)
     children = [c for f in files for c in f["children"] if c["kind"]]
@@ -290,7 +296,12 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     left.set_ylim(0, 1)
     left.set_title("local zero-shot accuracy on `kind`, per format")
     for i, f in enumerate(formats):
-        left.text(i, stats[f]["accuracy"] + 0.02, f"{stats[f]['correct']}/{stats[f]['files']}", ha="center")
+        left.text(
+            i,
+            stats[f]["accuracy"] + 0.02,
+            f"{stats[f]['correct']}/{stats[f]['files']}",
+            ha="center",
+        )
     office_formats = [f for f in formats if "conversion_seconds_median" in stats[f]]
     medians = [stats[f]["conversion_seconds_median"] for f in office_formats]
     p90s = [stats[f]["conversion_seconds_p90"] for f in office_formats]
@@ -311,8 +322,13 @@ def main() -> None:
     args = parser.parse_args()
     rows = manifest()
     direct = [] if args.skip_direct else direct_conversions(rows)
-    api = asyncio.run(through_api(rows))
+    with RssSampler() as sampler:
+        api = asyncio.run(through_api(rows))
     summary = summarize(direct, api)
+    # The API process with its embedded queue worker (and the `local` model loaded) converting
+    # and extracting the dataset, alone and with its LibreOffice child.
+    summary["api_worker_peak_rss_mb"] = round(sampler.peak_self, 1)
+    summary["api_worker_with_libreoffice_peak_rss_mb"] = round(sampler.peak_total, 1)
     OUT.mkdir(parents=True, exist_ok=True)
     report = {"summary": summary, "conversions": direct, **api, "schema": SCHEMA}
     (OUT / "formats.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")

@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 CONVERT_TASK = "docsift.documents.convert"
 
 
-@task(CONVERT_TASK)
+# Retried after an unexpected error (the database, while storing the outcome): from the start.
+@task(CONVERT_TASK, retries=2, retry_wait=5)
 async def convert_document(state: AppState, document_id: str) -> None:
     async with state.sessionmaker() as session:
         document = await session.get(Document, document_id)

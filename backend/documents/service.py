@@ -240,7 +240,7 @@ async def _prepare(
         if strict:
             await _discard_files(state, list(prepared.tree()))
             raise
-        await _discard_files(state, prepared.children)
+        await _discard_files(state, [node for c in prepared.children for node in c.tree()])
         prepared.children, prepared.error = [], error.message
         prepared.rendition_path = None
         return prepared
