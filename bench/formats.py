@@ -293,7 +293,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     stats = summary["by_format"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     left.bar(formats, [stats[f]["accuracy"] for f in formats], color="#4c72b0")
-    left.set_ylim(0, 1)
+    left.set_ylim(0, 1.15)
     left.set_title("local zero-shot accuracy on `kind`, per format")
     for i, f in enumerate(formats):
         left.text(
