@@ -8,6 +8,10 @@ import httpx
 
 from tests.conftest import Tenant
 
+SCHEMA = [
+    {"label": "invoice", "description": "A bill"},
+    {"label": "other", "description": "Anything else"},
+]
 CONVERSION_WAIT_SECONDS = 180.0  # LibreOffice on two shared cores: seconds each, queued one by one
 
 
@@ -40,3 +44,12 @@ async def page_texts(
         assert response.status_code == 200, response.text
         texts.append(response.json()["text"])
     return texts
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False

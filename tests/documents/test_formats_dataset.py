@@ -25,6 +25,10 @@ def _rows() -> list[dict[str, str]]:
         return list(csv.DictReader(handle, delimiter="\t"))
 
 
+def _files() -> list[tuple[dict[str, str], bytes]]:
+    return [(row, (FORMATS / row["file"]).read_bytes()) for row in _rows()]
+
+
 def _attachments(row: dict[str, str]) -> list[str]:
     if row["attachments"] in ("-", "none"):
         return []
@@ -33,9 +37,8 @@ def _attachments(row: dict[str, str]) -> list[str]:
 
 async def test_every_file_is_processed_with_pages_text_and_children(client, tenant):
     failures = []
-    for row in _rows():
-        path = Path(FORMATS / row["file"])
-        response = await upload(client, tenant, path.read_bytes(), path.name)
+    for row, data in _files():
+        response = await upload(client, tenant, data, Path(row["file"]).name)
         assert response.status_code == 201, (row["file"], response.text)
         body = response.json()
         assert "documents" not in body, f"{row['file']} was unpacked as an archive"
@@ -46,7 +49,9 @@ async def test_every_file_is_processed_with_pages_text_and_children(client, tena
             failures.append((row["file"], document["status"], document["error"]))
         elif row["file"] not in NO_TEXT and chars < 50:
             failures.append((row["file"], "too little text", chars))
-        children = [await wait_until_done(client, tenant, c["document_id"]) for c in document["children"]]
+        children = [
+            await wait_until_done(client, tenant, c["document_id"]) for c in document["children"]
+        ]
         if sorted(c["filename"] for c in children) != _attachments(row):
             failures.append((row["file"], "children", [c["filename"] for c in children]))
         for child in children:

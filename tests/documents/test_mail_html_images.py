@@ -16,7 +16,7 @@ from tests.documents.conftest import (
     upload,
     zip_with_members,
 )
-from tests.documents.intake import page_texts, wait_until_done
+from tests.documents.intake import SCHEMA, page_texts, wait_until_done
 from tests.fixtures.documents import png_of_text, text_pdf
 from tests.fixtures.formats import (
     docx_bytes,
@@ -25,11 +25,6 @@ from tests.fixtures.formats import (
     html_bytes,
     rotated_photo,
 )
-
-SCHEMA = [
-    {"label": "invoice", "description": "A bill"},
-    {"label": "other", "description": "Anything else"},
-]
 
 
 def _logo() -> bytes:

@@ -31,6 +31,7 @@ from backend.documents.sniff import (
 )
 from backend.errors import UnsupportedFile
 from tests.documents.conftest import zip_with_members
+from tests.documents.intake import alive
 from tests.fixtures.formats import (
     _odf,
     docx_bytes,
@@ -191,23 +192,15 @@ def test_libreoffice_dies_with_the_process_that_started_it(tmp_path):
             assert time.monotonic() < deadline and parent.poll() is None
             time.sleep(0.1)
         converter = int(pidfile.read_text())
-        assert _alive(converter)
+        assert alive(converter)
         parent.send_signal(signal.SIGKILL)
         parent.wait()
         deadline = time.monotonic() + 10
-        while _alive(converter):
+        while alive(converter):
             assert time.monotonic() < deadline, "the converter outlived DocSift"
             time.sleep(0.1)
     finally:
         parent.kill()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split(") ", 1)[1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_container_parts_limit():

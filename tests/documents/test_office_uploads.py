@@ -19,7 +19,7 @@ from tests.documents.conftest import (
     upload,
     zip_with_members,
 )
-from tests.documents.intake import page_texts, wait_until_done
+from tests.documents.intake import SCHEMA, alive, page_texts, wait_until_done
 from tests.fixtures.documents import text_pdf
 from tests.fixtures.formats import (
     docx_bytes,
@@ -30,11 +30,6 @@ from tests.fixtures.formats import (
     rtf_bytes,
     xlsx_bytes,
 )
-
-SCHEMA = [
-    {"label": "invoice", "description": "A bill"},
-    {"label": "other", "description": "Anything else"},
-]
 
 
 async def test_docx_is_one_document_converted_on_the_queue_with_pages_images_and_credits(
@@ -303,17 +298,9 @@ async def test_still_converting_is_a_clear_400_then_the_time_limit_fails_it(
     # The converter and the process it started were killed with their process group.
     _, pids = slow_converter
     for pid in map(int, pids.read_text().split()):
-        assert not _alive(pid), f"process {pid} outlived its conversion"
+        assert not alive(pid), f"process {pid} outlived its conversion"
     account = (await client.get("/v1/account", headers=tenant.headers)).json()
     assert account["balance"] == 1000  # nothing billed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split(") ", 1)[1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 async def test_delete_removes_the_upload_and_its_pdf(client, tenant, harness):
