@@ -66,6 +66,20 @@ class Settings(BaseSettings):
     min_text_chars: int = 20
     # OCR worker processes (0 = one per CPU core).
     ocr_workers: int = 0
+    # Office files are converted to PDF by LibreOffice on the task queue, one at a time per
+    # process: its soffice.bin ("" = found on PATH or in /usr/lib/libreoffice), and the seconds
+    # one conversion may take before its processes are killed and the document fails.
+    libreoffice_path: str = ""
+    conversion_timeout_seconds: float = Field(default=120.0, gt=0)
+    # Parts an OOXML/OpenDocument container may hold (their expanded size is capped by
+    # max_zip_uncompressed_mb).
+    max_office_parts: int = 10_000
+    # E-mails: attachments one upload may hold, nested e-mails included (more: 413), how deep
+    # e-mails may be nested in e-mails (deeper ones become failed children), and inline images
+    # smaller than this many bytes (logos, signatures) are not documents.
+    max_email_attachments: int = Field(default=100, ge=1)
+    max_email_depth: int = Field(default=3, ge=1)
+    email_min_inline_image_bytes: int = 20_000
 
     # Rate limit per API key: requests per minute (0 = off).
     rate_limit_per_minute: int = 600

@@ -27,7 +27,7 @@ from backend.api import classifiers as classifiers_api
 from backend.api import classify as classify_api
 from backend.api import models as models_api
 from backend.api import split as split_api
-from backend.api.documents import document_out
+from backend.api.documents import documents_out
 from backend.api.pagination import PageParams
 from backend.classification.schema import SchemaItem
 from backend.documents import service as documents
@@ -109,9 +109,10 @@ async def tool_call(ctx: Context) -> AsyncIterator[ToolCall]:
             raise InvalidApiKey("Invalid or revoked API key.")
         try:
             yield ToolCall(state=state, session=session, account=account)
-            await session.commit()
+            await state.queue.commit(session)  # and hands over jobs it enqueued (conversions)
         except BaseException:
             await session.rollback()
+            state.queue.discard(session)
             raise
 
 
@@ -174,11 +175,12 @@ def build_server(version: str = "") -> MCPServer:
                 document = await get_document(
                     call.session, account_id=call.account.id, document_id=document_id
                 )
-                return document_out(document).model_dump(mode="json")
+                (out,) = await documents_out(call.session, [document])
+                return out.model_dump(mode="json")
             if not content_base64:
                 raise InvalidRequest("Send the file as content_base64, or a document_id.")
             data = decode_upload(content_base64, call.state.settings.max_upload_bytes)
-            uploaded, is_zip = await documents.ingest(
+            made = await documents.ingest(
                 call.session,
                 call.state,
                 account=call.account,
@@ -186,8 +188,10 @@ def build_server(version: str = "") -> MCPServer:
                 data=data,
                 extract=extract,
             )
-            out = [document_out(d).model_dump(mode="json") for d in uploaded]
-        return {"documents": out} if is_zip else out[0]
+            out = [
+                d.model_dump(mode="json") for d in await documents_out(call.session, made.documents)
+            ]
+        return {"documents": out} if made.is_zip else out[0]
 
     @server.tool(annotations=WRITES)
     @contract_errors

@@ -125,13 +125,19 @@ class Document(SQLModel, table=True):
     account_id: str = Field(foreign_key="account.id", index=True)
     filename: str  # display only: files are stored under the document id
     content_type: str
-    kind: str  # pdf | image | text
+    kind: str  # pdf | image | text | office | email | html
     size_bytes: int
     sha256: str
-    storage_path: str
+    storage_path: str  # the file as uploaded
+    # What pages are read and rendered from when the upload is not a PDF, image or text itself:
+    # an Office file's PDF from LibreOffice, an e-mail's or HTML page's readable text.
+    rendition_path: str | None = None
+    rendition_type: str | None = None  # its content type (application/pdf or text/plain)
     num_pages: int = 0
-    status: str = "uploaded"  # uploaded | processed | failed
+    # uploaded | processing (being converted) | processed | failed
+    status: str = Field(default="uploaded", index=True)
     error: str | None = None
+    # A split segment's source, or the e-mail an attachment came from.
     parent_document_id: str | None = Field(default=None, index=True)
     created_at: datetime = _ts(index=True)
     processed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 # Modules whose import registers tasks (`@task`); imported when a queue is built.
 TASK_MODULES = (
     "backend.batches.tasks",
+    "backend.documents.conversion",
     "backend.evaluation.runner",
     "backend.webhooks.delivery",
 )

@@ -68,11 +68,13 @@ async def resume_unfinished(state: AppState) -> None:
     """Hand work a dead process left behind back to the queue (needed where the broker is in
     memory; on PostgreSQL the jobs outlive processes and this only catches older runs)."""
     from backend.batches.tasks import resume as resume_batches
+    from backend.documents.conversion import resume as resume_conversions
     from backend.evaluation.runner import resume_unfinished as resume_evaluations
     from backend.webhooks.delivery import resume as resume_deliveries
 
     await resume_evaluations(state)
     if state.queue.in_memory:
+        await resume_conversions(state)
         await resume_batches(state)
         await resume_deliveries(state)
 

@@ -81,6 +81,7 @@ def upload_all(
             return {"entry": entry, "document": None, "error": response.text[:300]}
         body = response.json()
         document = body["documents"][0] if "documents" in body else body
+        document = _until_converted(client, document)
         return {"entry": entry, "document": document, "error": document.get("error")}
 
     with (
@@ -92,6 +93,14 @@ def upload_all(
             results.append(result)
             bar.update()
     return results
+
+
+def _until_converted(client: httpx.Client, document: dict[str, Any]) -> dict[str, Any]:
+    """An Office file is converted on the server's queue: wait until it is processed or failed."""
+    while document.get("status") == "processing":
+        time.sleep(POLL_SECONDS)
+        document = _check(client.get(f"/v1/documents/{document['document_id']}"))
+    return document
 
 
 def follow(client: httpx.Client, evaluation_id: str, total: int) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from sqlmodel import col, select
 
 from backend.api.classify import IdempotencyKey
-from backend.api.documents import DocumentOut, _read_limited, document_out
+from backend.api.documents import DocumentOut, _read_limited, documents_out
 from backend.api.pagination import PageDep, Paginated, paginate
 from backend.batches import service
 from backend.batches.tasks import item_view
@@ -189,18 +189,25 @@ async def upload_batch(
     if declared and declared.isdigit() and int(declared) > limit + 1_000_000:
         raise PayloadTooLarge(f"The upload is larger than the {limit // 2**20} MB limit.")
     data = await _read_limited(file, limit)
-    made, _ = await documents.ingest(
-        session, state, account=account, filename=file.filename, data=data, extract=True
-    )
-    usable = [d for d in made if d.status == "processed"]
-    refused = [(d, d.error or "could not be read") for d in made if d.status != "processed"]
     try:
+        made = await documents.ingest(
+            session, state, account=account, filename=file.filename, data=data, extract=True
+        )
+        # Every document the upload made is an item, an e-mail's attachments included; Office
+        # files still converting are items whose job waits for their conversion.
+        usable = [d for d in made.everything if d.status in service.CLASSIFIABLE]
+        refused = [
+            (d, d.error or "could not be read")
+            for d in made.everything
+            if d.status not in service.CLASSIFIABLE
+        ]
         created = await service.create(session, state, account, spec, usable, refused)
         await state.queue.commit(session)
     except BaseException:
         state.queue.discard(session)
         raise
-    return BatchStarted.model_validate(_started(created, [document_out(d) for d in made]))
+    made_out = await documents_out(session, made.everything)
+    return BatchStarted.model_validate(_started(created, made_out))
 
 
 async def _get(session: SessionDep, account_id: str, batch_id: str) -> Batch:

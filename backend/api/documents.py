@@ -7,15 +7,16 @@ from typing import Annotated, Any
 from anyio import to_thread
 from fastapi import APIRouter, File, Path, Query, Request, Response, UploadFile
 from fastapi.routing import APIRoute
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.exceptions import HTTPException
 from starlette.types import Message, Receive
 
 from backend.api.pagination import PageDep, Paginated, paginate
 from backend.deps import CurrentAccount, SessionDep, StateDep
 from backend.documents import extraction, service
-from backend.documents.queries import get_document, get_pages
+from backend.documents.queries import children_of, get_document, get_pages, not_converted_yet
 from backend.errors import DocumentNotProcessed, NotFound, PayloadTooLarge
 from backend.models import Document
 
@@ -69,16 +70,36 @@ router = APIRouter(tags=["documents"])
 upload_router = APIRouter(tags=["documents"], route_class=UploadLimitRoute)
 
 
+class ChildOut(BaseModel):
+    document_id: str
+    filename: str
+    kind: str
+    status: str
+    num_pages: int
+    error: str | None = None
+
+
 class DocumentOut(BaseModel):
     document_id: str
     filename: str
     num_pages: int
-    status: str  # uploaded | processed | failed
+    status: str = Field(
+        description="uploaded | processing (an Office file being converted on the queue) | "
+        "processed | failed (`error` says why)"
+    )
     error: str | None = None
     content_type: str
+    kind: str = Field(description="pdf | image | text | office | email | html")
     size_bytes: int
     created_at: datetime
     processed_at: datetime | None = None
+    parent_id: str | None = Field(
+        default=None, description="The e-mail this attachment came from, or a split's source"
+    )
+    children: list[ChildOut] = Field(
+        default_factory=list,
+        description="Documents made from this one: an e-mail's attachments, a split's segments",
+    )
 
 
 class PageInfo(BaseModel):
@@ -108,7 +129,7 @@ class Deleted(BaseModel):
     deleted: bool
 
 
-def document_out(document: Document) -> DocumentOut:
+def document_out(document: Document, children: list[Document] = ()) -> DocumentOut:  # type: ignore[assignment]
     return DocumentOut(
         document_id=document.id,
         filename=document.filename,
@@ -116,16 +137,36 @@ def document_out(document: Document) -> DocumentOut:
         status=document.status,
         error=document.error,
         content_type=document.content_type,
+        kind=document.kind,
         size_bytes=document.size_bytes,
         created_at=document.created_at,
         processed_at=document.processed_at,
+        parent_id=document.parent_document_id,
+        children=[
+            ChildOut(
+                document_id=c.id,
+                filename=c.filename,
+                kind=c.kind,
+                status=c.status,
+                num_pages=c.num_pages,
+                error=c.error,
+            )
+            for c in children
+        ],
     )
+
+
+async def documents_out(session: AsyncSession, documents: list[Document]) -> list[DocumentOut]:
+    """Documents as the API shows them, each with its children (one query for all)."""
+    children = await children_of(session, [d.id for d in documents])
+    return [document_out(d, children.get(d.id, [])) for d in documents]
 
 
 async def _detail(session: SessionDep, document: Document) -> DocumentDetail:
     pages = await get_pages(session, document_id=document.id)
+    (out,) = await documents_out(session, [document])
     return DocumentDetail(
-        **document_out(document).model_dump(),
+        **out.model_dump(),
         pages=[PageInfo(page=p.page_number, chars=p.chars, ocr=p.ocr) for p in pages],
     )
 
@@ -150,18 +191,33 @@ async def upload_document(
     account: CurrentAccount,
     session: SessionDep,
     state: StateDep,
-    file: Annotated[UploadFile, File(description="PDF, PNG, JPEG, TIFF, WebP, text, or a zip")],
+    file: Annotated[
+        UploadFile,
+        File(
+            description="PDF, image (PNG, JPEG, TIFF, WebP, HEIC), text, HTML, Office file "
+            "(DOCX, XLSX, PPTX, ODT, ODS, ODP, RTF, DOC, XLS, PPT), e-mail (EML, MSG), or a zip"
+        ),
+    ],
     extract: Annotated[bool, Query(description="Extract text (and OCR) at once")] = True,
 ) -> DocumentOut | DocumentsOut:
-    """Upload a document or a zip of documents; extract their text at once by default."""
+    """Upload a document or a zip of documents; extract their text at once by default.
+
+    Office files answer with `status: "processing"`: they are converted on the task queue and
+    become `processed` (or `failed`, with the reason) shortly after. An e-mail's attachments
+    are documents of their own, listed in its `children`."""
     data = await _read_limited(file, state.settings.max_upload_bytes)
-    documents, is_zip = await service.ingest(
-        session, state, account=account, filename=file.filename, data=data, extract=extract
-    )
-    await session.commit()
-    if is_zip:
-        return DocumentsOut(documents=[document_out(d) for d in documents])
-    return document_out(documents[0])
+    try:
+        made = await service.ingest(
+            session, state, account=account, filename=file.filename, data=data, extract=extract
+        )
+        await state.queue.commit(session)
+    except BaseException:
+        state.queue.discard(session)
+        raise
+    out = await documents_out(session, made.documents)
+    if made.is_zip:
+        return DocumentsOut(documents=out)
+    return out[0]
 
 
 @router.get("/documents")
@@ -176,7 +232,10 @@ async def list_documents(
     )
     rows, total = await paginate(session, query, page)
     return Paginated(
-        items=[document_out(d) for d in rows], total=total, limit=page.limit, offset=page.offset
+        items=await documents_out(session, list(rows)),
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
     )
 
 
@@ -193,10 +252,16 @@ async def get_document_detail(
 async def extract_document(
     document_id: DocumentId, account: CurrentAccount, session: SessionDep, state: StateDep
 ) -> DocumentDetail:
-    """Extract (or re-extract) a document's text, with OCR where a page has none."""
+    """Extract (or re-extract) a document's text, with OCR where a page has none. An Office file
+    not converted yet (never, or its conversion failed) is queued for conversion again and
+    answered with `status: "processing"`."""
     document = await get_document(session, account_id=account.id, document_id=document_id)
-    await service.process(session, state, document)
-    await session.commit()
+    try:
+        await service.process(session, state, document)
+        await state.queue.commit(session)
+    except BaseException:
+        state.queue.discard(session)
+        raise
     return await _detail(session, document)
 
 
@@ -204,6 +269,8 @@ async def _document_page(
     session: SessionDep, account: CurrentAccount, document_id: str, n: int
 ) -> Document:
     document = await get_document(session, account_id=account.id, document_id=document_id)
+    if document.status == "processing":
+        raise DocumentNotProcessed(not_converted_yet(document))
     if n > document.num_pages:
         raise NotFound(f"Page {n} does not exist; the document has {document.num_pages} pages.")
     return document
@@ -216,6 +283,8 @@ async def get_page_text(
     """Return one page's extracted text."""
     document = await _document_page(session, account, document_id, n)
     pages = await get_pages(session, document_id=document.id, page_numbers=[n])
+    if not pages and document.status == "processing":
+        raise DocumentNotProcessed(not_converted_yet(document))
     if not pages:
         raise DocumentNotProcessed(
             f"Document {document.id} is '{document.status}': extract it with "
@@ -264,8 +333,7 @@ async def delete_document(
     document = await get_document(session, account_id=account.id, document_id=document_id)
     unused = await service.delete_document(session, document)
     await session.commit()
-    if unused:
-        await service.discard_file(state, document)
+    await service.discard_files(state, unused)
     return Deleted(document_id=document.id, deleted=True)
 
 

@@ -32,6 +32,8 @@ FINAL = ("completed", "failed")
 # The queue task that classifies one item (backend/batches/tasks.py runs it; enqueued by name so
 # this module need not import the task module, which imports this one).
 CLASSIFY_TASK = "docsift.batches.classify_item"
+# A batch takes processed documents, and Office files still converting: their items wait.
+CLASSIFIABLE = ("processed", "processing")
 
 
 @dataclass
@@ -114,8 +116,8 @@ async def item_spec(session: AsyncSession, state: AppState, batch: Batch) -> Run
 async def load_documents(
     session: AsyncSession, account_id: str, document_ids: list[str]
 ) -> dict[str, Document]:
-    """The account's processed documents by id; 404 for unknown (or another account's), 400 for
-    unprocessed ones."""
+    """The account's processed (or still converting) documents by id; 404 for unknown (or
+    another account's), 400 for the others."""
     wanted = list(dict.fromkeys(document_ids))
     found: dict[str, Document] = {}
     for start in range(0, len(wanted), 1000):  # bounded IN lists
@@ -130,7 +132,7 @@ async def load_documents(
     missing = [i for i in wanted if i not in found]
     if missing:
         raise NotFound(f"Documents not found: {', '.join(missing[:5])}.")
-    unprocessed = [d.id for d in found.values() if d.status != "processed"]
+    unprocessed = [d.id for d in found.values() if d.status not in CLASSIFIABLE]
     if unprocessed:
         raise InvalidRequest(f"Documents not processed: {', '.join(unprocessed[:5])}.")
     return found
@@ -155,6 +157,8 @@ async def create(
     run = spec.run
     pages = 0
     for document in documents:
+        if document.status == "processing":  # pages unknown until converted: not estimated
+            continue
         try:
             pages += len(parse_page_range(run.page_range, document.num_pages))
         except InvalidRequest as error:

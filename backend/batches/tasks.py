@@ -26,13 +26,14 @@ from backend.batches import service
 from backend.billing import ledger
 from backend.classification.service import classification_response, run_classification
 from backend.errors import ApiError
-from backend.models import Account, Batch, BatchItem, Classification, utcnow
+from backend.models import Account, Batch, BatchItem, Classification, Document, utcnow
 from backend.queue import task
 from backend.state import AppState
 from backend.webhooks import delivery as webhook_delivery
 from backend.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
+CONVERSION_POLL_SECONDS = 2.0
 
 
 class Superseded(Exception):
@@ -41,6 +42,13 @@ class Superseded(Exception):
 
 @task(service.CLASSIFY_TASK, retries=5, retry_wait=2)
 async def classify_item(state: AppState, item_id: str) -> None:
+    if await _document_converting(state, item_id):
+        # An Office file still on its way to pages: look again shortly, without counting an
+        # attempt (its conversion ends, processed or failed, within the conversion time limit).
+        await state.queue.defer(
+            service.CLASSIFY_TASK, [{"item_id": item_id}], schedule_in=CONVERSION_POLL_SECONDS
+        )
+        return
     claimed = await _claim(state, item_id)
     if claimed is None:
         return
@@ -63,6 +71,18 @@ async def classify_item(state: AppState, item_id: str) -> None:
                 return
             raise Superseded(item.id) from None
         await _settle(session, state, batch, account, item.id, record=record)
+
+
+async def _document_converting(state: AppState, item_id: str) -> bool:
+    async with state.sessionmaker() as session:
+        status = (
+            await session.exec(
+                select(Document.status)
+                .join(BatchItem, col(BatchItem.document_id) == col(Document.id))
+                .where(BatchItem.id == item_id, col(BatchItem.status).not_in(service.FINAL))
+            )
+        ).first()
+    return status == "processing"
 
 
 async def _claim(state: AppState, item_id: str) -> tuple[BatchItem, Batch, Account] | None:

@@ -222,7 +222,12 @@ def capped_dpi(rect: pymupdf.Rect, dpi: int, max_pixels: int) -> int:
 
 
 def _text_pages(data: bytes, limits: Limits) -> list[str]:
-    pages = split_text(decode_text(data))
+    return text_pages(decode_text(data), limits)
+
+
+def text_pages(text: str, limits: Limits) -> list[str]:
+    """Text cut into pages of ~TEXT_PAGE_CHARS characters, within the page limit."""
+    pages = split_text(text)
     if len(pages) > limits.max_pages:
         raise PayloadTooLarge(
             f"The text makes {len(pages)} pages of ~{TEXT_PAGE_CHARS} characters; "

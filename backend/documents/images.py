@@ -4,11 +4,15 @@ an in-memory PDF (one page per frame) so every document is read the same way."""
 import io
 import warnings
 
+import pillow_heif
 import pymupdf
 from PIL import Image, ImageOps, ImageSequence
 
 from backend.documents.sniff import FileKind
 from backend.errors import PayloadTooLarge, UnsupportedFile
+
+# HEIC/HEIF phone photos open through Pillow like any other image.
+pillow_heif.register_heif_opener()
 
 
 def check_image(data: bytes, *, max_pixels: int, max_pages: int) -> int:

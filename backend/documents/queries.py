@@ -19,6 +19,8 @@ async def get_processed_document(
     session: AsyncSession, *, account_id: str, document_id: str
 ) -> Document:
     document = await get_document(session, account_id=account_id, document_id=document_id)
+    if document.status == "processing":
+        raise DocumentNotProcessed(not_converted_yet(document))
     if document.status != "processed":
         raise DocumentNotProcessed(
             f"Document {document_id} is '{document.status}'"
@@ -26,6 +28,31 @@ async def get_processed_document(
             + ": process it with POST /v1/documents/{id}/extract first."
         )
     return document
+
+
+def not_converted_yet(document: Document) -> str:
+    return (
+        f"Document {document.id} is still being converted (status 'processing'): use it once "
+        "GET /v1/documents/{id} shows 'processed'."
+    )
+
+
+async def children_of(session: AsyncSession, parent_ids: list[str]) -> dict[str, list[Document]]:
+    """Live documents made from each parent (an e-mail's attachments, a split's segments), in
+    the order they were made."""
+    found: dict[str, list[Document]] = {}
+    for start in range(0, len(parent_ids), 1000):  # bounded IN lists
+        rows = await session.exec(
+            select(Document)
+            .where(
+                col(Document.parent_document_id).in_(parent_ids[start : start + 1000]),
+                col(Document.deleted_at).is_(None),
+            )
+            .order_by(col(Document.created_at), col(Document.id))
+        )
+        for child in rows.all():
+            found.setdefault(child.parent_document_id or "", []).append(child)
+    return found
 
 
 async def get_pages(

@@ -10,9 +10,10 @@ import hashlib
 import logging
 import os
 import unicodedata
+from collections.abc import Iterator
 from concurrent.futures import Executor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 from anyio import to_thread
@@ -21,7 +22,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.config import Settings
-from backend.documents import ocr
+from backend.documents import mail, ocr, office
 from backend.documents.extraction import (
     Limits,
     OcrJob,
@@ -29,11 +30,13 @@ from backend.documents.extraction import (
     count_pages,
     merge_ocr,
     read_text_layer,
+    text_pages,
 )
-from backend.documents.sniff import KINDS_BY_CONTENT_TYPE, ZIP, FileKind, sniff
+from backend.documents.sniff import KINDS_BY_CONTENT_TYPE, TEXT, ZIP, FileKind, sniff
 from backend.documents.storage import FileStore
+from backend.documents.webtext import html_text
 from backend.documents.zipfiles import ArchiveTooLarge, ZipMember, ZipReader
-from backend.errors import ApiError, UnsupportedFile
+from backend.errors import ApiError, PayloadTooLarge, UnsupportedFile
 from backend.models import Account, Document, Page, new_id, utcnow
 from backend.state import AppState
 
@@ -43,7 +46,11 @@ MAX_FILENAME_CHARS = 200
 MAX_ERROR_CHARS = 1000
 # Zip entries extracted at once: enough to keep every OCR worker busy with one-page scans.
 ZIP_CONCURRENCY = 2
-UNSUPPORTED = "Unsupported file: send a PDF, PNG, JPEG, TIFF, WebP, plain text, or a zip of these."
+UNSUPPORTED = (
+    "Unsupported file: send a PDF, an image (PNG, JPEG, TIFF, WebP, HEIC), plain text, HTML, an "
+    "Office file (Word, Excel, PowerPoint, OpenDocument, RTF), an e-mail (.eml, .msg), or a zip "
+    "of these."
+)
 
 
 def display_name(raw: str | None) -> str:
@@ -133,7 +140,7 @@ async def _ocr_job(
         return None
 
 
-async def _extract(state: AppState, data: bytes, kind: FileKind) -> list[PageText]:
+async def extract_with_pool(state: AppState, data: bytes, kind: FileKind) -> list[PageText]:
     """`extract_pages` with the app's pool; a pool broken by a crashed worker is replaced once."""
     for attempt in range(2):
         pool = state.executor
@@ -154,7 +161,8 @@ async def _extract(state: AppState, data: bytes, kind: FileKind) -> list[PageTex
 
 @dataclass
 class Prepared:
-    """A document ready to be written: file stored (unless it failed), pages read if asked."""
+    """A document ready to be written: file stored (unless it failed), pages read if asked, and
+    for an e-mail its attachments as children."""
 
     id: str
     name: str
@@ -162,16 +170,46 @@ class Prepared:
     sha256: str
     kind: FileKind | None = None
     storage_path: str = ""
+    rendition_path: str | None = None
     num_pages: int = 0
     pages: list[PageText] | None = None
     error: str | None = None
+    converting: bool = False  # an Office file whose conversion job is enqueued on write
+    children: list["Prepared"] = field(default_factory=list)
+
+    def tree(self) -> Iterator["Prepared"]:
+        yield self
+        for child in self.children:
+            yield from child.tree()
+
+
+@dataclass
+class _Budget:
+    """Attachments an e-mail tree may still take (its nested e-mails included)."""
+
+    left: int
+
+
+@dataclass
+class _Intake:
+    state: AppState
+    account_id: str
+    extract: bool
 
 
 async def _prepare(
-    state: AppState, account_id: str, name: str, data: bytes, *, extract: bool, strict: bool
+    intake: _Intake,
+    name: str,
+    data: bytes,
+    *,
+    strict: bool,
+    depth: int = 0,
+    budget: _Budget | None = None,
 ) -> Prepared:
     """Validate, extract (if asked) and store one file. With `strict`, a refused file raises its
-    4xx; otherwise (zip entries) it comes back as a failed document."""
+    4xx; otherwise (zip entries, attachments) it comes back as a failed document. `depth` counts
+    the e-mails around this file, `budget` the attachments its e-mail tree may still take."""
+    state, settings = intake.state, intake.state.settings
     prepared = Prepared(new_id(), name, len(data), hashlib.sha256(data).hexdigest())
     kind = sniff(data) if data else None
     try:
@@ -181,25 +219,136 @@ async def _prepare(
             nested = " (zips inside a zip are not opened)" if kind else ""
             raise UnsupportedFile(UNSUPPORTED + nested)
         prepared.kind = kind
-        if extract:
-            prepared.pages = await _extract(state, data, kind)
+        if kind.kind == "office":
+            await _check_office(state, data, kind)
+            prepared.converting = intake.extract
+        elif kind.kind in ("email", "html"):
+            text = await _readable(intake, prepared, data, kind, depth=depth, budget=budget)
+            pages = await to_thread.run_sync(text_pages, text, limits(settings))
+            prepared.num_pages = len(pages)
+            if intake.extract:
+                prepared.pages = [PageText(i + 1, page) for i, page in enumerate(pages)]
+            prepared.rendition_path = await to_thread.run_sync(
+                store(state).save, intake.account_id, f"{prepared.id}.txt", text.encode()
+            )
+        elif intake.extract:
+            prepared.pages = await extract_with_pool(state, data, kind)
             prepared.num_pages = len(prepared.pages)
         else:
-            prepared.num_pages = await to_thread.run_sync(
-                count_pages, data, kind, limits(state.settings)
-            )
+            prepared.num_pages = await to_thread.run_sync(count_pages, data, kind, limits(settings))
     except ApiError as error:
         if strict:
+            await _discard_files(state, list(prepared.tree()))
             raise
-        prepared.error = error.message
+        await _discard_files(state, [node for c in prepared.children for node in c.tree()])
+        prepared.children, prepared.error = [], error.message
+        prepared.rendition_path = None
         return prepared
     except Exception as error:  # PyMuPDF or OCR broke on a file that looked valid: keep it
         log.exception("extraction failed for document %s", prepared.id)
         prepared.error = f"Extraction failed: {error}"
     prepared.storage_path = await to_thread.run_sync(
-        store(state).save, account_id, prepared.id, data
+        store(state).save, intake.account_id, prepared.id, data
     )
     return prepared
+
+
+async def _check_office(state: AppState, data: bytes, kind: FileKind) -> None:
+    """Refuse before storing what LibreOffice must not see or cannot convert here."""
+    settings = state.settings
+    await to_thread.run_sync(
+        partial(
+            office.check,
+            data,
+            kind,
+            max_entries=settings.max_office_parts,
+            max_total_bytes=int(settings.max_zip_uncompressed_mb * 2**20),
+        )
+    )
+    if office.soffice_binary(settings.libreoffice_path) is None:
+        raise UnsupportedFile(
+            f"This server cannot convert {kind.format} files: LibreOffice is not installed."
+        )
+
+
+async def _readable(
+    intake: _Intake,
+    prepared: Prepared,
+    data: bytes,
+    kind: FileKind,
+    *,
+    depth: int,
+    budget: _Budget | None,
+) -> str:
+    """An HTML page's or e-mail's readable text; an e-mail's attachments become its children."""
+    settings = intake.state.settings
+    if kind.kind == "html":
+        return await to_thread.run_sync(html_text, data)
+    if depth > settings.max_email_depth:
+        raise UnsupportedFile(
+            f"The e-mail is nested {depth} e-mails deep; the limit is {settings.max_email_depth}."
+        )
+    parsed = await to_thread.run_sync(
+        partial(
+            mail.parse,
+            data,
+            kind.format,
+            min_inline_image_bytes=settings.email_min_inline_image_bytes,
+        )
+    )
+    budget = budget or _Budget(settings.max_email_attachments)
+    budget.left -= len(parsed.attachments)
+    if budget.left < 0:
+        raise PayloadTooLarge(
+            f"The e-mail holds more than {settings.max_email_attachments} attachments "
+            "(nested e-mails included)."
+        )
+    prepared.children = await _prepare_attachments(
+        intake, parsed.attachments, depth=depth + 1, budget=budget
+    )
+    return parsed.text()
+
+
+async def _prepare_attachments(
+    intake: _Intake, attachments: list[mail.Attachment], *, depth: int, budget: _Budget
+) -> list[Prepared]:
+    """Each attachment as a document of its own format; a zip's files each become one."""
+    slots = asyncio.Semaphore(ZIP_CONCURRENCY)
+
+    async def one(attachment: mail.Attachment) -> list[Prepared]:
+        name = display_name(attachment.filename)
+        if attachment.data and sniff(attachment.data) == ZIP:
+            try:
+                entries = await _prepare_zip(
+                    intake, attachment.data, depth=depth, budget=budget, prefix=f"{name}/"
+                )
+            except ApiError as error:  # the archive as a whole was refused: say so, keep the rest
+                digest = hashlib.sha256(attachment.data).hexdigest()
+                return [Prepared(new_id(), name, len(attachment.data), digest, error=error.message)]
+            return entries
+        async with slots:
+            return [
+                await _prepare(
+                    intake, name, attachment.data, strict=False, depth=depth, budget=budget
+                )
+            ]
+
+    tasks: list[asyncio.Task[list[Prepared]]] = []
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks += [group.create_task(one(a)) for a in attachments]
+    except BaseException:
+        done = [t.result() for t in tasks if t.done() and not t.cancelled() and not t.exception()]
+        await _discard_files(intake.state, [p for made in done for p in made])
+        raise
+    return [prepared for task in tasks for prepared in task.result()]
+
+
+@dataclass
+class Ingested:
+    documents: list[Document]  # what the upload made at top level (a zip's files)
+    everything: list[Document]  # the same with every e-mail's attachments, parents first
+    is_zip: bool
 
 
 async def ingest(
@@ -210,27 +359,43 @@ async def ingest(
     filename: str | None,
     data: bytes,
     extract: bool,
-) -> tuple[list[Document], bool]:
-    """Store an upload as documents (one per entry for a zip), extracting their text if asked.
-    Returns them and whether the upload was a zip."""
+) -> Ingested:
+    """Store an upload as documents (one per entry for a zip, children for an e-mail's
+    attachments), extracting their text if asked; Office files get a conversion job, enqueued
+    in `session`'s transaction (commit with `state.queue.commit`)."""
+    intake = _Intake(state, account.id, extract)
     if data and sniff(data) == ZIP:
-        prepared = await _prepare_zip(state, account.id, data, extract=extract)
+        prepared = await _prepare_zip(intake, data)
         is_zip = True
     else:
         name = display_name(filename)
-        prepared = [await _prepare(state, account.id, name, data, extract=extract, strict=True)]
+        prepared = [await _prepare(intake, name, data, strict=True)]
         is_zip = False
+    written: list[Document] = []
     try:
-        return [await _write(session, account.id, p) for p in prepared], is_zip
+        top = [await _write(session, account.id, p, None, written) for p in prepared]
+        converting = [{"document_id": d.id} for d in written if d.status == "processing"]
+        if converting:
+            from backend.documents.conversion import CONVERT_TASK
+
+            await state.queue.enqueue(session, CONVERT_TASK, converting)
     except BaseException:
-        await _discard_files(state, prepared)
+        await _discard_files(state, [node for p in prepared for node in p.tree()])
         raise
+    return Ingested(top, written, is_zip)
 
 
 async def _prepare_zip(
-    state: AppState, account_id: str, data: bytes, *, extract: bool
+    intake: _Intake,
+    data: bytes,
+    *,
+    depth: int = 0,
+    budget: _Budget | None = None,
+    prefix: str = "",
 ) -> list[Prepared]:
-    settings = state.settings
+    """Every file of a zip as a document. Inside an e-mail (`budget` given) each file counts as
+    an attachment."""
+    settings = intake.state.settings
     reader = await to_thread.run_sync(
         partial(
             ZipReader,
@@ -239,11 +404,19 @@ async def _prepare_zip(
             max_total_bytes=int(settings.max_zip_uncompressed_mb * 2**20),
         )
     )
+    if budget is not None:
+        budget.left -= len(reader.members) - 1  # the zip itself was counted already
+        if budget.left < 0:
+            reader.close()
+            raise PayloadTooLarge(
+                f"The e-mail holds more than {settings.max_email_attachments} attachments "
+                "(the files of its zips and nested e-mails included)."
+            )
     slots = asyncio.Semaphore(ZIP_CONCURRENCY)
 
     async def entry(member: ZipMember) -> Prepared:
         async with slots:
-            name = display_name(member.name)
+            name = prefix + display_name(member.name)
             try:
                 content = await to_thread.run_sync(
                     partial(reader.read, member, max_bytes=settings.max_upload_bytes)
@@ -252,7 +425,7 @@ async def _prepare_zip(
                 raise
             except ApiError as error:
                 return Prepared(new_id(), name, member.declared_size, "", error=error.message)
-            return await _prepare(state, account_id, name, content, extract=extract, strict=False)
+            return await _prepare(intake, name, content, strict=False, depth=depth, budget=budget)
 
     tasks: list[asyncio.Task[Prepared]] = []
     try:
@@ -260,17 +433,25 @@ async def _prepare_zip(
             tasks += [group.create_task(entry(member)) for member in reader.members]
     except* ArchiveTooLarge as refused:
         done = [t.result() for t in tasks if t.done() and not t.cancelled() and not t.exception()]
-        await _discard_files(state, done)
+        await _discard_files(intake.state, [node for p in done for node in p.tree()])
         raise refused.exceptions[0] from None
     finally:
         reader.close()
     return [task.result() for task in tasks]
 
 
-async def _write(session: AsyncSession, account_id: str, prepared: Prepared) -> Document:
+async def _write(
+    session: AsyncSession,
+    account_id: str,
+    prepared: Prepared,
+    parent_id: str | None,
+    written: list[Document],
+) -> Document:
     kind = prepared.kind
     if prepared.error:
         status = "failed"
+    elif prepared.converting:
+        status = "processing"
     else:
         status = "uploaded" if prepared.pages is None else "processed"
     document = Document(
@@ -282,16 +463,22 @@ async def _write(session: AsyncSession, account_id: str, prepared: Prepared) -> 
         size_bytes=prepared.size,
         sha256=prepared.sha256,
         storage_path=prepared.storage_path,
+        rendition_path=prepared.rendition_path,
+        rendition_type=TEXT.content_type if prepared.rendition_path else None,
         num_pages=prepared.num_pages,
         status=status,
         error=readable_error(prepared.error) if prepared.error else None,
         processed_at=utcnow() if status == "processed" else None,
+        parent_document_id=parent_id,
     )
     session.add(document)
     await session.flush()
+    written.append(document)
     if prepared.pages is not None and not prepared.error:
         _add_pages(session, document.id, prepared.pages)
         await session.flush()
+    for child in prepared.children:
+        await _write(session, account_id, child, document.id, written)
     return document
 
 
@@ -313,15 +500,24 @@ def _add_pages(session: AsyncSession, document_id: str, pages: list[PageText]) -
 
 async def _discard_files(state: AppState, prepared: list[Prepared]) -> None:
     for item in prepared:
-        if item.storage_path:
-            await to_thread.run_sync(store(state).delete, item.storage_path)
+        for path in (item.storage_path, item.rendition_path):
+            if path:
+                await to_thread.run_sync(store(state).delete, path)
 
 
 # --- stored documents --------------------------------------------------------------------------
 
 
 def kind_of(document: Document) -> FileKind:
+    """The kind of file the document's pages are read and rendered from: its rendition when it
+    has one (an Office file's PDF, an e-mail's text), else the upload itself."""
+    if document.rendition_path and document.rendition_type in KINDS_BY_CONTENT_TYPE:
+        return KINDS_BY_CONTENT_TYPE[document.rendition_type]
     kind = KINDS_BY_CONTENT_TYPE.get(document.content_type)
+    if kind is not None and kind.kind == "office":
+        raise UnsupportedFile(
+            f"Document {document.id} has not been converted yet ({document.status})."
+        )
     if kind is None or kind.kind == "zip" or not document.storage_path:
         reason = f": {document.error}" if document.error else "."
         raise UnsupportedFile(f"Document {document.id} has no readable file{reason}")
@@ -329,56 +525,76 @@ def kind_of(document: Document) -> FileKind:
 
 
 async def read_file(state: AppState, document: Document) -> bytes:
+    """The bytes `kind_of` describes (the rendition when there is one)."""
     kind_of(document)  # refuses documents that never had a file (failed zip entries)
     try:
-        return await to_thread.run_sync(store(state).read, document.storage_path)
+        return await to_thread.run_sync(
+            store(state).read, document.rendition_path or document.storage_path
+        )
     except FileNotFoundError:
         raise UnsupportedFile("The stored file of this document is missing.") from None
 
 
 async def process(session: AsyncSession, state: AppState, document: Document) -> Document:
     """(Re-)extract every page's text (OCR where needed); the document ends processed or failed
-    (with a readable error)."""
+    (with a readable error). An Office file not converted yet gets a conversion job instead
+    (the caller commits with `state.queue.commit`) and is `processing` until it has run."""
+    if document.kind == "office" and not document.rendition_path:
+        from backend.documents.conversion import CONVERT_TASK
+
+        if document.status != "processing":
+            document.status, document.error = "processing", None
+            session.add(document)
+            await session.flush()
+            await state.queue.enqueue(session, CONVERT_TASK, [{"document_id": document.id}])
+        return document
     data = await read_file(state, document)
     try:
-        pages = await _extract(state, data, kind_of(document))
+        pages = await extract_with_pool(state, data, kind_of(document))
     except ApiError as error:
         document.status, document.error = "failed", readable_error(error.message)
     except Exception as error:
         log.exception("extraction failed for document %s", document.id)
         document.status, document.error = "failed", readable_error(f"Extraction failed: {error}")
     else:
-        # Row lock (PostgreSQL): two extractions of one document write their pages in turn.
-        await session.exec(select(Document.id).where(Document.id == document.id).with_for_update())
-        await session.execute(delete(Page).where(Page.document_id == document.id))  # type: ignore[arg-type]
-        _add_pages(session, document.id, pages)
-        document.num_pages = len(pages)
-        document.status, document.error = "processed", None
-        document.processed_at = utcnow()
+        await replace_pages(session, document, pages)
     session.add(document)
     await session.flush()
     return document
 
 
-async def delete_document(session: AsyncSession, document: Document) -> bool:
-    """Soft delete: the row (and its pages) stay for audit. Returns whether the stored file is
-    no longer used by a live document (split segments share their parent's), so the route
-    removes it with `discard_file` once the deletion is committed."""
+async def replace_pages(session: AsyncSession, document: Document, pages: list[PageText]) -> None:
+    """Store a document's pages in place of any it had, and mark it processed."""
+    # Row lock (PostgreSQL): two extractions of one document write their pages in turn.
+    await session.exec(select(Document.id).where(Document.id == document.id).with_for_update())
+    await session.execute(delete(Page).where(Page.document_id == document.id))  # type: ignore[arg-type]
+    _add_pages(session, document.id, pages)
+    document.num_pages = len(pages)
+    document.status, document.error = "processed", None
+    document.processed_at = utcnow()
+
+
+async def delete_document(session: AsyncSession, document: Document) -> list[str]:
+    """Soft delete: the row (and its pages) stay for audit. Returns the stored files no live
+    document uses any more (split segments share their parent's), for the route to remove with
+    `discard_files` once the deletion is committed."""
     document.deleted_at = utcnow()
     session.add(document)
     await session.flush()
-    if not document.storage_path:
-        return False
-    sharing = select(func.count()).where(
-        Document.account_id == document.account_id,
-        Document.storage_path == document.storage_path,
-        Document.id != document.id,
-        col(Document.deleted_at).is_(None),
-    )
-    return (await session.exec(sharing)).one() == 0
+    unused = []
+    for path in dict.fromkeys(p for p in (document.storage_path, document.rendition_path) if p):
+        sharing = select(func.count()).where(
+            Document.account_id == document.account_id,
+            (col(Document.storage_path) == path) | (col(Document.rendition_path) == path),
+            Document.id != document.id,
+            col(Document.deleted_at).is_(None),
+        )
+        if (await session.exec(sharing)).one() == 0:
+            unused.append(path)
+    return unused
 
 
-async def discard_file(state: AppState, document: Document) -> None:
-    """Remove a deleted document's stored file."""
-    if document.storage_path:
-        await to_thread.run_sync(store(state).delete, document.storage_path)
+async def discard_files(state: AppState, paths: list[str]) -> None:
+    """Remove a deleted document's stored files."""
+    for path in paths:
+        await to_thread.run_sync(store(state).delete, path)

@@ -43,7 +43,7 @@ class ZipReader:
     """A zip's document entries, checked against the limits from its directory alone."""
 
     def __init__(self, data: bytes, *, max_entries: int, max_total_bytes: int) -> None:
-        listed = _listed_entries(data)
+        listed = listed_entries(data)
         if listed is not None and listed > max_entries * RAW_ENTRIES_FACTOR:
             raise ArchiveTooLarge(
                 f"The zip lists {listed} entries; at most {max_entries} files are taken."
@@ -121,7 +121,7 @@ def safe_name(name: str) -> str:
     return posixpath.basename(name.replace("\\", "/")) or "unnamed"
 
 
-def _listed_entries(data: bytes) -> int | None:
+def listed_entries(data: bytes) -> int | None:
     """The entry count the end-of-directory record declares (zip64 included), if it has one."""
     end = data.rfind(_EOCD, max(0, len(data) - 22 - 0xFFFF))
     if end < 0 or end + 22 > len(data):

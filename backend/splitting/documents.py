@@ -15,7 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backend.documents import service as documents
 from backend.documents.extraction import open_pdf
 from backend.documents.page_range import format_pages
-from backend.documents.sniff import PDF, TEXT
+from backend.documents.sniff import PDF, TEXT, FileKind
 from backend.errors import ApiError
 from backend.models import Document, Page, new_id, utcnow
 from backend.state import AppState
@@ -69,8 +69,20 @@ class SegmentWriter:
 
     async def _file_for(self, child_id: str, pages: list[Page]) -> _File | None:
         numbers = [p.page_number for p in pages]
+        try:
+            parent_kind: FileKind | None = documents.kind_of(self.parent)
+        except ApiError:  # no file of its own (itself a segment without one)
+            parent_kind = None
         if numbers == list(range(1, self.parent.num_pages + 1)):
-            parent = self.parent  # the whole document: share its file
+            parent = self.parent  # the whole document: share its file (its rendition if any)
+            if parent.rendition_path and parent_kind is not None:
+                return _File(
+                    parent.rendition_path,
+                    parent_kind.content_type,
+                    parent_kind.kind,
+                    parent.size_bytes,
+                    parent.sha256,
+                )
             return _File(
                 parent.storage_path,
                 parent.content_type,
@@ -78,7 +90,7 @@ class SegmentWriter:
                 parent.size_bytes,
                 parent.sha256,
             )
-        if self.parent.kind == "text":
+        if parent_kind is not None and parent_kind.kind == "text":
             data, kind = "\n\n".join(p.text for p in pages).encode(), TEXT
         else:
             source = await self._parent_bytes()

@@ -16,7 +16,7 @@ from backend.documents.extraction import (
 from backend.documents.service import display_name
 from backend.documents.sniff import JPEG, PDF, PNG, TEXT, TIFF, WEBP, ZIP, decode_text, sniff
 from backend.documents.storage import FileStore
-from backend.documents.zipfiles import _listed_entries
+from backend.documents.zipfiles import listed_entries
 from tests.documents.conftest import INVOICE, image_bytes, zip_with_members
 from tests.fixtures.documents import scanned_pdf, text_pdf
 
@@ -140,11 +140,11 @@ def test_synchronous_extract_for_scripts():
     assert not no_ocr[0].ocr and no_ocr[0].text.strip() == ""
 
 
-def test_listed_entries_reads_the_end_of_directory_record():
+def testlisted_entries_reads_the_end_of_directory_record():
     archive = zip_with_members({f"{i}.txt": b"x" for i in range(7)})
-    assert _listed_entries(archive) == 7
-    assert _listed_entries(archive + b"trailing comment-like junk") == 7
-    assert _listed_entries(b"not a zip at all") is None
+    assert listed_entries(archive) == 7
+    assert listed_entries(archive + b"trailing comment-like junk") == 7
+    assert listed_entries(b"not a zip at all") is None
 
 
 def test_storage_refuses_paths_outside_its_folder(tmp_path):
