@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -18,12 +19,13 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.accounts.keys import create_key, revoke_key
+from backend.accounts.scopes import SCOPES
 from backend.accounts.service import create_account
 from backend.billing import ledger
 from backend.config import get_settings
 from backend.db import create_engine, create_sessionmaker
 from backend.migrate import upgrade
-from backend.models import Account, ApiKey
+from backend.models import Account, ApiKey, utcnow
 
 
 def _run(work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
@@ -103,8 +105,19 @@ def cmd_keys_create(args: argparse.Namespace) -> None:
             prefix=get_settings().api_key_prefix,
             name=args.name,
             is_admin=args.admin,
+            scopes=args.scope,
+            classifier_ids=args.classifier,
+            expires_at=(
+                utcnow() + timedelta(days=args.expires_in_days) if args.expires_in_days else None
+            ),
         )
-        return {"key_id": key.id, "api_key": plain}
+        return {
+            "key_id": key.id,
+            "api_key": plain,
+            "scopes": key.scopes,
+            "classifier_ids": key.classifier_ids,
+            "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+        }
 
     _print(_run(work), args.json)
 
@@ -256,6 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("account_id")
     p.add_argument("--name", default="default")
     p.add_argument("--admin", action="store_true")
+    p.add_argument(
+        "--scope",
+        action="append",
+        choices=list(SCOPES),
+        help="repeat for each scope (default: every scope but admin; --admin adds admin)",
+    )
+    p.add_argument("--classifier", action="append", help="limit the key to this classifier id")
+    p.add_argument("--expires-in-days", type=float, help="the key stops working after this")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_keys_create)
     p = keys.add_parser("revoke")

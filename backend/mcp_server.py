@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from backend.accounts.keys import authenticate
 from backend.config import Settings
 from backend.errors import ApiError, InvalidApiKey
-from backend.mcp_tools import ACCOUNT_STATE_KEY, build_server
+from backend.mcp_tools import KEY_STATE_KEY, build_server
 from backend.state import AppState
 
 MCP_PATH = "/mcp"
@@ -47,26 +47,26 @@ class ApiKeyGate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state: AppState = scope["app"].state.docsift
         try:
-            account_id = await _authenticate(state, Headers(scope=scope).get("x-api-key"))
+            key_id = await _authenticate(state, Headers(scope=scope).get("x-api-key"))
         except ApiError as error:
             response = JSONResponse(error.body(), error.status_code, headers=error.headers)
             await response(scope, receive, send)
             return
-        scope.setdefault("state", {})[ACCOUNT_STATE_KEY] = account_id
+        scope.setdefault("state", {})[KEY_STATE_KEY] = key_id
         await self.app(scope, receive, send)
 
 
 async def _authenticate(state: AppState, api_key: str | None) -> str:
-    """The key's account id, after the same checks (and messages) as `deps.get_current_key`."""
+    """The key's id, after the same checks (and messages) as `deps.get_current_key`."""
     if not api_key:
         raise InvalidApiKey("Missing API key: send it in the x-api-key header.")
     async with state.sessionmaker() as session:
         found = await authenticate(session, api_key)
     if found is None:
-        raise InvalidApiKey("Invalid or revoked API key.")
+        raise InvalidApiKey("Invalid, revoked or expired API key.")
     key, account = found
     await state.rate_limiter.hit(key.id)
-    return account.id
+    return key.id
 
 
 @dataclass

@@ -30,16 +30,17 @@ from backend.api import split as split_api
 from backend.api.documents import documents_out
 from backend.api.pagination import PageParams
 from backend.classification.schema import SchemaItem
+from backend.deps import ScopeCheck, check_classifier
 from backend.documents import service as documents
 from backend.documents.queries import get_document
 from backend.errors import ApiError, InternalError, InvalidApiKey, InvalidRequest, PayloadTooLarge
-from backend.models import Account
+from backend.models import Account, ApiKey
 from backend.state import AppState
 
 log = logging.getLogger("docsift.mcp")
 
 # Where the HTTP gate leaves the authenticated account's id (an entry of the ASGI scope's state).
-ACCOUNT_STATE_KEY = "docsift_mcp_account_id"
+KEY_STATE_KEY = "docsift_mcp_key_id"
 
 P = ParamSpec("P")
 Json = dict[str, Any]
@@ -90,25 +91,31 @@ class ToolCall:
     state: AppState
     session: AsyncSession
     account: Account
+    key: ApiKey
+    request: Request
 
 
 @asynccontextmanager
-async def tool_call(ctx: Context) -> AsyncIterator[ToolCall]:
+async def tool_call(ctx: Context, scope: str | None) -> AsyncIterator[ToolCall]:
     """Open the tool's own session for the caller's account; commit when the tool succeeds.
 
     A route that commits by itself leaves nothing to commit here, so that commit sends nothing.
     """
     request = ctx.request_context.request
-    if not isinstance(request, Request) or ACCOUNT_STATE_KEY not in request.scope.get("state", {}):
+    if not isinstance(request, Request) or KEY_STATE_KEY not in request.scope.get("state", {}):
         raise InternalError("This tool is only served over DocSift's authenticated HTTP endpoint.")
-    account_id: str = request.scope["state"][ACCOUNT_STATE_KEY]
+    key_id: str = request.scope["state"][KEY_STATE_KEY]
     state: AppState = request.app.state.docsift
     async with state.sessionmaker() as session:
-        account = await session.get(Account, account_id)
-        if account is None:  # deleted between the gate and the call
-            raise InvalidApiKey("Invalid or revoked API key.")
+        key = await session.get(ApiKey, key_id)
+        account = await session.get(Account, key.account_id) if key else None
+        if key is None or account is None:  # deleted between the gate and the call
+            raise InvalidApiKey("Invalid, revoked or expired API key.")
+        # The same scope and classifier checks as the REST route the tool stands for.
+        request.state.api_key = key
+        await ScopeCheck(scope)(request, key)
         try:
-            yield ToolCall(state=state, session=session, account=account)
+            yield ToolCall(state=state, session=session, account=account, key=key, request=request)
             await state.queue.commit(session)  # and hands over jobs it enqueued (conversions)
         except BaseException:
             await session.rollback()
@@ -168,7 +175,7 @@ def build_server(version: str = "") -> MCPServer:
         Returns the document (`document_id`, `status`, `num_pages`...), or `{"documents": [...]}`
         for a zip. Classify it once `status` is `processed`.
         """
-        async with tool_call(ctx) as call:
+        async with tool_call(ctx, "documents:write") as call:
             if document_id is not None:
                 if content_base64:
                     raise InvalidRequest("Send either content_base64 or document_id, not both.")
@@ -224,9 +231,9 @@ def build_server(version: str = "") -> MCPServer:
             query_model=query_model,
             instructions=instructions,
         )
-        async with tool_call(ctx) as call:
+        async with tool_call(ctx, "classify") as call:
             out = await classify_api.classify(
-                body, call.account, call.session, call.state, idempotency_key
+                call.request, body, call.account, call.session, call.state, idempotency_key
             )
         return out.model_dump(mode="json")
 
@@ -256,7 +263,8 @@ def build_server(version: str = "") -> MCPServer:
         body = classifiers_api.RunIn(
             document_id=document_id, page_range=page_range, query_model=query_model, version=version
         )
-        async with tool_call(ctx) as call:
+        async with tool_call(ctx, "classify") as call:
+            check_classifier(call.request, classifier_id)
             out = await classifiers_api.run_classifier(
                 classifier_id, body, call.account, call.session, call.state, idempotency_key
             )
@@ -296,9 +304,9 @@ def build_server(version: str = "") -> MCPServer:
             page_range=page_range,
             create_documents=create_documents,
         )
-        async with tool_call(ctx) as call:
+        async with tool_call(ctx, "classify") as call:
             out = await split_api.split(
-                body, call.account, call.session, call.state, idempotency_key
+                call.request, body, call.account, call.session, call.state, idempotency_key
             )
         return out.model_dump(mode="json")
 
@@ -310,9 +318,9 @@ def build_server(version: str = "") -> MCPServer:
         offset: Annotated[int, Field(ge=0, description="Items to skip")] = 0,
     ) -> Json:
         """List the account's saved classifiers (id, name, labels, defaults), newest first."""
-        async with tool_call(ctx) as call:
+        async with tool_call(ctx, "classifiers:read") as call:
             out = await classifiers_api.list_classifiers(
-                call.account, call.session, PageParams(limit=limit, offset=offset)
+                call.account, call.key, call.session, PageParams(limit=limit, offset=offset)
             )
         return out.model_dump(mode="json")
 
@@ -320,7 +328,7 @@ def build_server(version: str = "") -> MCPServer:
     @contract_errors
     async def list_models(ctx: Context) -> Json:
         """List the models this server offers, with credits per page and confidence method."""
-        async with tool_call(ctx) as call:
+        async with tool_call(ctx, None) as call:
             out = await models_api.list_models(
                 call.account, call.state.backends, call.state.settings
             )

@@ -60,6 +60,8 @@ class Account(SQLModel, table=True):
     reserved: int = Field(default=0, sa_type=BigInteger)
     webhook_url: str | None = None
     webhook_secret: str | None = None
+    # Days files, page text and page images are kept (None: forever); see backend/retention.py.
+    retention_days: int | None = None
     created_at: datetime = _ts()
 
 
@@ -73,6 +75,11 @@ class ApiKey(SQLModel, table=True):
     display_prefix: str
     key_hash: str = Field(unique=True, index=True)
     is_admin: bool = False
+    # backend/accounts/scopes.py; None: a key from before scopes (everything it could do then).
+    scopes: list[str] | None = _json()
+    # Only these classifiers (None: all of the account's).
+    classifier_ids: list[str] | None = _json()
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = _ts()
     last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -163,6 +170,8 @@ class Classifier(SQLModel, table=True):
     name: str
     description: str | None = None
     latest_version: int = 1
+    # Overrides the account's retention for documents this classifier has run on.
+    retention_days: int | None = None
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
     deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -388,3 +397,20 @@ class RateLimitHit(SQLModel, table=True):
     )
     key: str
     at: datetime = _ts()
+
+
+class PurgeRecord(SQLModel, table=True):
+    """What was erased of one document, and why: counts only, never names or text."""
+
+    __tablename__ = "purge_record"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: str = Field(foreign_key="account.id", index=True)
+    document_id: str = Field(index=True)
+    reason: str  # deleted | retention
+    files: int = 0
+    bytes: int = Field(default=0, sa_type=BigInteger)
+    pages: int = 0
+    children: int = 0
+    examples: int = 0
+    created_at: datetime = _ts(index=True)

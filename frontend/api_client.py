@@ -158,9 +158,26 @@ class DocSiftClient:
         """GET /v1/account/keys."""
         return self._json("GET", "/v1/account/keys")
 
-    def create_key(self, name: str) -> JSON:
-        """POST /v1/account/keys: the reply holds the key itself, shown only this once."""
-        return self._json("POST", "/v1/account/keys", json={"name": name})
+    def create_key(
+        self,
+        name: str,
+        scopes: list[str] | None = None,
+        classifier_ids: list[str] | None = None,
+        expires_at: str | None = None,
+    ) -> JSON:
+        """POST /v1/account/keys: the reply holds the key itself, shown only this once.
+
+        Options left None are not sent (the server's defaults: the caller's scopes, every
+        classifier, no expiry)."""
+        body: dict[str, Any] = {"name": name}
+        for field, value in (
+            ("scopes", scopes),
+            ("classifier_ids", classifier_ids),
+            ("expires_at", expires_at),
+        ):
+            if value is not None:
+                body[field] = value
+        return self._json("POST", "/v1/account/keys", json=body)
 
     def revoke_key(self, key_id: str) -> JSON:
         """DELETE /v1/account/keys/{key_id}."""

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backend.accounts.scopes import DEFAULT_SCOPES, validate_scopes
 from backend.models import Account, ApiKey, utcnow
 
 DISPLAY_CHARS = 12
@@ -33,8 +34,15 @@ async def create_key(
     prefix: str,
     name: str = "default",
     is_admin: bool = False,
+    scopes: list[str] | None = None,
+    classifier_ids: list[str] | None = None,
+    expires_at: datetime | None = None,
 ) -> tuple[ApiKey, str]:
-    """Make a key for the account; the plain key is returned once and never stored."""
+    """Make a key for the account; the plain key is returned once and never stored.
+
+    Without `scopes` it gets the default ones (every scope but `admin`, which admin keys add)."""
+    if scopes is None:
+        scopes = [*DEFAULT_SCOPES, *(["admin"] if is_admin else [])]
     plain = generate_key(prefix)
     key = ApiKey(
         account_id=account.id,
@@ -42,6 +50,9 @@ async def create_key(
         display_prefix=plain[:DISPLAY_CHARS],
         key_hash=hash_key(plain),
         is_admin=is_admin,
+        scopes=validate_scopes(scopes),
+        classifier_ids=sorted(set(classifier_ids)) if classifier_ids is not None else None,
+        expires_at=expires_at,
     )
     session.add(key)
     await session.flush()
@@ -49,7 +60,7 @@ async def create_key(
 
 
 async def authenticate(session: AsyncSession, plain: str) -> tuple[ApiKey, Account] | None:
-    """The live key and its account, or None for an unknown or revoked key."""
+    """The live key and its account, or None for an unknown, revoked or expired key."""
     digest = hash_key(plain)
     row = (
         await session.exec(select(ApiKey, Account).join(Account).where(ApiKey.key_hash == digest))
@@ -58,6 +69,8 @@ async def authenticate(session: AsyncSession, plain: str) -> tuple[ApiKey, Accou
         return None
     key, account = row
     if not hmac.compare_digest(key.key_hash, digest) or key.revoked_at is not None:
+        return None
+    if key.expires_at is not None and key.expires_at <= utcnow():
         return None
     return key, account
 

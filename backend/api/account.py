@@ -1,20 +1,23 @@
 """The caller's account: balance, usage, ledger, API keys; and operator (admin key) routes."""
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import func
 from sqlmodel import col, select
 
 from backend.accounts.keys import create_key, revoke_key
+from backend.accounts.scopes import SCOPES, key_scopes
 from backend.accounts.service import create_account
 from backend.api.pagination import PageDep, Paginated, paginate
 from backend.billing import ledger
-from backend.deps import AdminKey, CurrentAccount, SessionDep, SettingsDep
-from backend.errors import NotFound
-from backend.models import Account, ApiKey, Classification, LedgerEntry
+from backend.deps import AdminKey, CurrentAccount, CurrentKey, RequireScope, SessionDep, SettingsDep
+from backend.errors import Forbidden, NotFound
+from backend.models import Account, ApiKey, Classification, Classifier, LedgerEntry, utcnow
+
+ScopeName = Literal[tuple(SCOPES)]  # type: ignore[valid-type]
 
 router = APIRouter(tags=["account"])
 
@@ -69,6 +72,9 @@ class KeyOut(BaseModel):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    scopes: list[str]
+    classifier_ids: list[str] | None = Field(description="None: every classifier")
+    expires_at: datetime | None
 
 
 class KeyCreated(KeyOut):
@@ -81,6 +87,25 @@ class KeysOut(BaseModel):
 
 class KeyIn(BaseModel):
     name: str = Field(default="default", min_length=1, max_length=100)
+    scopes: list[ScopeName] | None = Field(
+        default=None,
+        max_length=len(SCOPES),
+        description="What the key may do (default: every scope the calling key holds)",
+    )
+    classifier_ids: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None, max_length=1000, description="Limit the key to these classifiers"
+    )
+    expires_at: datetime | None = Field(default=None, description="When the key stops working")
+
+    @field_validator("expires_at")
+    @classmethod
+    def _future(cls, value: datetime | None) -> datetime | None:
+        if value is not None:
+            if value.tzinfo is None:
+                raise ValueError("give a timezone, e.g. 2027-01-01T00:00:00Z")
+            if value <= utcnow():
+                raise ValueError("must be in the future")
+        return value
 
 
 class AccountIn(BaseModel):
@@ -112,7 +137,25 @@ def _key_out(key: ApiKey) -> dict:
         "created_at": key.created_at,
         "last_used_at": key.last_used_at,
         "revoked_at": key.revoked_at,
+        "scopes": sorted(key_scopes(key), key=list(SCOPES).index),
+        "classifier_ids": key.classifier_ids,
+        "expires_at": key.expires_at,
     }
+
+
+async def _check_classifiers(session: SessionDep, account_id: str, ids: list[str]) -> None:
+    found = set(
+        (
+            await session.exec(
+                select(Classifier.id).where(
+                    Classifier.account_id == account_id, col(Classifier.id).in_(ids)
+                )
+            )
+        ).all()
+    )
+    unknown = sorted(set(ids) - found)
+    if unknown:
+        raise NotFound(f"No such classifier: {unknown[0]}.")
 
 
 def _entry_out(entry: LedgerEntry) -> LedgerEntryOut:
@@ -158,7 +201,7 @@ async def _usage(session: SessionDep, account_id: str) -> Usage:
     )
 
 
-@router.get("/account")
+@router.get("/account", dependencies=[RequireScope("account:read")])
 async def get_account(account: CurrentAccount, session: SessionDep) -> AccountOut:
     """Show the credit balance and usage totals."""
     await session.refresh(account)
@@ -173,7 +216,7 @@ async def get_account(account: CurrentAccount, session: SessionDep) -> AccountOu
     )
 
 
-@router.get("/account/ledger")
+@router.get("/account/ledger", dependencies=[RequireScope("account:read")])
 async def get_ledger(
     account: CurrentAccount, session: SessionDep, page: PageDep
 ) -> Paginated[LedgerEntryOut]:
@@ -189,7 +232,7 @@ async def get_ledger(
     )
 
 
-@router.get("/account/keys")
+@router.get("/account/keys", dependencies=[RequireScope("account:read")])
 async def list_keys(account: CurrentAccount, session: SessionDep) -> KeysOut:
     """List this account's API keys (never the keys themselves)."""
     keys = (
@@ -200,19 +243,48 @@ async def list_keys(account: CurrentAccount, session: SessionDep) -> KeysOut:
     return KeysOut(items=[KeyOut(**_key_out(k)) for k in keys])
 
 
-@router.post("/account/keys", status_code=201)
+@router.post("/account/keys", status_code=201, dependencies=[RequireScope("keys:write")])
 async def create_api_key(
-    body: KeyIn, account: CurrentAccount, session: SessionDep, settings: SettingsDep
+    body: KeyIn,
+    caller: CurrentKey,
+    account: CurrentAccount,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> KeyCreated:
-    """Create an API key; the response is the only time it is shown."""
+    """Create an API key; the response is the only time it is shown.
+
+    A key never makes a stronger key: the new one's scopes, classifiers and expiry stay within
+    the calling key's."""
+    held = key_scopes(caller)
+    scopes = list(body.scopes) if body.scopes is not None else sorted(held)
+    if not set(scopes) <= held:
+        missing = ", ".join(sorted(set(scopes) - held))
+        raise Forbidden(f"The calling key does not hold the scope(s) it would grant: {missing}.")
+    classifier_ids = body.classifier_ids
+    if caller.classifier_ids is not None and (
+        classifier_ids is None or not set(classifier_ids) <= set(caller.classifier_ids)
+    ):
+        raise Forbidden("The calling key is limited to some classifiers; so is any key it makes.")
+    if classifier_ids:
+        await _check_classifiers(session, account.id, classifier_ids)
+    expires_at = body.expires_at
+    if caller.expires_at is not None and (expires_at is None or expires_at > caller.expires_at):
+        expires_at = caller.expires_at
     key, plain = await create_key(
-        session, account=account, prefix=settings.api_key_prefix, name=body.name
+        session,
+        account=account,
+        prefix=settings.api_key_prefix,
+        name=body.name,
+        is_admin=caller.is_admin and "admin" in scopes,
+        scopes=scopes,
+        classifier_ids=classifier_ids,
+        expires_at=expires_at,
     )
     await session.commit()
     return KeyCreated(**_key_out(key), api_key=plain)
 
 
-@router.delete("/account/keys/{key_id}")
+@router.delete("/account/keys/{key_id}", dependencies=[RequireScope("keys:write")])
 async def revoke_api_key(
     key_id: Annotated[str, Path(max_length=64)], account: CurrentAccount, session: SessionDep
 ) -> KeyOut:
@@ -225,7 +297,9 @@ async def revoke_api_key(
     return KeyOut(**_key_out(key))
 
 
-@router.post("/admin/accounts", status_code=201, tags=["admin"])
+@router.post(
+    "/admin/accounts", status_code=201, tags=["admin"], dependencies=[RequireScope("admin")]
+)
 async def admin_create_account(
     body: AccountIn, _admin: AdminKey, session: SessionDep, settings: SettingsDep
 ) -> AccountCreated:
@@ -237,7 +311,12 @@ async def admin_create_account(
     return AccountCreated(account_id=account.id, api_key=plain)
 
 
-@router.post("/admin/accounts/{account_id}/credits", status_code=201, tags=["admin"])
+@router.post(
+    "/admin/accounts/{account_id}/credits",
+    status_code=201,
+    tags=["admin"],
+    dependencies=[RequireScope("admin")],
+)
 async def admin_grant_credits(
     account_id: Annotated[str, Path(max_length=64)],
     body: GrantIn,

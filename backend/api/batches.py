@@ -16,7 +16,7 @@ from backend.billing import idempotency
 from backend.classification.schema import SchemaItem
 from backend.classification.service import ClassifyResponse
 from backend.classification.spec import ModeFields
-from backend.deps import CurrentAccount, SessionDep, StateDep
+from backend.deps import CurrentAccount, RequireScope, SessionDep, StateDep, check_classifier
 from backend.documents import service as documents
 from backend.errors import InvalidRequest, NotFound, PayloadTooLarge
 from backend.models import Account, Batch, BatchItem, Classification
@@ -127,8 +127,9 @@ def _started(batch: Batch, docs: list[DocumentOut] | None = None) -> dict[str, A
     ).model_dump(mode="json")
 
 
-@router.post("/batches", status_code=202)
+@router.post("/batches", status_code=202, dependencies=[RequireScope("classify")])
 async def create_batch(
+    request: Request,
     body: BatchIn,
     account: CurrentAccount,
     session: SessionDep,
@@ -136,6 +137,7 @@ async def create_batch(
     idempotency_key: IdempotencyKey = None,
 ) -> BatchStarted:
     """Classify many processed documents on the queue; refused up front (402, with its cost) if the balance cannot cover it."""
+    check_classifier(request, body.classifier_id)
     spec = await _options_spec(body, account, session, state)
     found = await service.load_documents(session, account.id, body.document_ids)
 
@@ -162,7 +164,7 @@ async def create_batch(
     return BatchStarted.model_validate(result)
 
 
-@router.post("/batch-uploads", status_code=202)
+@router.post("/batch-uploads", status_code=202, dependencies=[RequireScope("classify")])
 async def upload_batch(
     request: Request,
     account: CurrentAccount,
@@ -183,6 +185,7 @@ async def upload_batch(
     except ValidationError as error:
         problems = "; ".join(e["msg"] for e in error.errors()[:5])
         raise InvalidRequest(f"Invalid batch options: {problems}") from None
+    check_classifier(request, options.classifier_id)
     spec = await _options_spec(options, account, session, state)
     limit = state.settings.max_upload_bytes
     declared = request.headers.get("content-length")
@@ -217,7 +220,7 @@ async def _get(session: SessionDep, account_id: str, batch_id: str) -> Batch:
     return batch
 
 
-@router.get("/batches")
+@router.get("/batches", dependencies=[RequireScope("classify")])
 async def list_batches(
     account: CurrentAccount, session: SessionDep, page: PageDep
 ) -> Paginated[BatchSummary]:
@@ -236,7 +239,7 @@ async def list_batches(
     )
 
 
-@router.get("/batches/{batch_id}")
+@router.get("/batches/{batch_id}", dependencies=[RequireScope("classify")])
 async def get_batch(
     batch_id: BatchId,
     account: CurrentAccount,

@@ -8,7 +8,7 @@ from sqlmodel import col, select
 
 from backend.api.pagination import PageDep, Paginated, paginate
 from backend.classification.service import ClassifyResponse, classification_response
-from backend.deps import CurrentAccount, SessionDep
+from backend.deps import CurrentAccount, RequireScope, SessionDep
 from backend.errors import InvalidRequest, NotFound
 from backend.models import Classification
 
@@ -45,7 +45,7 @@ def record_out(c: Classification) -> ClassificationRecord:
     )
 
 
-@router.get("/classifications/{request_id}")
+@router.get("/classifications/{request_id}", dependencies=[RequireScope("classify")])
 async def get_classification(
     request_id: Annotated[str, Path(max_length=64)], account: CurrentAccount, session: SessionDep
 ) -> ClassificationRecord:
@@ -56,7 +56,7 @@ async def get_classification(
     return record_out(record)
 
 
-@router.get("/classifications")
+@router.get("/classifications", dependencies=[RequireScope("classify")])
 async def list_classifications(
     account: CurrentAccount,
     session: SessionDep,

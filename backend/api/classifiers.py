@@ -18,7 +18,7 @@ from backend.classification.service import (
 )
 from backend.classification.spec import ModeFields, Modes, check_modes
 from backend.classifiers import service
-from backend.deps import CurrentAccount, SessionDep, StateDep
+from backend.deps import CurrentAccount, CurrentKey, RequireScope, SessionDep, StateDep
 from backend.documents.page_range import parse_page_range
 from backend.models import Classifier, ClassifierVersion, Example
 
@@ -143,7 +143,7 @@ def _check_page_range(page_range: str | None) -> None:
         parse_page_range(page_range, 10**6)
 
 
-@router.post("/classifiers", status_code=201)
+@router.post("/classifiers", status_code=201, dependencies=[RequireScope("classifiers:write")])
 async def create_classifier(
     body: ClassifierIn, account: CurrentAccount, session: SessionDep, state: StateDep
 ) -> ClassifierOut:
@@ -169,16 +169,18 @@ async def create_classifier(
     return ClassifierOut(**_out(snap.classifier, snap.version, 0))
 
 
-@router.get("/classifiers")
+@router.get("/classifiers", dependencies=[RequireScope("classifiers:read")])
 async def list_classifiers(
-    account: CurrentAccount, session: SessionDep, page: PageDep
+    account: CurrentAccount, key: CurrentKey, session: SessionDep, page: PageDep
 ) -> Paginated[ClassifierOut]:
-    """List this account's classifiers, newest first."""
+    """List this account's classifiers, newest first (only its own for a limited key)."""
     query = (
         select(Classifier)
         .where(Classifier.account_id == account.id, col(Classifier.deleted_at).is_(None))
         .order_by(col(Classifier.created_at).desc(), col(Classifier.id))
     )
+    if key.classifier_ids is not None:
+        query = query.where(col(Classifier.id).in_(key.classifier_ids))
     rows, total = await paginate(session, query, page)
     items = []
     for classifier in rows:
@@ -191,7 +193,7 @@ async def list_classifiers(
     return Paginated(items=items, total=total, limit=page.limit, offset=page.offset)
 
 
-@router.get("/classifiers/{classifier_id}")
+@router.get("/classifiers/{classifier_id}", dependencies=[RequireScope("classifiers:read")])
 async def get_classifier(
     classifier_id: ClassifierId, account: CurrentAccount, session: SessionDep, state: StateDep
 ) -> ClassifierDetail:
@@ -209,7 +211,7 @@ async def get_classifier(
     )
 
 
-@router.patch("/classifiers/{classifier_id}")
+@router.patch("/classifiers/{classifier_id}", dependencies=[RequireScope("classifiers:write")])
 async def update_classifier(
     classifier_id: ClassifierId,
     body: ClassifierPatch,
@@ -239,7 +241,7 @@ async def update_classifier(
     return ClassifierOut(**_out(snap.classifier, snap.version, count))
 
 
-@router.delete("/classifiers/{classifier_id}")
+@router.delete("/classifiers/{classifier_id}", dependencies=[RequireScope("classifiers:write")])
 async def delete_classifier(
     classifier_id: ClassifierId, account: CurrentAccount, session: SessionDep
 ) -> Deleted:
@@ -252,7 +254,7 @@ async def delete_classifier(
     return Deleted(classifier_id=classifier.id, deleted=True)
 
 
-@router.post("/classifiers/{classifier_id}/run")
+@router.post("/classifiers/{classifier_id}/run", dependencies=[RequireScope("classify")])
 async def run_classifier(
     classifier_id: ClassifierId,
     body: RunIn,
@@ -298,7 +300,11 @@ async def run_classifier(
     return ClassifyResponse.model_validate(result)
 
 
-@router.post("/classifiers/{classifier_id}/examples", status_code=201)
+@router.post(
+    "/classifiers/{classifier_id}/examples",
+    status_code=201,
+    dependencies=[RequireScope("classifiers:write")],
+)
 async def add_example(
     classifier_id: ClassifierId, body: ExampleIn, account: CurrentAccount, session: SessionDep
 ) -> ExampleOut:
@@ -318,7 +324,9 @@ async def add_example(
     )
 
 
-@router.get("/classifiers/{classifier_id}/examples")
+@router.get(
+    "/classifiers/{classifier_id}/examples", dependencies=[RequireScope("classifiers:read")]
+)
 async def list_examples(
     classifier_id: ClassifierId,
     account: CurrentAccount,
@@ -353,7 +361,10 @@ async def list_examples(
     )
 
 
-@router.delete("/classifiers/{classifier_id}/examples/{example_id}")
+@router.delete(
+    "/classifiers/{classifier_id}/examples/{example_id}",
+    dependencies=[RequireScope("classifiers:write")],
+)
 async def delete_example(
     classifier_id: ClassifierId,
     example_id: Annotated[str, Path(max_length=64)],

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Request
 from pydantic import Field
 
 from backend.billing import idempotency
@@ -13,7 +13,7 @@ from backend.classification.service import (
     run_classification,
 )
 from backend.classification.spec import ModeFields, inline_spec
-from backend.deps import CurrentAccount, SessionDep, StateDep
+from backend.deps import CurrentAccount, RequireScope, SessionDep, StateDep, check_classifier
 
 router = APIRouter(tags=["classify"])
 
@@ -33,8 +33,9 @@ class ClassifyRequestBody(ModeFields):
     instructions: str | None = Field(default=None, max_length=4000)
 
 
-@router.post("/classify")
+@router.post("/classify", dependencies=[RequireScope("classify")])
 async def classify(
+    request: Request,
     body: ClassifyRequestBody,
     account: CurrentAccount,
     session: SessionDep,
@@ -42,6 +43,7 @@ async def classify(
     idempotency_key: IdempotencyKey = None,
 ) -> ClassifyResponse:
     """Classify a processed document against an inline schema."""
+    check_classifier(request, None)
     spec = inline_spec(
         state,
         labels=validate_schema(body.classification_schema, state.settings),

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import Message, Receive
 
 from backend.api.pagination import PageDep, Paginated, paginate
-from backend.deps import CurrentAccount, SessionDep, StateDep
+from backend.deps import CurrentAccount, RequireScope, SessionDep, StateDep
 from backend.documents import extraction, service
 from backend.documents.queries import children_of, get_document, get_pages, not_converted_yet
 from backend.errors import DocumentNotProcessed, NotFound, PayloadTooLarge
@@ -186,6 +186,7 @@ async def _read_limited(upload: UploadFile, limit: int) -> bytes:
     status_code=201,
     response_model=DocumentOut | DocumentsOut,
     responses={201: {"description": "One document, or `{documents: [...]}` for a zip"}},
+    dependencies=[RequireScope("documents:write")],
 )
 async def upload_document(
     account: CurrentAccount,
@@ -220,7 +221,7 @@ async def upload_document(
     return out[0]
 
 
-@router.get("/documents")
+@router.get("/documents", dependencies=[RequireScope("documents:read")])
 async def list_documents(
     account: CurrentAccount, session: SessionDep, page: PageDep
 ) -> Paginated[DocumentOut]:
@@ -239,7 +240,7 @@ async def list_documents(
     )
 
 
-@router.get("/documents/{document_id}")
+@router.get("/documents/{document_id}", dependencies=[RequireScope("documents:read")])
 async def get_document_detail(
     document_id: DocumentId, account: CurrentAccount, session: SessionDep
 ) -> DocumentDetail:
@@ -248,7 +249,7 @@ async def get_document_detail(
     return await _detail(session, document)
 
 
-@router.post("/documents/{document_id}/extract")
+@router.post("/documents/{document_id}/extract", dependencies=[RequireScope("documents:write")])
 async def extract_document(
     document_id: DocumentId, account: CurrentAccount, session: SessionDep, state: StateDep
 ) -> DocumentDetail:
@@ -276,7 +277,7 @@ async def _document_page(
     return document
 
 
-@router.get("/documents/{document_id}/pages/{n}")
+@router.get("/documents/{document_id}/pages/{n}", dependencies=[RequireScope("documents:read")])
 async def get_page_text(
     document_id: DocumentId, n: PageNumber, account: CurrentAccount, session: SessionDep
 ) -> PageTextOut:
@@ -300,6 +301,7 @@ async def get_page_text(
     "/documents/{document_id}/pages/{n}/image",
     response_class=Response,
     responses={200: {"content": {"image/png": {}}, "description": "PNG preview of the page"}},
+    dependencies=[RequireScope("documents:read")],
 )
 async def get_page_image(
     document_id: DocumentId,
@@ -325,7 +327,7 @@ async def get_page_image(
     return Response(png, media_type="image/png")
 
 
-@router.delete("/documents/{document_id}")
+@router.delete("/documents/{document_id}", dependencies=[RequireScope("documents:write")])
 async def delete_document(
     document_id: DocumentId, account: CurrentAccount, session: SessionDep, state: StateDep
 ) -> Deleted:

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import func
 from sqlmodel import col, select
@@ -13,7 +13,7 @@ from backend.api.pagination import PageDep, Paginated, paginate
 from backend.classification.schema import SchemaItem, schema_json, validate_schema
 from backend.classification.spec import ModeFields, inline_spec
 from backend.classifiers import service as classifiers
-from backend.deps import CurrentAccount, SessionDep, StateDep
+from backend.deps import CurrentAccount, RequireScope, SessionDep, StateDep, check_classifier
 from backend.documents.page_range import parse_page_range
 from backend.errors import InsufficientCredits, InvalidRequest, NotFound
 from backend.evaluation import calibration, runner
@@ -142,11 +142,16 @@ async def _get(session: AsyncSession, account_id: str, evaluation_id: str) -> Ev
     return evaluation
 
 
-@router.post("/evaluations", status_code=202)
+@router.post("/evaluations", status_code=202, dependencies=[RequireScope("evaluations")])
 async def start_evaluation(
-    body: EvaluationIn, account: CurrentAccount, session: SessionDep, state: StateDep
+    request: Request,
+    body: EvaluationIn,
+    account: CurrentAccount,
+    session: SessionDep,
+    state: StateDep,
 ) -> Started:
     """Start an evaluation run on the task queue; refused up front if credits cannot cover it."""
+    check_classifier(request, body.classifier_id)
     if body.classifier_id:
         classifier = await classifiers.get_classifier(
             session, account_id=account.id, classifier_id=body.classifier_id
@@ -226,7 +231,7 @@ async def start_evaluation(
     )
 
 
-@router.get("/evaluations")
+@router.get("/evaluations", dependencies=[RequireScope("evaluations")])
 async def list_evaluations(
     account: CurrentAccount, session: SessionDep, page: PageDep
 ) -> Paginated[EvaluationSummary]:
@@ -245,7 +250,7 @@ async def list_evaluations(
     )
 
 
-@router.get("/evaluations/{evaluation_id}")
+@router.get("/evaluations/{evaluation_id}", dependencies=[RequireScope("evaluations")])
 async def get_evaluation(
     evaluation_id: EvaluationId, account: CurrentAccount, session: SessionDep
 ) -> EvaluationOut:
@@ -274,7 +279,7 @@ async def get_evaluation(
     )
 
 
-@router.post("/evaluations/{evaluation_id}/calibration")
+@router.post("/evaluations/{evaluation_id}/calibration", dependencies=[RequireScope("evaluations")])
 async def fit_calibration(
     evaluation_id: EvaluationId, body: CalibrationIn, account: CurrentAccount, session: SessionDep
 ) -> CalibrationOut:
@@ -317,7 +322,7 @@ async def _target_calibration(
     return row
 
 
-@router.get("/evaluations/{evaluation_id}/calibration")
+@router.get("/evaluations/{evaluation_id}/calibration", dependencies=[RequireScope("evaluations")])
 async def get_calibration(
     evaluation_id: EvaluationId, account: CurrentAccount, session: SessionDep
 ) -> CalibrationOut:
@@ -325,7 +330,9 @@ async def get_calibration(
     return _calibration_out(await _target_calibration(session, account.id, evaluation_id))
 
 
-@router.patch("/evaluations/{evaluation_id}/calibration")
+@router.patch(
+    "/evaluations/{evaluation_id}/calibration", dependencies=[RequireScope("evaluations")]
+)
 async def set_calibration(
     evaluation_id: EvaluationId,
     body: CalibrationPatch,

@@ -3,7 +3,7 @@
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from backend.deps import BackendsDep, CurrentAccount, SettingsDep
+from backend.deps import BackendsDep, CurrentAccount, RequireKey, SettingsDep
 
 router = APIRouter(tags=["models"])
 
@@ -22,7 +22,7 @@ class ModelsOut(BaseModel):
     default_model: str
 
 
-@router.get("/models")
+@router.get("/models", dependencies=[RequireKey()])
 async def list_models(
     _account: CurrentAccount, backends: BackendsDep, settings: SettingsDep
 ) -> ModelsOut:

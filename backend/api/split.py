@@ -2,7 +2,7 @@
 
 from dataclasses import replace
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, model_validator
 
 from backend.api.classify import IdempotencyKey
@@ -10,7 +10,7 @@ from backend.billing import idempotency
 from backend.classification.schema import SchemaItem, validate_schema
 from backend.classification.spec import ModeFields, inline_spec
 from backend.classifiers import service as classifiers
-from backend.deps import CurrentAccount, SessionDep, StateDep
+from backend.deps import CurrentAccount, RequireScope, SessionDep, StateDep, check_classifier
 from backend.splitting.service import split_document
 
 router = APIRouter(tags=["split"])
@@ -56,8 +56,9 @@ class SplitOut(BaseModel):
     model: str
 
 
-@router.post("/split")
+@router.post("/split", dependencies=[RequireScope("classify")])
 async def split(
+    request: Request,
     body: SplitIn,
     account: CurrentAccount,
     session: SessionDep,
@@ -65,6 +66,7 @@ async def split(
     idempotency_key: IdempotencyKey = None,
 ) -> SplitOut:
     """Split a multi-document file into segments, each with its label and confidence scores."""
+    check_classifier(request, body.classifier_id)
     if body.classifier_id:
         classifier = await classifiers.get_classifier(
             session, account_id=account.id, classifier_id=body.classifier_id

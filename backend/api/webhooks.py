@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
 from backend.api.pagination import PageDep, Paginated, paginate
-from backend.deps import CurrentAccount, SessionDep, StateDep
+from backend.deps import CurrentAccount, RequireScope, SessionDep, StateDep
 from backend.errors import InvalidRequest, NotFound
 from backend.models import Account, WebhookDelivery
 from backend.webhooks import delivery as webhook_delivery
@@ -79,13 +79,13 @@ def _delivery_out(d: WebhookDelivery) -> DeliveryOut:
     )
 
 
-@router.get("/webhooks")
+@router.get("/webhooks", dependencies=[RequireScope("webhooks")])
 async def get_webhook_config(account: CurrentAccount) -> WebhookConfigOut:
     """Show the account's webhook URL and signing secret."""
     return _config(account)
 
 
-@router.put("/webhooks")
+@router.put("/webhooks", dependencies=[RequireScope("webhooks")])
 async def set_webhook_config(
     body: WebhookConfigIn, account: CurrentAccount, session: SessionDep, state: StateDep
 ) -> WebhookConfigOut:
@@ -102,7 +102,7 @@ async def set_webhook_config(
     return _config(account)
 
 
-@router.post("/webhooks/secret")
+@router.post("/webhooks/secret", dependencies=[RequireScope("webhooks")])
 async def rotate_webhook_secret(account: CurrentAccount, session: SessionDep) -> WebhookConfigOut:
     """Replace the signing secret; every delivery attempt from now on is signed with the new one."""
     await service.rotate_secret(session, account)
@@ -110,7 +110,7 @@ async def rotate_webhook_secret(account: CurrentAccount, session: SessionDep) ->
     return _config(account)
 
 
-@router.get("/webhooks/deliveries")
+@router.get("/webhooks/deliveries", dependencies=[RequireScope("webhooks")])
 async def list_deliveries(
     account: CurrentAccount,
     session: SessionDep,
@@ -138,7 +138,7 @@ async def _get(session: SessionDep, account_id: str, delivery_id: str) -> Webhoo
     return delivery
 
 
-@router.get("/webhooks/deliveries/{delivery_id}")
+@router.get("/webhooks/deliveries/{delivery_id}", dependencies=[RequireScope("webhooks")])
 async def get_delivery(
     delivery_id: DeliveryId, account: CurrentAccount, session: SessionDep
 ) -> DeliveryOut:
@@ -146,7 +146,11 @@ async def get_delivery(
     return _delivery_out(await _get(session, account.id, delivery_id))
 
 
-@router.post("/webhooks/deliveries/{delivery_id}/retry", status_code=202)
+@router.post(
+    "/webhooks/deliveries/{delivery_id}/retry",
+    status_code=202,
+    dependencies=[RequireScope("webhooks")],
+)
 async def retry_delivery(
     delivery_id: DeliveryId, account: CurrentAccount, session: SessionDep, state: StateDep
 ) -> DeliveryOut:

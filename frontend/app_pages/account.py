@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import streamlit as st
@@ -13,6 +14,19 @@ from frontend.ui import call, call_or_stop, flash, require_client, show_flashes
 
 LEDGER_PAGE_SIZE = 50
 LEDGER_PAGE = "account_ledger_page"
+# The API's key scopes (backend/accounts/scopes.py); the console does not import the backend.
+KEY_SCOPES = [
+    "documents:read",
+    "documents:write",
+    "classify",
+    "classifiers:read",
+    "classifiers:write",
+    "evaluations",
+    "reviews",
+    "webhooks",
+    "account:read",
+    "keys:write",
+]
 
 
 def render_balance(account: JSON) -> None:
@@ -76,13 +90,37 @@ def render_new_key(client: DocSiftClient) -> None:
     """Create a key and show it once."""
     with st.form("account_new_key_form", clear_on_submit=True):
         name = st.text_input("New key name", placeholder="e.g. ci", key="account_new_key_name")
+        scopes = st.multiselect(
+            "Scopes (empty: every scope this console's key holds)",
+            KEY_SCOPES,
+            key="account_new_key_scopes",
+        )
+        classifiers = st.text_input(
+            "Limit to classifier ids (comma-separated; empty: all)",
+            key="account_new_key_classifiers",
+        )
+        days = st.number_input(
+            "Expires after days (0: never)",
+            min_value=0,
+            max_value=3650,
+            step=1,
+            key="account_new_key_days",
+        )
         submitted = st.form_submit_button("Create key")
     if not submitted:
         return
     if not name.strip():
         st.error("Give the key a name.")
         return
-    created = call(client.create_key, name.strip())
+    classifier_ids = [c.strip() for c in classifiers.split(",") if c.strip()]
+    expires = datetime.now(UTC) + timedelta(days=int(days)) if days else None
+    created = call(
+        client.create_key,
+        name.strip(),
+        scopes=scopes or None,
+        classifier_ids=classifier_ids or None,
+        expires_at=expires.isoformat() if expires else None,
+    )
     if created is not None:
         # Shown on this run only: the server keeps just a hash.
         st.success(f"Key {created['name']} created. Copy it now: it will not be shown again.")
@@ -107,6 +145,9 @@ def render_keys(client: DocSiftClient) -> None:
                 "created_at",
                 "last_used_at",
                 "revoked_at",
+                "scopes",
+                "classifier_ids",
+                "expires_at",
                 "key_id",
             ],
         )

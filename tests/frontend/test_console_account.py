@@ -66,6 +66,30 @@ def test_a_new_key_is_shown_once(open_page, api: respx.MockRouter) -> None:
     assert not at.code
 
 
+def test_a_scoped_expiring_key(open_page, api: respx.MockRouter) -> None:
+    route = api.post("/v1/account/keys").respond(
+        201,
+        json={
+            "key_id": "k9",
+            "name": "reader",
+            "api_key": "dsk_reader",
+            "display_prefix": "dsk_read",
+            "created_at": fakes.NOW,
+        },
+    )
+    at = open_page("account")
+    at.text_input(key="account_new_key_name").set_value("reader")
+    at.multiselect(key="account_new_key_scopes").select("documents:read").select("classify")
+    at.text_input(key="account_new_key_classifiers").set_value("c1, c2")
+    at.number_input(key="account_new_key_days").set_value(30)
+    at.form_submit_button[0].click().run()
+    sent = json.loads(route.calls.last.request.content)
+    assert sent["scopes"] == ["documents:read", "classify"]
+    assert sent["classifier_ids"] == ["c1", "c2"]
+    assert sent["expires_at"] > fakes.NOW
+    assert at.code[0].value == "dsk_reader"
+
+
 def test_revoke_a_key_after_confirming(open_page, api: respx.MockRouter) -> None:
     api.get("/v1/account/keys").respond(
         json={
