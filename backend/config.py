@@ -113,6 +113,15 @@ class Settings(BaseSettings):
 
     api_key_prefix: str = "dsk_"
 
+    # Data protection (README "Data protection"). Documents older than their retention (account
+    # retention_days, or a classifier's) are erased by the periodic job on this cron (5 fields).
+    retention_cron: str = "17 * * * *"
+    # Encrypts stored files, renditions and page images (AES-256-GCM): a base64 32-byte key, or
+    # several comma-separated, newest first (older ones only decrypt, for rotation). Empty: off.
+    encryption_key: str = ""
+    # Start even when two backends serve one model name (the first registered wins).
+    allow_duplicate_models: bool = False
+
     log_json: bool = True
     log_level: str = "INFO"
 

@@ -41,6 +41,7 @@ TASK_MODULES = (
     "backend.webhooks.delivery",
 )
 RECOVER_TASK = "docsift.recover"
+RETENTION_TASK = "docsift.retention"
 _PENDING = "docsift_pending_jobs"  # session.info key: jobs to defer after commit (in-memory mode)
 
 TaskFn = Callable[..., Awaitable[None]]
@@ -116,6 +117,11 @@ class Queue:
         self.app.periodic(
             cron=f"* * * * * */{settings.worker_recover_seconds}", periodic_id="recover"
         )(recover)
+        # Retention: erase documents past their retention period (backend/retention.py).
+        retention = self.app.task(
+            name=RETENTION_TASK, pass_context=True, queueing_lock=RETENTION_TASK
+        )(_retention)
+        self.app.periodic(cron=settings.retention_cron, periodic_id="retention")(retention)
 
     def _register(self, name: str, spec: TaskSpec) -> None:
         async def job(context: procrastinate.JobContext, **kwargs: Any) -> None:
@@ -234,6 +240,12 @@ class Queue:
             # The in-memory broker wakes its worker directly; polling is only a fallback.
             fetch_job_polling_interval=1.0 if self.in_memory else 5.0,
         )
+
+
+async def _retention(context: procrastinate.JobContext, timestamp: int) -> None:
+    from backend.retention import purge_expired
+
+    await purge_expired(context.additional_context["state"])
 
 
 async def _recover(context: procrastinate.JobContext, timestamp: int) -> None:

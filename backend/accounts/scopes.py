@@ -16,6 +16,7 @@ SCOPES: dict[str, str] = {
     "reviews": "Read and answer the review queue",
     "webhooks": "Configure webhooks and read their deliveries",
     "account:read": "Read balance, usage, ledger and the key list",
+    "account:write": "Change account settings (retention)",
     "keys:write": "Create and revoke this account's API keys",
     "admin": "Operator routes across accounts (admin keys only)",
 }

@@ -51,7 +51,18 @@ class AccountOut(BaseModel):
     reserved: int
     available: int
     usage: Usage
+    retention_days: int | None = None
     created_at: datetime
+
+
+class RetentionIn(BaseModel):
+    retention_days: int | None = Field(
+        ge=1, le=36500, description="Erase documents after this many days (null: keep)"
+    )
+
+
+class RetentionOut(BaseModel):
+    retention_days: int | None
 
 
 class LedgerEntryOut(BaseModel):
@@ -212,8 +223,21 @@ async def get_account(account: CurrentAccount, session: SessionDep) -> AccountOu
         reserved=account.reserved,
         available=account.balance - account.reserved,
         usage=await _usage(session, account.id),
+        retention_days=account.retention_days,
         created_at=account.created_at,
     )
+
+
+@router.put("/account/retention", dependencies=[RequireScope("account:write")])
+async def set_retention(
+    body: RetentionIn, account: CurrentAccount, session: SessionDep
+) -> RetentionOut:
+    """Set how long documents are kept: their files, page text and page images are erased this
+    many days after upload by the retention job (a classifier's own setting overrides it)."""
+    account.retention_days = body.retention_days
+    session.add(account)
+    await session.commit()
+    return RetentionOut(retention_days=account.retention_days)
 
 
 @router.get("/account/ledger", dependencies=[RequireScope("account:read")])

@@ -33,6 +33,12 @@ class ClassifierIn(ModeFields):
     query_model: str | None = Field(default=None, max_length=200)
     page_range: str | None = Field(default=None, max_length=200)
     instructions: str | None = Field(default=None, max_length=4000)
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36500,
+        description="Erase documents this classifier ran on after this many days (overrides the account's)",
+    )
 
 
 class ClassifierPatch(ModeFields):
@@ -42,6 +48,12 @@ class ClassifierPatch(ModeFields):
     query_model: str | None = Field(default=None, max_length=200)
     page_range: str | None = Field(default=None, max_length=200)
     instructions: str | None = Field(default=None, max_length=4000)
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36500,
+        description="Erase documents this classifier ran on after this many days (overrides the account's)",
+    )
 
 
 class VersionOut(BaseModel):
@@ -86,6 +98,7 @@ class ClassifierOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     num_examples: int
+    retention_days: int | None = None
 
 
 class ClassifierDetail(ClassifierOut):
@@ -135,6 +148,7 @@ def _out(classifier: Classifier, version: ClassifierVersion, num_examples: int) 
         "created_at": classifier.created_at,
         "updated_at": classifier.updated_at,
         "num_examples": num_examples,
+        "retention_days": classifier.retention_days,
     }
 
 
@@ -165,6 +179,8 @@ async def create_classifier(
         instructions=body.instructions,
         modes=modes,
     )
+    snap.classifier.retention_days = body.retention_days
+    session.add(snap.classifier)
     await session.commit()
     return ClassifierOut(**_out(snap.classifier, snap.version, 0))
 

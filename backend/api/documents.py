@@ -15,7 +15,7 @@ from starlette.types import Message, Receive
 
 from backend.api.pagination import PageDep, Paginated, paginate
 from backend.deps import CurrentAccount, RequireScope, SessionDep, StateDep
-from backend.documents import extraction, service
+from backend.documents import erase, extraction, service
 from backend.documents.queries import children_of, get_document, get_pages, not_converted_yet
 from backend.errors import DocumentNotProcessed, NotFound, PayloadTooLarge
 from backend.models import Document
@@ -331,11 +331,13 @@ async def get_page_image(
 async def delete_document(
     document_id: DocumentId, account: CurrentAccount, session: SessionDep, state: StateDep
 ) -> Deleted:
-    """Delete a document (its file is removed; past results keep their record)."""
+    """Delete a document and every byte derived from it: its file, renditions, page images, page
+    text, the documents made from it (e-mail attachments, split segments) and examples copied from
+    it. Past results keep their record (labels, scores, credits; no text)."""
     document = await get_document(session, account_id=account.id, document_id=document_id)
-    unused = await service.delete_document(session, document)
+    erasure = await erase.erase_document(session, document, reason="deleted")
     await session.commit()
-    await service.discard_files(state, unused)
+    await erase.remove_files(session, service.store(state), erasure)
     return Deleted(document_id=document.id, deleted=True)
 
 

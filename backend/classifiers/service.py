@@ -118,6 +118,8 @@ async def update(session: AsyncSession, classifier: Classifier, changes: dict) -
         classifier.name = changes["name"]
     if "description" in changes:
         classifier.description = changes["description"]
+    if "retention_days" in changes:  # not versioned: it decides no result
+        classifier.retention_days = changes["retention_days"]
     proposed = {field: getattr(current, field) for field in VERSIONED_FIELDS}
     for field in VERSIONED_FIELDS:
         if field in changes:

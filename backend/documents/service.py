@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from anyio import to_thread
-from sqlalchemy import delete, func
-from sqlmodel import col, select
+from sqlalchemy import delete
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.config import Settings
@@ -572,29 +572,3 @@ async def replace_pages(session: AsyncSession, document: Document, pages: list[P
     document.num_pages = len(pages)
     document.status, document.error = "processed", None
     document.processed_at = utcnow()
-
-
-async def delete_document(session: AsyncSession, document: Document) -> list[str]:
-    """Soft delete: the row (and its pages) stay for audit. Returns the stored files no live
-    document uses any more (split segments share their parent's), for the route to remove with
-    `discard_files` once the deletion is committed."""
-    document.deleted_at = utcnow()
-    session.add(document)
-    await session.flush()
-    unused = []
-    for path in dict.fromkeys(p for p in (document.storage_path, document.rendition_path) if p):
-        sharing = select(func.count()).where(
-            Document.account_id == document.account_id,
-            (col(Document.storage_path) == path) | (col(Document.rendition_path) == path),
-            Document.id != document.id,
-            col(Document.deleted_at).is_(None),
-        )
-        if (await session.exec(sharing)).one() == 0:
-            unused.append(path)
-    return unused
-
-
-async def discard_files(state: AppState, paths: list[str]) -> None:
-    """Remove a deleted document's stored files."""
-    for path in paths:
-        await to_thread.run_sync(store(state).delete, path)

@@ -1,8 +1,16 @@
-"""Uploaded files on disk: `<storage_dir>/<account id>/<document id>`, never a name from the upload."""
+"""Uploaded files on disk: `<storage_dir>/<account id>/<document id>`, never a name from the upload.
+
+Everything stored for a document is named by its id, so erasing a document needs no list of
+what was made from it: `<account>/<id>` (the upload), `<account>/<id>.<ext>` (renditions: a
+converted PDF, readable text) and `<account>/derived/<id>/` (page images and anything later).
+"""
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
+
+DERIVED = "derived"
 
 
 class FileStore:
@@ -36,5 +44,42 @@ class FileStore:
     def read(self, relative: str) -> bytes:
         return self._path(relative).read_bytes()
 
+    def size(self, relative: str) -> int:
+        return self._path(relative).stat().st_size
+
     def delete(self, relative: str) -> None:
         self._path(relative).unlink(missing_ok=True)
+
+    def derived_dir(self, account_id: str, document_id: str) -> str:
+        """Where files made from a document live (e.g. `page-3.png`), relative to the root."""
+        return f"{account_id}/{DERIVED}/{document_id}"
+
+    def document_files(self, account_id: str, document_id: str) -> list[str]:
+        """Every stored file named by the document's id (upload, renditions, derived files)."""
+        folder = self._path(account_id)
+        found: list[str] = []
+        if not folder.is_dir():
+            return found
+        for entry in folder.iterdir():
+            if entry.is_file() and (
+                entry.name == document_id or entry.name.startswith(document_id + ".")
+            ):
+                found.append(f"{account_id}/{entry.name}")
+        derived = self._path(self.derived_dir(account_id, document_id))
+        if derived.is_dir():
+            found += [
+                str(p.relative_to(self.root.resolve())) for p in derived.rglob("*") if p.is_file()
+            ]
+        return sorted(found)
+
+    def purge_document(self, account_id: str, document_id: str) -> tuple[int, int]:
+        """Remove every file named by the document's id; returns (files, bytes) removed."""
+        files = self.document_files(account_id, document_id)
+        size = 0
+        for relative in files:
+            path = self._path(relative)
+            size += path.stat().st_size
+            path.unlink(missing_ok=True)
+        derived = self._path(self.derived_dir(account_id, document_id))
+        shutil.rmtree(derived, ignore_errors=True)
+        return len(files), size

@@ -25,6 +25,7 @@ KEY_SCOPES = [
     "reviews",
     "webhooks",
     "account:read",
+    "account:write",
     "keys:write",
 ]
 
