@@ -119,8 +119,9 @@ class Settings(BaseSettings):
     # Encrypts stored files, renditions and page images (AES-256-GCM): a base64 32-byte key, or
     # several comma-separated, newest first (older ones only decrypt, for rotation). Empty: off.
     encryption_key: str = ""
-    # Start even when two backends serve one model name (the first registered wins).
-    allow_duplicate_models: bool = False
+    # Which backend serves a model name that several installed backends declare, e.g.
+    # {"gpt-4o": "litellm"}; without it such a name stops the server from starting.
+    model_backends: dict[str, str] = Field(default_factory=dict)
 
     log_json: bool = True
     log_level: str = "INFO"
