@@ -109,7 +109,17 @@ def _route_template(scope: Scope) -> str:
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, with the request id of the request being served."""
 
-    _EXTRA = ("status", "duration_ms", "route", "model", "account_id", "document_id")
+    _EXTRA = (
+        "status",
+        "duration_ms",
+        "route",
+        "model",
+        "account_id",
+        "document_id",
+        "documents",
+        "files",
+        "bytes",
+    )
 
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
@@ -127,13 +137,50 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
+# Libraries whose records go through DocSift's handler (and format), at these levels at most.
+# Their own handlers (MCP installs a Rich one on the root logger, uvicorn its own) are removed.
+THIRD_PARTY_LEVELS = {
+    "alembic": logging.INFO,
+    "procrastinate": logging.WARNING,  # INFO is a line per job (every 10 s for recovery)
+    "mcp": logging.WARNING,
+    "uvicorn": logging.INFO,
+    "uvicorn.error": logging.INFO,
+    "uvicorn.access": logging.WARNING,  # DocSift logs every request itself, with its id
+    "httpx": logging.WARNING,
+}
+
+
+class _DocSiftHandler(logging.StreamHandler):
+    """Marks the handler configure_logging installed, so a second call replaces it."""
+
+
+def _foreign(handler: logging.Handler) -> bool:
+    """A console handler someone else installed (Rich, basicConfig, uvicorn), not a capture."""
+    if isinstance(handler, _DocSiftHandler) or type(handler).__name__ == "RichHandler":
+        return True
+    stream = getattr(handler, "stream", None)
+    return type(handler) is logging.StreamHandler and stream in (sys.stderr, sys.stdout)
+
+
 def configure_logging(*, json_logs: bool, level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    """One handler, on the root logger, for DocSift and every library: one format per line
+    (JSON in production). DocSift logs at `level`; libraries at WARNING, or less if asked."""
+    handler = _DocSiftHandler(sys.stderr)
     if json_logs:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("docsift")
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    root.propagate = False
+    wanted = logging.getLevelName(level.upper())
+    root = logging.getLogger()
+    root.handlers[:] = [h for h in root.handlers if not _foreign(h)] + [handler]
+    root.setLevel(max(logging.WARNING, wanted))
+    for name in ("docsift", "backend"):  # loggers named "docsift.*" or by module
+        own = logging.getLogger(name)
+        own.handlers.clear()
+        own.setLevel(wanted)
+        own.propagate = True
+    for name, most in THIRD_PARTY_LEVELS.items():
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+        logger.setLevel(max(most, wanted))

@@ -59,7 +59,8 @@ async def classify_pages(
         raise ModelError(f"Model '{model}' did not answer within {limit:g} s.") from None
     except Exception as error:  # a plugin's bug is the model's failure, not a 500
         record_model_call(model, "error", time.perf_counter() - started)
-        log.exception("backend for model %s failed", model)
+        # Not log.exception: the traceback's message may hold document or prompt text.
+        log.error("backend for model %s failed: %s", model, type(error).__name__)
         # Only the type: a plugin's message may hold anything (URLs, keys, document text).
         raise ModelError(f"Model '{model}' failed ({type(error).__name__}).") from error
     record_model_call(model, "ok", time.perf_counter() - started)

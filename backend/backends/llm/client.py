@@ -281,7 +281,7 @@ async def complete(
                 options.model,
                 s.attempt_number,
                 s.upcoming_sleep,
-                _first_line(s.outcome.exception() if s.outcome else None),
+                _safe_reason(s.outcome.exception() if s.outcome else None),
             ),
         ):
             with try_:
@@ -292,8 +292,13 @@ async def complete(
     raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
 
-def _first_line(error: BaseException | None) -> str:
-    return str(error).strip().splitlines()[0][:300] if error and str(error).strip() else ""
+def _safe_reason(error: BaseException | None) -> str:
+    """What failed, for a log line: the error's type and HTTP status, never its message (a
+    provider's error may quote the prompt, i.e. document text)."""
+    if error is None:
+        return ""
+    status = getattr(error, "status_code", None)
+    return type(error).__name__ + (f" (HTTP {status})" if status else "")
 
 
 def _describe(error: BaseException, options: CallOptions, attempts: int) -> str:
@@ -302,4 +307,4 @@ def _describe(error: BaseException, options: CallOptions, attempts: int) -> str:
         return f"Model '{options.model}' did not answer within the time limit ({tries})."
     if isinstance(error, JunkAnswer):
         return f"Model '{options.model}' did not answer with a label code ({tries}): {error}"
-    return f"Model provider failed ({type(error).__name__}, {tries}): {_first_line(error)}"
+    return f"Model provider failed ({_safe_reason(error)}, {tries})."
