@@ -24,6 +24,8 @@ from backend.accounts.service import create_account
 from backend.billing import ledger
 from backend.config import get_settings
 from backend.db import create_engine, create_sessionmaker
+from backend.documents import crypto
+from backend.documents.storage import FileStore
 from backend.migrate import upgrade
 from backend.models import Account, ApiKey, utcnow
 
@@ -136,6 +138,23 @@ def cmd_keys_revoke(args: argparse.Namespace) -> None:
     _print(_run(work), args.json)
 
 
+def cmd_encryption_new_key(args: argparse.Namespace) -> None:
+    _print({"key": crypto.generate_key()}, args.json)
+
+
+def cmd_encryption_rotate(args: argparse.Namespace) -> None:
+    """Rewrite every stored file with the first key of DOCSIFT_ENCRYPTION_KEY."""
+    settings = get_settings()
+    try:
+        cipher = crypto.Cipher.from_setting(settings.encryption_key)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    if cipher is None:
+        raise SystemExit("DOCSIFT_ENCRYPTION_KEY is not set: nothing to rotate to.")
+    rewritten, current = FileStore(settings.storage_dir, cipher).rotate()
+    _print({"rewritten": rewritten, "already_current": current}, args.json)
+
+
 def cmd_migrate(_args: argparse.Namespace) -> None:
     async def work(_session: AsyncSession) -> None:
         return None
@@ -184,6 +203,9 @@ def cmd_dev(args: argparse.Namespace) -> None:
             "--port",
             str(args.port),
             "--no-access-log",  # DocSift logs each request itself, with its request id
+            # SIGTERM: requests in flight get this long (README "Data protection").
+            "--timeout-graceful-shutdown",
+            "30",
         ],
         env=env,
     )
@@ -283,6 +305,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key_id")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_keys_revoke)
+
+    encryption = sub.add_parser(
+        "encryption", help="encryption at rest: make a key, rotate stored files to the newest"
+    ).add_subparsers(dest="action", required=True)
+    p = encryption.add_parser("new-key", help="print a new random key (base64, 32 bytes)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_encryption_new_key)
+    p = encryption.add_parser(
+        "rotate", help="re-encrypt every stored file with the first DOCSIFT_ENCRYPTION_KEY key"
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_encryption_rotate)
 
     p = sub.add_parser("migrate", help="upgrade the database to the newest schema")
     p.set_defaults(func=cmd_migrate)

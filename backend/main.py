@@ -3,9 +3,6 @@
 import backend.offline  # noqa: F401, I001  (must run before litellm or tiktoken are imported)
 
 import logging
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +11,7 @@ from fastapi import FastAPI
 from backend.api import api_router
 from backend.backends.registry import BackendRegistry
 from backend.config import Settings, get_settings
+from backend.documents import ocr
 from backend.errors_handlers import install_error_handlers
 from backend.mcp_server import mount_mcp
 from backend.observability import RequestContextMiddleware, configure_logging
@@ -33,10 +31,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Spawned lazily on the first OCR job; "spawn" because forking a process that runs
         # an event loop and threads is unsafe.
-        executor = ProcessPoolExecutor(
-            max_workers=settings.ocr_workers or os.cpu_count() or 1,
-            mp_context=multiprocessing.get_context("spawn"),
-        )
+        executor = ocr.make_pool(settings.ocr_workers)
         try:
             async with open_state(settings, backends, executor=executor) as state:
                 app.state.docsift = state

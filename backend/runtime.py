@@ -12,6 +12,7 @@ from backend.backends.registry import BackendRegistry
 from backend.billing import ledger
 from backend.config import Settings
 from backend.db import create_engine, create_sessionmaker
+from backend.documents.crypto import Cipher
 from backend.migrate import upgrade
 from backend.queue import Queue
 from backend.ratelimit import KeyRateLimiter
@@ -29,6 +30,7 @@ async def open_state(
     queue_pool_size: int = 4,
 ) -> AsyncIterator[AppState]:
     """Engine (migrated), backends, queue and rate limiter, for as long as the block runs."""
+    cipher = Cipher.from_setting(settings.encryption_key)  # a malformed key stops start-up here
     engine = create_engine(settings.database_url)
     try:
         await upgrade(engine)
@@ -55,6 +57,7 @@ async def open_state(
                     ),
                     queue=queue,
                     executor=executor,
+                    cipher=cipher,
                 )
             finally:
                 await queue.close()

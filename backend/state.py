@@ -12,6 +12,7 @@ from backend.config import Settings
 from backend.ratelimit import KeyRateLimiter
 
 if TYPE_CHECKING:
+    from backend.documents.crypto import Cipher
     from backend.queue import Queue
 
 
@@ -26,3 +27,5 @@ class AppState:
     queue: "Queue"
     # Worker processes for OCR (CPU-bound, GIL-holding); None runs it in the calling thread.
     executor: Executor | None = None
+    # Encrypts stored files when DOCSIFT_ENCRYPTION_KEY is set (backend/documents/crypto.py).
+    cipher: "Cipher | None" = None

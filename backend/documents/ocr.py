@@ -11,6 +11,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -26,11 +27,32 @@ pymupdf.TOOLS.mupdf_display_warnings(False)
 _INLINE_LOCK = threading.Lock()
 
 
+PARENT_CHECK_SECONDS = 0.5
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: a thread that ends this worker as soon as its parent is gone.
+
+    A pool's workers otherwise outlive an API process that is SIGKILLed or OOM-killed (idle,
+    each holding hundreds of MB). Not PR_SET_PDEATHSIG: it fires when the *thread* that started
+    the worker ends, and pool workers may be started from short-lived threads."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="docsift-parent-watch", daemon=True).start()
+
+
 def make_pool(workers: int = 0) -> ProcessPoolExecutor:
-    """The OCR worker pool; "spawn" because forking a process that runs an event loop is unsafe."""
+    """The OCR worker pool; "spawn" because forking a process that runs an event loop is unsafe.
+    Its workers exit on their own when this process dies (`_exit_with_parent`)."""
     return ProcessPoolExecutor(
         max_workers=workers or os.cpu_count() or 1,
         mp_context=multiprocessing.get_context("spawn"),
+        initializer=_exit_with_parent,
+        initargs=(os.getpid(),),
     )
 
 

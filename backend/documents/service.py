@@ -79,7 +79,7 @@ def limits(settings: Settings) -> Limits:
 
 
 def store(state: AppState) -> FileStore:
-    return FileStore(state.settings.storage_dir)
+    return FileStore(state.settings.storage_dir, state.cipher)
 
 
 # --- extraction (no database) ------------------------------------------------------------------

@@ -3,6 +3,9 @@
 Everything stored for a document is named by its id, so erasing a document needs no list of
 what was made from it: `<account>/<id>` (the upload), `<account>/<id>.<ext>` (renditions: a
 converted PDF, readable text) and `<account>/derived/<id>/` (page images and anything later).
+
+Every file goes through `save`/`read`, which encrypt and decrypt when DOCSIFT_ENCRYPTION_KEY is
+set (backend/documents/crypto.py).
 """
 
 import os
@@ -10,12 +13,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from backend.documents.crypto import Cipher, decrypt
+
 DERIVED = "derived"
 
 
 class FileStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, cipher: Cipher | None = None) -> None:
         self.root = root
+        self.cipher = cipher
 
     def _path(self, relative: str) -> Path:
         """The absolute path of a stored file; refuses anything that would leave the root."""
@@ -29,7 +35,19 @@ class FileStore:
         """Write atomically (temp file then rename), so a crash never leaves half a file.
         Returns the path relative to the root, which the document row keeps."""
         relative = f"{account_id}/{document_id}"
+        self._write(relative, data)
+        return relative
+
+    def save_derived(self, account_id: str, document_id: str, name: str, data: bytes) -> str:
+        """Store a file made from a document (e.g. `page-3.png`); erased and encrypted with it."""
+        relative = f"{self.derived_dir(account_id, document_id)}/{name}"
+        self._write(relative, data)
+        return relative
+
+    def _write(self, relative: str, data: bytes) -> None:
         target = self._path(relative)
+        if self.cipher is not None:
+            data = self.cipher.encrypt(data, relative)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
         try:
@@ -39,10 +57,35 @@ class FileStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return relative
 
     def read(self, relative: str) -> bytes:
-        return self._path(relative).read_bytes()
+        """The file's plain bytes; `UnreadableFile` if it cannot be decrypted."""
+        return decrypt(self.cipher, self._path(relative).read_bytes(), relative)
+
+    def all_files(self) -> list[str]:
+        root = self.root.resolve()
+        if not root.is_dir():
+            return []
+        return sorted(
+            str(p.relative_to(root))
+            for p in root.rglob("*")
+            if p.is_file() and not p.name.startswith(".upload-")
+        )
+
+    def rotate(self) -> tuple[int, int]:
+        """Rewrite every stored file with the current key (plain files get encrypted); returns
+        (files rewritten, files already current). Safe to interrupt and run again."""
+        if self.cipher is None:
+            raise ValueError("DOCSIFT_ENCRYPTION_KEY is not set: nothing to rotate to.")
+        rewritten = current = 0
+        for relative in self.all_files():
+            raw = self._path(relative).read_bytes()
+            if self.cipher.is_current(raw):
+                current += 1
+                continue
+            self._write(relative, decrypt(self.cipher, raw, relative))
+            rewritten += 1
+        return rewritten, current
 
     def size(self, relative: str) -> int:
         return self._path(relative).stat().st_size
