@@ -21,7 +21,13 @@ call (itself grouped again if there are still more than k groups), whose distrib
 for P(group). P(label) = P(group) * P(label | group) sums to 1 over all labels (`combine_groups`).
 45 labels with k = 20 cost 4 calls: three groups of 15 and a final round of 3.
 
-Method "sampling" (the provider returns no logprobs, e.g. LiteLLM's `ollama/` route): the same
+Method "verbalized" (the provider returns no logprobs, e.g. LiteLLM's `ollama/` route, Anthropic,
+Gemini on Vertex): the model writes a JSON object code -> probability (`from_verbalized`).
+Multi-label reads a JSON yes/no per code through each value token's logprobs
+(`multi_label_probabilities`). Debiasing: `average` (permutations) and `divide_prior`
+(contextual). Formulas in the README, "Confidence".
+
+Method "sampling" (last resort: a model that writes no readable JSON either): the same
 prompt is answered 5 times at temperature 1 and the codes are counted with add-1/2 smoothing
 (`from_counts`), so every label keeps a little mass and the most frequent answer wins. Coarse
 (steps of about 0.15) but honest; `confidence_method` says so in every response.
