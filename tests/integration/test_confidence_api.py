@@ -3,6 +3,7 @@
 (accuracy before and after on a generated set), multi-label from per-token logprobs, /v1/models
 saying which models are usable, and credential errors named instead of retried."""
 
+import asyncio
 import json
 import math
 import os
@@ -248,3 +249,51 @@ async def test_multi_label_returns_every_label_over_the_threshold(llm, fake_serv
     assert len(fake_server.requests) == 1
     name = "label_yes_no" if model == "llm" else "label_probabilities"
     assert sent["response_format"]["json_schema"]["name"] == name
+
+
+async def test_a_multi_label_evaluation_reports_multi_label_metrics(llm, fake_server):
+    """Expected label sets in, micro/macro F1, per-label precision/recall, exact match and a
+    reliability table per label out, computed from the items the run stored."""
+    fake_server.responder = ReadingModel(weight=1.2)
+    tenant = await llm.tenant()
+    texts = {  # P(yes) = sigmoid(1.2 * mentions - 1.5): two mentions are a yes, one is a no
+        "invoice invoice and contract contract": ["invoice", "contract"],
+        "receipt receipt": ["receipt"],
+        "letter letter with a receipt": ["letter", "receipt"],  # receipt missed
+        "nothing here": [],
+    }
+    items = [
+        {"document_id": await make_document(llm, tenant, [text]), "expected_labels": labels}
+        for text, labels in texts.items()
+    ]
+    body = {"classification_schema": SCHEMA, "query_model": "llm", "items": items}
+    refused = await llm.client.post("/v1/evaluations", json=body, headers=tenant.headers)
+    assert refused.status_code == 400 and "multi_label" in refused.json()["message"]
+    started = await llm.client.post(
+        "/v1/evaluations", json={**body, "multi_label": True}, headers=tenant.headers
+    )
+    assert started.status_code in (200, 201, 202), started.text
+    evaluation_id = started.json()["evaluation_id"]
+    for _ in range(500):
+        result = (
+            await llm.client.get(f"/v1/evaluations/{evaluation_id}", headers=tenant.headers)
+        ).json()
+        if result["status"] in ("completed", "failed"):
+            break
+        await asyncio.sleep(0.05)
+    assert result["status"] == "completed", result
+    metrics = result["metrics"]["multi_label"]
+    # 5 expected label decisions, 4 found, no false positive: P = 1, R = 0.8.
+    assert metrics["micro_f1"] == pytest.approx(2 * 0.8 / 1.8, abs=1e-4)
+    assert metrics["exact_match"] == 0.75
+    assert metrics["per_label"]["receipt"] == {
+        "precision": 1.0,
+        "recall": 0.5,
+        "f1": pytest.approx(2 / 3, abs=1e-4),
+        "support": 2,
+    }
+    assert metrics["per_label"]["invoice"]["f1"] == 1.0
+    assert metrics["macro_f1"] == pytest.approx((1 + 1 + 2 / 3 + 1) / 4, abs=1e-4)
+    rows = metrics["reliability_per_label"]["receipt"]
+    assert sum(r["count"] for r in rows) == 4
+    assert result["items"][0]["expected_labels"] == ["invoice", "contract"]
