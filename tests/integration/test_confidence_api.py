@@ -297,3 +297,22 @@ async def test_a_multi_label_evaluation_reports_multi_label_metrics(llm, fake_se
     rows = metrics["reliability_per_label"]["receipt"]
     assert sum(r["count"] for r in rows) == 4
     assert result["items"][0]["expected_labels"] == ["invoice", "contract"]
+
+
+async def test_a_provider_that_rejects_the_logprobs_parameter_gets_json(llm, fake_server):
+    """Gemini on Vertex answers 400 to `logprobs`: that is a refusal (JSON next), not a failure."""
+
+    def responder(request):
+        if request.get("logprobs"):
+            return Reply(
+                status=400,
+                body={"error": {"message": "logprobs is not supported", "type": "invalid"}},
+            )
+        return json_reply({"A": 0.7, "B": 0.1, "C": 0.1, "D": 0.1})
+
+    fake_server.responder = responder
+    tenant = await llm.tenant()
+    doc = await make_document(llm, tenant, ["x"])
+    body = (await _classify(llm, tenant, doc)).json()
+    assert body["confidence_method"] == "verbalized" and body["classification"] == "invoice"
+    assert [bool(r.get("logprobs")) for r in fake_server.requests] == [True, False]
