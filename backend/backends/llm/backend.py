@@ -40,6 +40,7 @@ EXAMPLE_TOKENS = 600  # one few-shot example at most
 SAMPLES = 5  # answers counted by the sampling fallback
 # Content-free inputs whose answers estimate the model's prior (Zhao et al. 2021 use these three).
 CONTENT_FREE = ("N/A", "", "[MASK]")
+PRIOR_CACHE = 1000  # priors kept (schemas x models x methods); the least recently used go first
 WEAKEST_FIRST = ("sampling", "verbalized", "logprobs")
 DEBIAS_COSTS = {
     "permutations": "k model calls per label group instead of 1 (k = permutations, default 3, "
@@ -265,10 +266,12 @@ class LiteLLMBackend(Backend):
                 ]
             ).encode()
         ).hexdigest()
-        future = self.priors.get(key)
+        future = self.priors.pop(key, None)
         if future is None:
             future = asyncio.ensure_future(self._measure_prior(run, labels, method))
-            self.priors[key] = future
+            while len(self.priors) >= PRIOR_CACHE:  # least recently used first
+                self.priors.pop(next(iter(self.priors)))
+        self.priors[key] = future
         try:
             return await asyncio.shield(future)
         except BaseException:
