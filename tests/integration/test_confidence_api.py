@@ -316,3 +316,21 @@ async def test_a_provider_that_rejects_the_logprobs_parameter_gets_json(llm, fak
     body = (await _classify(llm, tenant, doc)).json()
     assert body["confidence_method"] == "verbalized" and body["classification"] == "invoice"
     assert [bool(r.get("logprobs")) for r in fake_server.requests] == [True, False]
+
+
+async def test_a_server_that_refuses_the_json_schema_is_asked_without_it(llm, fake_server):
+    """llama-cpp-python validates response_format.type as text|json_object: a 422 for
+    json_schema. The JSON is then asked for in words, and the schema never sent again."""
+
+    def responder(request):
+        if request.get("response_format"):
+            return Reply(status=422, body={"error": {"message": "response_format.type"}})
+        return json_reply({"A": 0.1, "B": 0.2, "C": 0.6, "D": 0.1})
+
+    fake_server.responder = responder
+    tenant = await llm.tenant()
+    doc = await make_document(llm, tenant, ["x"])
+    for _ in range(2):
+        body = (await _classify(llm, tenant, doc, query_model="json-llm")).json()
+        assert body["classification"] == "receipt" and body["confidence_method"] == "verbalized"
+    assert [bool(r.get("response_format")) for r in fake_server.requests] == [True, False, False]

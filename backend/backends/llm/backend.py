@@ -95,6 +95,8 @@ class LiteLLMBackend(Backend):
         self.logprobs_refused: dict[str, float] = {}
         # Content-free priors for `debias: contextual`, by model, method and prompt fingerprint.
         self.priors: dict[str, asyncio.Future[dict[str, float]]] = {}
+        # Models whose server refused a JSON schema (response_format): JSON asked in words only.
+        self.no_structured_output: set[str] = set()
         self._ready: asyncio.Future[object] | None = None
 
     async def startup(self) -> None:
@@ -372,8 +374,8 @@ class LiteLLMBackend(Backend):
             return confidence.code_probabilities(completion.top_logprobs or [], codes)
 
         try:
-            completion = await client.complete(
-                run.options,
+            completion = await self._complete(
+                run,
                 messages,
                 logprobs=True,
                 top_logprobs=5 if multi else self.settings.top_logprobs,
@@ -391,9 +393,33 @@ class LiteLLMBackend(Backend):
             return None
         return read(completion)
 
+    async def _complete(
+        self, run: _Run, messages: list[dict[str, str]], **kwargs: Any
+    ) -> client.Completion:
+        """client.complete; a model whose server refuses the JSON schema (e.g. llama-cpp-python
+        takes only {"type": "json_object"}: 422 for "json_schema") is asked again without one,
+        and never sent one again by this process."""
+        try:
+            return await client.complete(run.options, messages, **kwargs)
+        except ModelError as error:
+            status = getattr(error.__cause__, "status_code", None)
+            if (
+                kwargs.get("response_format") is None
+                or status not in (400, 422)
+                or _refuses_logprobs(error.__cause__)
+            ):
+                raise
+            log.warning("model %s refused a JSON schema: asking without one", run.config.name)
+            self.no_structured_output.add(run.config.name)
+            return await client.complete(
+                run.options, messages, **{**kwargs, "response_format": None}
+            )
+
     def _format(self, run: _Run, name: str, codes: list[str]) -> dict[str, Any] | None:
         """A JSON schema for a JSON answer (structured output), when the model takes one."""
-        if not run.config.structured_output or (name == "label_yes_no" and not run.multi_label):
+        if not run.config.structured_output or run.config.name in self.no_structured_output:
+            return None
+        if name == "label_yes_no" and not run.multi_label:
             return None
         value: dict[str, Any] = (
             {"type": "string", "enum": ["yes", "no"]}
@@ -427,8 +453,8 @@ class LiteLLMBackend(Backend):
             except confidence.NoCodeInAnswer as error:
                 raise client.JunkAnswer(str(error)) from None
 
-        completion = await client.complete(
-            run.options,
+        completion = await self._complete(
+            run,
             messages,
             logprobs=False,
             top_logprobs=0,
