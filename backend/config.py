@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,6 +21,11 @@ class ModelConfig(BaseSettings):
     # Name of a HuggingFace-style tokenizer.json or "tiktoken:<encoding>"; None = probe at runtime.
     tokenizer: str | None = None
     supports_logprobs: bool = True
+    # How scores are read (README "Confidence"): auto = logprobs, and a JSON distribution
+    # ("verbalized") while the model answers without them; or one method forced.
+    confidence_method: Literal["auto", "logprobs", "verbalized", "sampling"] = "auto"
+    # Send a JSON schema (response_format) with JSON answers; off for servers that reject it.
+    structured_output: bool = True
     # False for chat templates without a system role (Gemma): LiteLLM folds the system prompt
     # into the first user message instead of the server silently dropping it.
     supports_system_message: bool = True
@@ -50,6 +56,9 @@ class Settings(BaseSettings):
     model_total_timeout_seconds: float = 60.0
     max_prompt_tokens: int = 3000
     top_logprobs: int = 20
+    # A model seen answering without logprobs is asked for a JSON distribution instead, and
+    # asked for logprobs again after this many seconds (never stuck by one answer).
+    logprobs_reprobe_seconds: float = 300.0
 
     # Limits.
     max_upload_mb: float = 20.0

@@ -285,6 +285,8 @@ class EvaluationItem(SQLModel, table=True):
     position: int
     document_id: str
     expected_label: str
+    # multi_label evaluations: every label the document is (expected_label: the first, or "").
+    expected_labels: list[str] | None = _json()
     predicted_label: str | None = None
     confidence_scores: dict[str, float] | None = _json()
     classification_id: str | None = None

@@ -225,13 +225,53 @@ def plot_reliability(report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_multi_label_reliability(report: dict[str, Any], path: Path) -> None:
+    """Multi-label runs: one reliability diagram per label (each label's probability against how
+    often the document really was that label), with the label's F1."""
+    multi = report["multi_label"]
+    labels = list(multi["reliability_per_label"])
+    columns = min(3, len(labels))
+    rows_count = -(-len(labels) // columns)
+    fig, axes = plt.subplots(
+        rows_count, columns, figsize=(3.2 * columns, 3.0 * rows_count), squeeze=False
+    )
+    for ax, label in zip(axes.flat, labels, strict=False):
+        bins = multi["reliability_per_label"][label]
+        used = [r for r in bins if r["count"]]
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
+        ax.bar(
+            [r["bin_lower"] for r in bins],
+            [r["accuracy"] or 0 for r in bins],
+            width=[r["bin_upper"] - r["bin_lower"] for r in bins],
+            align="edge",
+            alpha=0.35,
+            edgecolor="tab:blue",
+        )
+        ax.plot([r["confidence"] for r in used], [r["accuracy"] for r in used], marker="o")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        f1 = multi["per_label"][label]["f1"]
+        ax.set_title(f"{label} (F1 {_fmt(f1)}, n={sum(r['count'] for r in bins)})", fontsize=9)
+        ax.set_xlabel("P(label)", fontsize=8)
+        ax.set_ylabel("fraction that are the label", fontsize=8)
+    for ax in list(axes.flat)[len(labels) :]:
+        ax.axis("off")
+    fig.suptitle(f"Per-label reliability ({report['model']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write(report: dict[str, Any], out: Path) -> None:
-    """report.json, report.md, confusion_matrix.png and reliability.png in `out`."""
+    """report.json, report.md, confusion_matrix.png and reliability.png in `out` (and, for a
+    multi-label run, reliability_per_label.png)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(markdown(report))
     plot_confusion(report, out / "confusion_matrix.png")
     plot_reliability(report, out / "reliability.png")
+    if report.get("multi_label"):
+        plot_multi_label_reliability(report, out / "reliability_per_label.png")
 
 
 def _change(a: Any, b: Any) -> str:

@@ -2,13 +2,16 @@
 
 A function decides each answer; every request body is recorded. Helpers build the usual answers:
 logprobs over label codes, no logprobs, errors with Retry-After, delays, hangs, a body that stops
-half-way, malformed JSON. `BlackHole` is a port that accepts connections and never answers.
+half-way, malformed JSON, a JSON distribution without logprobs, a structured multi-label answer
+with per-token logprobs. `ReadingModel` answers from the prompt as a model would (with a position
+bias if asked). `BlackHole` is a port that accepts connections and never answers.
 """
 
 import asyncio
 import contextlib
 import json
 import math
+import re
 import socket
 import threading
 import time
@@ -78,6 +81,112 @@ def completion(
         ],
         "usage": {"prompt_tokens": 321, "completion_tokens": 1, "total_tokens": 322},
     }
+
+
+def tokens_completion(tokens: list[tuple[str, list[tuple[str, float]]]]) -> dict:
+    """A completion whose answer is the tokens' concatenation, each token with its (token,
+    probability) alternatives: what a structured answer with logprobs looks like."""
+    body = completion("".join(t for t, _ in tokens), None)
+    body["choices"][0]["logprobs"] = {
+        "content": [
+            {
+                "token": token,
+                "logprob": math.log(dict(top).get(token, top[0][1])),
+                "bytes": list(token.encode()),
+                "top_logprobs": [
+                    {"token": t, "logprob": math.log(p), "bytes": list(t.encode())} for t, p in top
+                ],
+            }
+            for token, top in tokens
+        ]
+    }
+    body["choices"][0]["finish_reason"] = "stop"
+    body["usage"]["completion_tokens"] = len(tokens)
+    return body
+
+
+def json_reply(probabilities: dict[str, float]) -> Reply:
+    """A model without logprobs answering with a JSON distribution (code -> probability)."""
+    return Reply(body=completion(json.dumps(probabilities), None))
+
+
+def yes_no_reply(p_yes: dict[str, float]) -> Reply:
+    """A structured multi-label answer {"A": "yes", ...}: each value token carries the logprobs
+    of "yes" and "no" (P(yes) = p_yes[code]); the answered value is the likelier one."""
+    tokens: list[tuple[str, list[tuple[str, float]]]] = [('{"', [('{"', 1.0)])]
+    for i, (code, p) in enumerate(p_yes.items()):
+        top = sorted([("yes", max(p, 1e-6)), ("no", max(1 - p, 1e-6))], key=lambda t: -t[1])
+        tokens += [
+            (code, [(code, 1.0)]),
+            ('": "', [('": "', 1.0)]),
+            (top[0][0], top),
+            ('", "' if i < len(p_yes) - 1 else '"}', [('"', 1.0)]),
+        ]
+    return Reply(body=tokens_completion(tokens))
+
+
+def _text_of(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, list):  # content parts (text and images)
+        return "\n".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return content or ""
+
+
+@dataclass
+class ReadingModel:
+    """Answers from the prompt like a (small) model: a label's logit is `weight` per mention of
+    its name in the document, plus `bias` for the first code listed (position bias: it wins
+    unless the evidence is strong). Answers in the format the prompt asks for: a code with
+    logprobs, a JSON distribution, or a JSON yes/no per code with per-token logprobs; with
+    `logprobs=False` it ignores the logprobs parameter, as Anthropic's or Vertex's models do."""
+
+    bias: float = 0.0
+    weight: float = 1.2
+    logprobs: bool = True
+    multi_label_offset: float = 1.5  # P(yes) = sigmoid(weight * mentions - offset)
+
+    def scores(self, request: dict[str, Any]) -> tuple[list[str], list[float]]:
+        """(codes in listed order, logits)."""
+        text = "\n".join(_text_of(m) for m in request["messages"])
+        listed = re.findall(r"^([A-Z0-9]): ([^:\n]+): ", text.split("Rules:")[0], re.MULTILINE)
+        document = text.split("<document>\n", 1)[-1].split("\n</document>", 1)[0].lower()
+        codes, logits = [], []
+        for position, (code, label) in enumerate(listed):
+            mentions = len(re.findall(rf"\b{re.escape(label.lower())}\b", document))
+            codes.append(code)
+            logits.append(self.weight * mentions + (self.bias if position == 0 else 0.0))
+        return codes, logits
+
+    def __call__(self, request: dict[str, Any]) -> Reply:
+        codes, logits = self.scores(request)
+        text = "\n".join(_text_of(m) for m in request["messages"])
+        if '"yes"' in text.rsplit("</document>", 1)[-1]:
+            p_yes = {
+                c: 1 / (1 + math.exp(-(x - self.multi_label_offset)))
+                for c, x in zip(codes, logits, strict=True)
+            }
+            if self.logprobs:
+                return yes_no_reply(p_yes)
+            return Reply(
+                body=completion(
+                    json.dumps({c: "yes" if p >= 0.5 else "no" for c, p in p_yes.items()}), None
+                )
+            )
+        top = max(logits)
+        weights = [math.exp(x - top) for x in logits]
+        probabilities = {c: w / sum(weights) for c, w in zip(codes, weights, strict=True)}
+        if "JSON object" in text.rsplit("</document>", 1)[-1]:
+            if "judged on its own" in text:  # multi-label probabilities
+                return json_reply(
+                    {
+                        c: round(1 / (1 + math.exp(-(x - self.multi_label_offset))), 4)
+                        for c, x in zip(codes, logits, strict=True)
+                    }
+                )
+            return json_reply({c: round(p, 4) for c, p in probabilities.items()})
+        ranked = sorted(probabilities.items(), key=lambda t: -t[1])
+        wants = request.get("logprobs") and self.logprobs
+        return Reply(body=completion(ranked[0][0], ranked if wants else None))
 
 
 def codes_reply(probabilities: list[float], codes: str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ") -> Reply:

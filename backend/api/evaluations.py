@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.api.pagination import PageDep, Paginated, paginate
 from backend.classification.schema import SchemaItem, schema_json, validate_schema
-from backend.classification.spec import ModeFields, inline_spec
+from backend.classification.spec import ModeFields, Modes, inline_spec
 from backend.classifiers import service as classifiers
 from backend.deps import CurrentAccount, RequireScope, SessionDep, StateDep, check_classifier
 from backend.documents.page_range import parse_page_range
@@ -27,7 +27,24 @@ MIN_CALIBRATION_ITEMS = 5
 
 class ItemIn(BaseModel):
     document_id: str = Field(max_length=64)
-    expected_label: str = Field(min_length=1, max_length=200)
+    expected_label: str | None = Field(default=None, min_length=1, max_length=200)
+    expected_labels: list[str] | None = Field(
+        default=None,
+        max_length=200,
+        description="multi_label evaluations: every label the document is (may be empty)",
+    )
+
+    @model_validator(mode="after")
+    def _one_answer(self) -> "ItemIn":
+        if (self.expected_label is None) == (self.expected_labels is None):
+            raise ValueError("give exactly one of expected_label and expected_labels")
+        return self
+
+    @property
+    def expected(self) -> list[str]:
+        return (
+            [self.expected_label] if self.expected_label is not None else self.expected_labels or []
+        )
 
 
 class EvaluationIn(ModeFields):
@@ -54,6 +71,7 @@ class Started(BaseModel):
 class ItemOut(BaseModel):
     document_id: str
     expected_label: str
+    expected_labels: list[str] | None = None
     predicted_label: str | None
     confidence_scores: dict[str, float] | None
     status: str
@@ -168,7 +186,9 @@ async def start_evaluation(
         )
     labels, model, page_range = spec.labels, spec.model, spec.page_range
     names = {s.label for s in labels}
-    unknown = sorted({i.expected_label for i in body.items} - names)
+    unknown = sorted({label for i in body.items for label in i.expected} - names)
+    if not spec.modes.multi_label and any(i.expected_labels is not None for i in body.items):
+        raise InvalidRequest("expected_labels needs multi_label: true; give expected_label.")
     if unknown:
         raise InvalidRequest(f"Expected labels not in the schema: {', '.join(unknown[:10])}.")
     ids = list({i.document_id for i in body.items})
@@ -218,7 +238,8 @@ async def start_evaluation(
                 evaluation_id=evaluation.id,
                 position=position,
                 document_id=item.document_id,
-                expected_label=item.expected_label,
+                expected_label=item.expected[0] if item.expected else "",
+                expected_labels=item.expected if spec.modes.multi_label else None,
             )
         )
     await runner.enqueue(state, session, evaluation.id)
@@ -288,6 +309,8 @@ async def fit_calibration(
     evaluation = await _get(session, account.id, evaluation_id)
     if evaluation.status != "completed" or not evaluation.classifier_id:
         raise InvalidRequest("Calibration needs a completed evaluation of a saved classifier.")
+    if Modes.from_stored(evaluation.modes).multi_label:
+        raise InvalidRequest("Temperature calibration fits single-label runs, not multi_label.")
     completed = (
         await session.exec(
             select(func.count()).where(

@@ -80,6 +80,11 @@ class ModelInfo:
     supports_multi_label: bool = False
     supports_vision: bool = False
     debias_methods: tuple[str, ...] = ()
+    # False when the server cannot use the model (e.g. no credential): listed, but refused.
+    available: bool = True
+    unavailable_reason: str | None = None
+    # What each debias method costs beyond a plain classification, in words (for /v1/models).
+    debias_costs: dict[str, str] = field(default_factory=dict)
 
 
 class Backend(ABC):

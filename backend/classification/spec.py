@@ -90,7 +90,10 @@ class ModeFields(BaseModel):
 
 
 def check_modes(modes: Modes, info: ModelInfo) -> None:
-    """Refuse (400) a mode the model cannot serve, before any work or charge."""
+    """Refuse (400) a mode the model cannot serve, or a model this server cannot use, before any
+    work or charge."""
+    if not info.available:
+        raise InvalidRequest(f"Model '{info.name}' is unavailable: {info.unavailable_reason}.")
     if modes.multi_label and not info.supports_multi_label:
         raise InvalidRequest(f"Model '{info.name}' does not support multi_label.")
     if modes.input_mode in ("image", "text+image") and not info.supports_vision:

@@ -264,3 +264,43 @@ def calibration_estimate(
         "ece_after_cv": scores_ece(expected, calibrated),
         "folds": folds,
     }
+
+
+def multi_label_summary(
+    labels: list[str],
+    expected: Sequence[Sequence[str]],
+    scores: Sequence[Scores],
+    threshold: float = 0.5,
+) -> dict[str, Any] | None:
+    """Multi-label metrics: a label is predicted when its independent probability reaches the
+    threshold. Micro F1 (over every label decision), macro F1 (mean over labels), exact match
+    (the predicted set is the expected set), per-label precision/recall/F1/support and a
+    reliability table per label (probability vs how often the label was right)."""
+    if not expected:
+        return None
+    truth = np.array([[label in set(e) for label in labels] for e in expected], dtype=int)
+    probs = np.array([[s.get(label, 0.0) for label in labels] for s in scores], dtype=float)
+    predicted = (probs >= threshold).astype(int)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth, predicted, average=None, zero_division=0
+    )
+    micro = precision_recall_fscore_support(truth, predicted, average="micro", zero_division=0)
+    return {
+        "threshold": threshold,
+        "micro_f1": round(float(micro[2]), DIGITS),
+        "macro_f1": round(float(np.mean(f1)), DIGITS),
+        "exact_match": round(float(np.mean((truth == predicted).all(axis=1))), DIGITS),
+        "per_label": {
+            label: {
+                "precision": round(float(precision[i]), DIGITS),
+                "recall": round(float(recall[i]), DIGITS),
+                "f1": round(float(f1[i]), DIGITS),
+                "support": int(support[i]),
+            }
+            for i, label in enumerate(labels)
+        },
+        "reliability_per_label": {
+            label: reliability(probs[:, i].tolist(), truth[:, i].astype(bool).tolist())
+            for i, label in enumerate(labels)
+        },
+    }

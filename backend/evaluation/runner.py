@@ -25,7 +25,7 @@ from backend.classification.service import run_classification
 from backend.classification.spec import ModeFields, Modes, RunSpec, inline_spec
 from backend.classifiers import service as classifiers
 from backend.errors import ApiError
-from backend.evaluation.metrics import summarize
+from backend.evaluation.metrics import multi_label_summary, summarize
 from backend.models import Account, Classification, Evaluation, EvaluationItem, utcnow
 from backend.queue import task
 from backend.state import AppState
@@ -253,6 +253,12 @@ async def finish(state: AppState, evaluation_id: str, spec: RunSpec) -> None:
             cost_usd=cost_usd,
             failed=len(items) - len(completed),
         )
+        if spec.modes.multi_label:
+            metrics["multi_label"] = multi_label_summary(
+                labels,
+                [i.expected_labels or [] for i in completed],
+                [i.confidence_scores or {} for i in completed],
+            )
         if evaluation.classifier_id:
             # Items that are also the classifier's examples flatter a trained model: say how many.
             example_documents = {e.document_id for e in spec.examples}

@@ -3,6 +3,8 @@
     python -m bench.local_llm.eval_gemma                 # all 134 documents
     python -m bench.local_llm.eval_gemma --text-layer    # only files with a text layer
     python -m bench.local_llm.eval_gemma --base-url http://127.0.0.1:8081/v1   # a running server
+    python -m bench.local_llm.eval_gemma --per-label 4 --debias none,contextual,permutations \
+        --out local_llm_debias   # the same documents under each debias method (issue 25)
 
 Without --base-url it starts bench/local_llm/start_server.sh on a free port and stops it at the
 end. Texts come from DocSift's own extraction (OCR included), cached by bench.dataset. Writes
@@ -35,6 +37,8 @@ from bench.harness import REPO, free_port, wait_healthy, write_result
 SCHEMA = REPO / "evals" / "schemas" / "five_way.json"
 SCRIPT = Path(__file__).resolve().parent / "start_server.sh"
 MODEL = "gemma3-270m"
+# Figures repeated at the top level of a multi-method result (from the first method's run).
+SHOWN = ("accuracy", "majority_baseline")
 
 
 @contextmanager
@@ -65,7 +69,15 @@ def text_layer_files() -> set[str]:
     return {str(DATASET / r["file"]) for r in rows if "text layer" in r["notes"]}
 
 
-async def evaluate(base_url: str, items: list, labels: list[LabelSpec]) -> dict:
+async def evaluate(
+    base_url: str,
+    items: list,
+    labels: list[LabelSpec],
+    *,
+    debias: str = "none",
+    permutations: int = 3,
+    backend: LiteLLMBackend | None = None,
+) -> dict:
     settings = Settings(
         _env_file=None,
         models=[
@@ -81,7 +93,7 @@ async def evaluate(base_url: str, items: list, labels: list[LabelSpec]) -> dict:
         model_timeout_seconds=300,
         model_total_timeout_seconds=600,
     )
-    backend = LiteLLMBackend(settings)
+    backend = backend or LiteLLMBackend(settings)
     await backend.startup()
     names = [s.label for s in labels]
     expected, predicted, scores, durations, rows = [], [], [], [], []
@@ -89,7 +101,13 @@ async def evaluate(base_url: str, items: list, labels: list[LabelSpec]) -> dict:
     tokens = [0, 0]
     failures: list[dict] = []
     for index, item in enumerate(items, 1):
-        request = ClassifyRequest(model=MODEL, labels=labels, pages=item.pages or [""])
+        request = ClassifyRequest(
+            model=MODEL,
+            labels=labels,
+            pages=item.pages or [""],
+            debias=debias,
+            permutations=permutations,
+        )
         started = time.perf_counter()
         try:
             result = await backend.classify(request)
@@ -121,6 +139,7 @@ async def evaluate(base_url: str, items: list, labels: list[LabelSpec]) -> dict:
             f"{distribution[result.label]:.3f} ({seconds:.1f} s)",
             flush=True,
         )
+    await backend.shutdown()
     metrics = summarize(
         names,
         expected,
@@ -153,6 +172,11 @@ def main() -> None:
     parser.add_argument("--base-url", help="a running llama.cpp server's /v1 URL")
     parser.add_argument("--text-layer", action="store_true", help="only digital documents")
     parser.add_argument("--limit", type=int, help="the first N documents (smoke runs)")
+    parser.add_argument("--per-label", type=int, help="the first N documents of each label")
+    parser.add_argument(
+        "--debias", default="none", help="comma-separated: none, contextual, permutations"
+    )
+    parser.add_argument("--permutations", type=int, default=5, help="k for permutations")
     parser.add_argument("--out", default="local_llm", help="name of the bench/results file")
     args = parser.parse_args()
     labels = [LabelSpec(s["label"], s["description"]) for s in json.loads(SCHEMA.read_text())]
@@ -160,11 +184,23 @@ def main() -> None:
     if args.text_layer:
         digital = text_layer_files()
         items = [item for item in items if str(item.path) in digital]
+    if args.per_label:
+        seen: Counter[str] = Counter()
+        items = [i for i in items if (seen.update([i.label]) or seen[i.label]) <= args.per_label]
     items = items[: args.limit] if args.limit else items
+    methods = args.debias.split(",")
     with llama_server(args.base_url) as (base_url, startup):
         started = time.monotonic()
-        result = asyncio.run(evaluate(base_url, items, labels))
+        results = {
+            method: asyncio.run(
+                evaluate(base_url, items, labels, debias=method, permutations=args.permutations)
+            )
+            for method in methods
+        }
         wall = time.monotonic() - started
+    result = results[methods[0]]
+    if len(methods) > 1:
+        result = {"debias": results, "n": result["n"], **{k: result[k] for k in SHOWN}}
     data = {
         "model": "Gemma 3 270M (gemma-3-270m-q4_k_m.gguf) via llama-cpp-python server",
         "litellm_model": "openai/gemma3",
@@ -175,12 +211,16 @@ def main() -> None:
         "cpu_cores": os.cpu_count(),
         **result,
     }
+    if len(methods) > 1:
+        data["permutations"] = args.permutations
     path = write_result(args.out, data)
-    print(
-        f"accuracy {data['accuracy']} over {data['n']} documents "
-        f"(majority baseline {data['majority_baseline']['accuracy']}), "
-        f"p50 {data['latency_p50']} s; wrote {path}"
-    )
+    for method, r in results.items():
+        print(
+            f"{method}: accuracy {r['accuracy']} ECE {r['ece']} over {r['n']} documents "
+            f"(majority baseline {r['majority_baseline']['accuracy']}), "
+            f"predicted {r['predicted_distribution']}, p50 {r['latency_p50']} s"
+        )
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,11 @@ these tests exercise the backend's own logic; the HTTP path is covered end to en
 """
 
 import asyncio
+import json
 import math
 import random
 import re
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -20,7 +22,7 @@ from backend.backends.llm.confidence import round_distribution
 from backend.config import ModelConfig, Settings
 from backend.errors import ModelError
 
-CODES_LINE = re.compile(r"Answer with one code: (.+)$")
+CODES_LINE = re.compile(r"(?:Answer with one code|for the codes): (.+)$")
 
 
 def make_backend(**overrides) -> LiteLLMBackend:
@@ -41,9 +43,12 @@ def code_of(messages: list[dict[str, str]], label: str) -> str | None:
 class Model:
     """Stands in for client.complete: answers with logprobs (or samples) and records each call."""
 
-    def __init__(self, answer, *, logprobs: bool = True, choices: int | None = None) -> None:
+    def __init__(
+        self, answer, *, logprobs: bool = True, choices: int | None = None, writes_json=True
+    ) -> None:
         self.answer = answer  # messages -> {code: probability}
         self.logprobs = logprobs
+        self.writes_json = writes_json
         self.choices = choices
         self.calls: list[dict] = []
 
@@ -53,15 +58,19 @@ class Model:
         best = max(probabilities, key=probabilities.get)
         top = [(code, math.log(p)) for code, p in probabilities.items() if p > 0]
         n = kwargs.get("n", 1)
+        asked_json = "JSON object" in messages[-1]["content"]
         completion = client.Completion(
-            text=best,
+            text=json.dumps(probabilities) if asked_json and self.writes_json else best,
             top_logprobs=top if self.logprobs and kwargs["logprobs"] else None,
             samples=[best] * (n if self.choices is None else min(self.choices, n)),
             prompt_tokens=10,
             completion_tokens=1,
         )
         if kwargs.get("check"):
-            kwargs["check"](completion)
+            try:
+                kwargs["check"](completion)
+            except client.JunkAnswer as error:  # as client.complete ends after its retries
+                raise ModelError("junk") from error
         return completion
 
 
@@ -113,23 +122,44 @@ def test_any_label_count_and_window_give_a_distribution_with_the_right_winner(
     assert (len(model.calls) > 1) == grouped
 
 
-async def test_a_model_without_logprobs_is_sampled_and_remembered():
-    backend = make_backend()
+async def test_a_model_without_logprobs_answers_json_remembered_then_reprobed(monkeypatch):
+    backend = make_backend(logprobs_reprobe_seconds=100)
     labels = [LabelSpec("a", ""), LabelSpec("b", ""), LabelSpec("c", "")]
-    model = Model(lambda m: {"B": 0.7, "A": 0.3}, logprobs=False)
+    model = Model(lambda m: {"B": 0.7, "A": 0.2, "C": 0.1}, logprobs=False)
     first = await classify(backend, model, labels, pages=["x"])
-    assert first.confidence_method == "sampling" and first.label == "b"
+    assert first.confidence_method == "verbalized" and first.label == "b"
+    assert first.scores == pytest.approx({"a": 0.2, "b": 0.7, "c": 0.1})
     assert [c["logprobs"] for c in model.calls] == [True, False]
-    assert model.calls[1]["n"] == 5 and model.calls[1]["temperature"] == 1.0
+    assert model.calls[1]["response_format"]["json_schema"]["name"] == "label_distribution"
+    assert backend.models()[-1].confidence_method == "verbalized"
     model.calls.clear()
     again = await classify(backend, model, labels, pages=["x"])
-    assert again.confidence_method == "sampling"
+    assert again.confidence_method == "verbalized"
     assert [c["logprobs"] for c in model.calls] == [False]  # no wasted logprobs call
+    # Once the re-probe time has passed, logprobs are asked for again, and used if they come.
+    clock = time.monotonic() + 101
+    monkeypatch.setattr(time, "monotonic", lambda: clock)
+    model.logprobs = True
+    model.calls.clear()
+    back = await classify(backend, model, labels, pages=["x"])
+    assert back.confidence_method == "logprobs" and [c["logprobs"] for c in model.calls] == [True]
+    assert backend.models()[-1].confidence_method == "logprobs"
+
+
+async def test_a_model_that_writes_no_json_is_sampled_as_the_last_resort():
+    backend = make_backend()
+    labels = [LabelSpec("a", ""), LabelSpec("b", ""), LabelSpec("c", "")]
+    model = Model(lambda m: {"B": 0.7, "A": 0.3}, logprobs=False, writes_json=False)
+    first = await classify(backend, model, labels, pages=["x"])
+    assert first.confidence_method == "sampling" and first.label == "b"
+    # logprobs refused, JSON junk (after the client's retries), then five samples in one call
+    assert [c.get("n", 1) for c in model.calls] == [1, 1, 5]
+    assert model.calls[-1]["temperature"] == 1.0
 
 
 async def test_a_server_that_ignores_n_is_asked_again_for_the_missing_samples():
     backend = make_backend(
-        models=[ModelConfig(name="m", litellm_model="openai/m", supports_logprobs=False)]
+        models=[ModelConfig(name="m", litellm_model="openai/m", confidence_method="sampling")]
     )
     model = Model(lambda m: {"A": 1.0}, logprobs=False, choices=1)
     result = await classify(backend, model, [LabelSpec("a", ""), LabelSpec("b", "")], pages=["x"])

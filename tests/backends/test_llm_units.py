@@ -19,8 +19,13 @@ from backend.backends.llm.backend import EXAMPLE_TOKENS, fit_examples
 from backend.backends.llm.budget import allocate, count_tokens, fit_pages
 from backend.backends.llm.confidence import (
     NoCodeInAnswer,
+    average,
     code_probabilities,
     combine_groups,
+    divide_prior,
+    divide_prior_binary,
+    from_verbalized,
+    multi_label_probabilities,
     round_distribution,
 )
 from backend.backends.llm.label_codes import assign_codes, encoder_for, tiktoken_encoder
@@ -353,3 +358,60 @@ def test_grouped_scores_are_a_distribution_over_all_labels(groups, data):
     combined = round_distribution(combine_groups(within, final))
     assert set(combined) == {label for w in within for label in w}
     assert abs(sum(combined.values()) - 1) <= 0.001 and all(0 <= p <= 1 for p in combined.values())
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"A": 0.2, "B": 0.8}', {"A": 0.2, "B": 0.8, "C": 0.0}),
+        ('```json\n{"a": 20, " B ": 60, "C": 20}\n```', {"A": 0.2, "B": 0.6, "C": 0.2}),
+        ('Sure: {"B": 0.5, "C": 1.5}', {"A": 0.0, "B": 0.25, "C": 0.75}),  # 1.5: percentages
+    ],
+)
+def test_verbalized_json_is_normalized(text, expected):
+    assert from_verbalized(text, ["A", "B", "C"]) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "B",
+        '["A"]',
+        '{"A": "0.5"}',
+        '{"A": -0.1}',
+        '{"Q": 1}',
+        '{"A": 0}',
+        '{"A": 500}',
+        "{A: 1}",
+    ],
+)
+def test_verbalized_junk_is_refused(text):
+    with pytest.raises(NoCodeInAnswer):
+        from_verbalized(text, ["A", "B"])
+
+
+def test_multi_label_reads_each_value_tokens_logprobs_however_tokenized():
+    lp = math.log
+    tokens = [
+        ('{"', [('{"', 0.0)]),
+        ("A", [("A", 0.0)]),
+        ('":"', [('":"', 0.0)]),
+        ("yes", [("yes", lp(0.6)), ("no", lp(0.3)), ("Yes", lp(0.1))]),
+        ('","B":', [('","B":', 0.0)]),
+        (' "no', [(' "no', lp(0.8)), (' "yes', lp(0.2))]),  # quote merged into the value token
+        ('"}', [('"}', 0.0)]),
+    ]
+    assert multi_label_probabilities(tokens, ["A", "B"]) == pytest.approx({"A": 0.7, "B": 0.2})
+    with pytest.raises(NoCodeInAnswer, match="C"):
+        multi_label_probabilities(tokens, ["A", "B", "C"])
+
+
+def test_contextual_division_and_permutation_average():
+    prior = {"a": 0.8, "b": 0.1, "c": 0.1}
+    corrected = divide_prior({"a": 0.6, "b": 0.3, "c": 0.1}, prior)
+    assert max(corrected, key=corrected.get) == "b"
+    assert sum(corrected.values()) == pytest.approx(1)
+    assert divide_prior({"a": 0.5, "b": 0.5}, {"a": 0.5, "b": 0.5}) == {"a": 0.5, "b": 0.5}
+    assert divide_prior_binary(0.7, 0.7) == pytest.approx(0.5)
+    assert average([{"a": 1.0, "b": 0.0}, {"a": 0.0, "b": 1.0}]) == {"a": 0.5, "b": 0.5}

@@ -173,3 +173,32 @@ def test_calibration_estimate_is_out_of_sample():
     assert (
         summarize(LABELS, expected[:9], predicted[:9], scores[:9])["calibration_estimate"] is None
     )
+
+
+def test_multi_label_metrics_and_per_label_reliability_plot(tmp_path):
+    from backend.evaluation.metrics import multi_label_summary
+    from evals.report import plot_multi_label_reliability
+
+    labels = ["nda", "dpa", "invoice"]
+    expected = [["nda", "dpa"], ["invoice"], ["nda"], []]
+    scores = [
+        {"nda": 0.9, "dpa": 0.7, "invoice": 0.1},  # exact
+        {"nda": 0.6, "dpa": 0.1, "invoice": 0.8},  # nda is a false positive
+        {"nda": 0.4, "dpa": 0.2, "invoice": 0.1},  # nda missed
+        {"nda": 0.1, "dpa": 0.1, "invoice": 0.1},  # exact (nothing)
+    ]
+    summary = multi_label_summary(labels, expected, scores)
+    assert summary["exact_match"] == 0.5
+    assert summary["per_label"]["nda"] == {
+        "precision": 0.5,
+        "recall": 0.5,
+        "f1": 0.5,
+        "support": 2,
+    }
+    # micro: TP 3 (nda, dpa, invoice), FP 1, FN 1 -> F1 0.75; macro: (0.5 + 1 + 1) / 3
+    assert summary["micro_f1"] == 0.75 and summary["macro_f1"] == pytest.approx(2.5 / 3, abs=1e-4)
+    bins = summary["reliability_per_label"]["nda"]
+    assert sum(r["count"] for r in bins) == 4
+    path = tmp_path / "per_label.png"
+    plot_multi_label_reliability({"model": "m", "multi_label": summary}, path)
+    assert path.read_bytes()[:4] == b"\x89PNG"

@@ -39,6 +39,8 @@ class Completion:
     text: str
     top_logprobs: list[tuple[str, float]] | None  # alternatives for the first answer token
     samples: list[str] = field(default_factory=list)  # every choice's text (n > 1: sampling)
+    # Every answer token with its top alternatives (structured answers read several tokens).
+    tokens: list[tuple[str, list[tuple[str, float]]]] | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float | None = None
@@ -46,6 +48,10 @@ class Completion:
 
 class JunkAnswer(Exception):
     """The model answered, but not with anything DocSift can read."""
+
+
+class CredentialError(Exception):
+    """The provider refused the credential (or none was configured): asking again cannot help."""
 
 
 class DeadlineExceeded(TimeoutError):
@@ -93,8 +99,18 @@ async def close() -> None:
         cache.flush_cache()
 
 
+def is_credential_error(error: BaseException) -> bool:
+    """401/403 from the provider, or the SDK refusing to call without a key (LiteLLM reports a
+    missing OPENAI_API_KEY as a connection error, which would otherwise be retried)."""
+    lib = litellm()
+    if isinstance(error, (CredentialError, lib.AuthenticationError, lib.PermissionDeniedError)):
+        return True
+    text = str(error).lower()
+    return "missing credentials" in text or "api_key client option must be set" in text
+
+
 def _retryable(error: BaseException) -> bool:
-    if isinstance(error, DeadlineExceeded):
+    if isinstance(error, DeadlineExceeded) or is_credential_error(error):
         return False
     if isinstance(error, (JunkAnswer, TimeoutError)):
         return True
@@ -176,10 +192,17 @@ def _parse(response: Any) -> Completion:
         top = None
         logprobs = getattr(first, "logprobs", None)
         content = getattr(logprobs, "content", None) if logprobs is not None else None
+        tokens = None
         if content:
-            top = [(alt.token, float(alt.logprob)) for alt in content[0].top_logprobs or []]
-            if not top:  # the answered token alone: still a (coarse) distribution
-                top = [(content[0].token, float(content[0].logprob))]
+            tokens = [
+                (
+                    item.token,
+                    [(alt.token, float(alt.logprob)) for alt in item.top_logprobs or []]
+                    or [(item.token, float(item.logprob))],  # the answered token alone
+                )
+                for item in content
+            ]
+            top = tokens[0][1]
         samples = [c.message.content or "" for c in choices]
         usage = getattr(response, "usage", None)
     except (AttributeError, IndexError, TypeError, ValueError) as error:
@@ -189,6 +212,7 @@ def _parse(response: Any) -> Completion:
         text=text,
         top_logprobs=top,
         samples=samples,
+        tokens=tokens,
         prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
         completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
         cost_usd=cost,
@@ -218,6 +242,7 @@ async def complete(
     temperature: float = 0.0,
     check: Callable[[Completion], None] | None = None,
     deadline_at: float | None = None,
+    response_format: dict[str, Any] | None = None,
 ) -> Completion:
     """One answer (or n samples), retried as the module docstring says.
 
@@ -237,6 +262,8 @@ async def complete(
         params.update(logprobs=True, top_logprobs=top_logprobs)
     if n > 1:
         params["n"] = n
+    if response_format is not None:
+        params["response_format"] = response_format
     if options.api_base:
         params["api_base"] = options.api_base
     if options.api_key:
@@ -301,8 +328,23 @@ def _safe_reason(error: BaseException | None) -> str:
     return type(error).__name__ + (f" (HTTP {status})" if status else "")
 
 
+def credential_hint(model: str) -> str:
+    """Where a model's credential comes from, for messages (never the credential itself)."""
+    bare = model.rsplit("/", 1)[-1]
+    if "/" not in model and bare.startswith(("gpt-", "o1", "o3", "o4")):
+        return "OPENAI_API_KEY"
+    return "the model's api_key in DOCSIFT_MODELS"
+
+
 def _describe(error: BaseException, options: CallOptions, attempts: int) -> str:
     tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+    if is_credential_error(error):
+        status = getattr(error, "status_code", None)
+        refused = f"refused the credential ({status})" if status else "has no credential"
+        return (
+            f"Model '{options.model}': the provider {refused} ({tries}, not retried); check "
+            f"{credential_hint(options.model)} on the DocSift server."
+        )
     if isinstance(error, TimeoutError):
         return f"Model '{options.model}' did not answer within the time limit ({tries})."
     if isinstance(error, JunkAnswer):

@@ -11,13 +11,19 @@ from functools import lru_cache
 from pathlib import Path
 
 # What each template must use, exactly: a typo in a template fails loudly at start-up.
+# How the model answers (see confidence.py): one code, a JSON distribution, JSON yes/no per code
+# (multi-label, read through logprobs), JSON probability per code (multi-label without them).
+ANSWERS = ("code", "distribution", "multi_label", "multi_label_distribution")
+
 REQUIRED: dict[str, set[str]] = {
-    "classify.system": {"categories", "instructions"},
-    "classify.user": {"examples", "document", "codes"},
+    "classify.system": {"categories", "instructions", "reply"},
+    "classify.user": {"examples", "document", "ask"},
     "classify.category": {"code", "label", "description"},
     "classify.instructions": {"instructions"},
     "classify.example": {"code", "text"},
     "classify.examples": {"examples"},
+    **{f"answer.{a}.reply": set() for a in ANSWERS},
+    **{f"answer.{a}.ask": {"codes"} for a in ANSWERS},
 }
 
 # Any opening or closing tag of the blocks the templates use, however spaced or attributed.
@@ -83,9 +89,12 @@ def render_classify(
     pages: list[tuple[int, str]],
     instructions: str | None,
     examples: list[tuple[str, str]],
+    answer: str = "code",
 ) -> tuple[str, str]:
-    """(system, user) messages for one classification call. `examples` are (code, text) pairs."""
+    """(system, user) messages for one classification call. `examples` are (code, text) pairs;
+    `answer` is one of ANSWERS."""
     t = load_templates(str(folder))
+    codes = ", ".join(lab.code for lab in labels)
     categories = "\n".join(
         t["classify.category"].render(
             code=lab.code, label=lab.label, description=" ".join(lab.description.split())
@@ -97,6 +106,7 @@ def render_classify(
         instructions=t["classify.instructions"].render(instructions=instructions.strip())
         if instructions and instructions.strip()
         else "",
+        reply=t[f"answer.{answer}.reply"].render(),
     )
     document = "\n\n".join(f"--- Page {n} ---\n{fence(text).strip()}" for n, text in pages)
     rendered_examples = ""
@@ -108,6 +118,8 @@ def render_classify(
             )
         )
     user = t["classify.user"].render(
-        examples=rendered_examples, document=document, codes=", ".join(lab.code for lab in labels)
+        examples=rendered_examples,
+        document=document,
+        ask=t[f"answer.{answer}.ask"].render(codes=codes),
     )
     return system, user
