@@ -1,7 +1,7 @@
 """Models this server offers."""
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from backend.deps import BackendsDep, CurrentAccount, SettingsDep
 
@@ -15,6 +15,12 @@ class ModelOut(BaseModel):
     confidence_method: str
     trainable: bool
     description: str
+    supports_vision: bool = Field(
+        default=False, description="Takes page images (input_mode image, text+image, auto)"
+    )
+    credits_per_image_page: int | None = Field(
+        default=None, description="Credits for a page sent as an image (vision models only)"
+    )
 
 
 class ModelsOut(BaseModel):
@@ -36,6 +42,8 @@ async def list_models(
                 confidence_method=m.confidence_method,
                 trainable=m.trainable,
                 description=m.description,
+                supports_vision=m.supports_vision,
+                credits_per_image_page=m.image_page_credits if m.supports_vision else None,
             )
             for m in backends.models()
         ],

@@ -5,8 +5,6 @@ stored as `<account>/derived/<document>/page-<n>.png`; later requests, whatever 
 detail they send it at, read the stored file.
 """
 
-import math
-
 import pymupdf
 from anyio import to_thread
 
@@ -29,7 +27,10 @@ def _dpi(width_pt: float, height_pt: float) -> float:
 
 
 def _size(width_pt: float, height_pt: float, dpi: float) -> tuple[int, int]:
-    return max(1, math.floor(width_pt * dpi / 72)), max(1, math.floor(height_pt * dpi / 72))
+    """The pixmap size MuPDF renders (its own rounding of the scaled page)."""
+    scale = dpi / 72
+    box = (pymupdf.Rect(0, 0, width_pt, height_pt) * pymupdf.Matrix(scale, scale)).irect
+    return box.width, box.height
 
 
 def image_path(document: Document, page: int) -> str:

@@ -33,7 +33,11 @@ Detail = Literal["low", "high"]
 # it to 512 px and bills a flat base.
 PAGE_BOX = (768, 1024)
 MAX_PAGE_DPI = 200  # small pages (receipts) are not blown up past what a scan holds
-FALLBACK_TOKENS = (85, 170)  # OpenAI gpt-4o: base, per tile
+# OpenAI's published image tokens (base, per 512-px tile), the figures LiteLLM's formula uses:
+# for pricing a model while LiteLLM is not imported yet (model listing at start-up, seconds
+# sooner), and for a LiteLLM without the formula. tests/backends/test_vision.py checks they agree.
+TILE_TOKENS = {"gpt-4o": (85, 170), "gpt-4o-mini": (2833, 5667)}
+FALLBACK_TOKENS = TILE_TOKENS["gpt-4o"]
 
 
 @lru_cache
@@ -76,8 +80,10 @@ def data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
-def _tile_tokens(width: int, height: int, detail: Detail) -> int:
-    base, tile = FALLBACK_TOKENS
+def tile_tokens(litellm_model: str, width: int, height: int, detail: Detail) -> int:
+    """OpenAI's tile formula: the image scaled into 2048 x 2048, then its short side to 768."""
+    bare = litellm_model.rpartition("/")[2]
+    base, tile = TILE_TOKENS.get(bare, FALLBACK_TOKENS)
     if detail == "low":
         return base
     scale = min(1.0, 2048 / max(width, height), 768 / min(width, height))
@@ -89,16 +95,15 @@ def image_tokens(litellm_model: str, png: bytes, detail: Detail) -> int:
     """Prompt tokens the provider bills for one image, by LiteLLM's formula for the model."""
     try:
         from litellm.litellm_core_utils.token_counter import estimate_image_tokens
-    except ImportError:  # an older LiteLLM: OpenAI's gpt-4o tiles
-        return _tile_tokens(*png_size(png), detail)
+    except ImportError:  # an older LiteLLM: OpenAI's tiles
+        return tile_tokens(litellm_model, *png_size(png), detail)
     # LiteLLM reads the size from the first bytes only: the header is enough.
     return int(estimate_image_tokens(litellm_model, data_url(png[:64]), detail))
 
 
-def page_tokens(litellm_model: str, size: tuple[int, int], detail: Detail) -> int:
-    """`image_tokens` for an image of `size` (a header-only PNG stands in for the pixels)."""
-    header = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + struct.pack(">LL", *size)
-    return image_tokens(litellm_model, header + b"\x08\x02\x00\x00\x00", detail)
+def png_header(size: tuple[int, int]) -> bytes:
+    """The first bytes of a PNG of `size`: all a token formula reads."""
+    return b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + struct.pack(">LL", *size) + b"\x08\x02\0\0\0"
 
 
 @dataclass(frozen=True)
@@ -178,7 +183,7 @@ def image_page_cost(litellm_model: str, detail: Detail = "high") -> float | None
     price = model_data(litellm_model).get("input_cost_per_token")
     if price is None:
         return None
-    return page_tokens(litellm_model, letter_page_size(), detail) * float(price)
+    return tile_tokens(litellm_model, *letter_page_size(), detail) * float(price)
 
 
 def letter_page_size() -> tuple[int, int]:
