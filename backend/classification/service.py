@@ -11,7 +11,12 @@ from backend.billing import ledger
 from backend.classification.engine import classify_pages
 from backend.classification.schema import schema_json
 from backend.classification.spec import Modes, RunSpec
-from backend.classification.vision import image_pages, run_pending_ocr, text_pages
+from backend.classification.vision import (
+    image_pages,
+    run_pending_ocr,
+    text_pages,
+    with_example_images,
+)
 from backend.documents.page_images import page_images
 from backend.documents.page_range import parse_page_range
 from backend.documents.queries import get_pages, get_processed_document
@@ -84,6 +89,7 @@ async def run_classification(
     )
     request_id = held.request_id
     try:
+        spec = await with_example_images(state, spec, account.id)
         images = {}
         if held.image_numbers:
             images = await page_images(state, held.document, held.image_numbers)

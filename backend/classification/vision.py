@@ -7,14 +7,17 @@ image of each page without a text layer when the model takes images (its text ot
 import asyncio
 import logging
 import os
+from dataclasses import replace
 
 from anyio import to_thread
 from sqlalchemy.orm import object_session
 from sqlmodel import col, select
 
-from backend.classification.spec import RunSpec
+from backend.classification.spec import ExampleDoc, RunSpec
 from backend.documents import ocr
 from backend.documents.extraction import count_chars, needs_ocr, read_text_layer, readable_chars
+from backend.documents.page_images import page_images
+from backend.errors import ApiError
 from backend.models import Document, Page
 from backend.state import AppState
 
@@ -33,6 +36,35 @@ def image_pages(spec: RunSpec, pages: list[Page], min_text_chars: int) -> list[i
             if p.ocr or p.ocr_pending or needs_ocr(p.text, min_text_chars)
         ]
     return []
+
+
+async def with_example_images(state: AppState, spec: RunSpec, account_id: str) -> RunSpec:
+    """In image mode, the spec with each example's first page as an image (rendered once and
+    cached like any page); an example whose document has no file left keeps its text only."""
+    if spec.modes.input_mode != "image" or not spec.examples or spec.info.trainable:
+        return spec
+    ids = list({e.document_id for e in spec.examples})
+    async with state.sessionmaker() as session:
+        documents = (
+            await session.exec(
+                select(Document).where(
+                    col(Document.id).in_(ids),
+                    Document.account_id == account_id,
+                    col(Document.deleted_at).is_(None),
+                )
+            )
+        ).all()
+    images: dict[str, bytes] = {}
+    for document in documents:
+        try:
+            images[document.id] = (await page_images(state, document, [1]))[1]
+        except ApiError as error:
+            log.info("example %s sent as text: %s", document.id, error.message)
+    examples = [
+        ExampleDoc(e.document_id, replace(e.example, image=images.get(e.document_id)))
+        for e in spec.examples
+    ]
+    return replace(spec, examples=examples)
 
 
 def text_pages(spec: RunSpec, pages: list[Page], images: list[int]) -> list[Page]:

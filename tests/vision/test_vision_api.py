@@ -260,3 +260,44 @@ async def test_text_upload_still_ocrs_at_once_by_default(llm, monkeypatch):
         )
         assert upload.status_code == 201
     assert runs == [1]  # the scan's page only
+
+
+async def test_image_mode_sends_a_classifiers_examples_as_images(llm, fake_server):
+    tenant = await llm.tenant(credits=100)
+    headers = tenant.headers
+    created = await llm.client.post(
+        "/v1/classifiers",
+        json={
+            "name": "forms",
+            "classification_schema": SCHEMA,
+            "query_model": "gpt-4o",
+            "input_mode": "image",
+        },
+        headers=headers,
+    )
+    assert created.status_code == 201, created.text
+    cid = created.json()["classifier_id"]
+    for text, label in (
+        ("Form W-9 Request for Taxpayer Identification", "w9"),
+        (PAGES[0], "invoice"),
+    ):
+        example = await make_document(llm, tenant, [text], with_file=True)
+        added = await llm.client.post(
+            f"/v1/classifiers/{cid}/examples",
+            json={"document_id": example, "label": label},
+            headers=headers,
+        )
+        assert added.status_code in (200, 201), added.text
+    doc = await make_document(
+        llm, tenant, ["Request for Taxpayer Identification Number"], with_file=True
+    )
+    run = await llm.client.post(
+        f"/v1/classifiers/{cid}/run", json={"document_id": doc}, headers=headers
+    )
+    assert run.status_code == 200, run.text
+    sent = fake_server.last_images()
+    assert sorted(i.example for i in sent if i.example) == ["A", "B"]  # invoice: A, w9: B
+    assert [i.page for i in sent if i.example is None] == [1]
+    prompt = fake_server.last_prompt()
+    assert "Form W-9" not in prompt and "Northwind" not in prompt  # examples went as images
+    assert run.json()["usage"]["image_tokens"] == 3 * 765
