@@ -301,3 +301,27 @@ async def test_image_mode_sends_a_classifiers_examples_as_images(llm, fake_serve
     prompt = fake_server.last_prompt()
     assert "Form W-9" not in prompt and "Northwind" not in prompt  # examples went as images
     assert run.json()["usage"]["image_tokens"] == 3 * 765
+
+
+async def test_an_evaluation_in_image_mode_estimates_image_credits(llm, fake_server):
+    tenant = await llm.tenant(credits=1000)
+    doc = await make_document(llm, tenant, PAGES, with_file=True)
+    runs = {}
+    for mode in ("text", "image"):
+        started = await llm.client.post(
+            "/v1/evaluations",
+            json={
+                "classification_schema": SCHEMA,
+                "query_model": "gpt-4o-mini",
+                "input_mode": mode,
+                "items": [{"document_id": doc, "expected_label": "w9"}],
+            },
+            headers=tenant.headers,
+        )
+        assert started.status_code == 202, started.text
+        runs[mode] = started.json()
+    assert runs["text"]["credits_estimate"] == 3 and runs["image"]["credits_estimate"] == 27
+    for mode, run in runs.items():
+        url = f"/v1/evaluations/{run['evaluation_id']}"
+        shown = (await llm.client.get(url, headers=tenant.headers)).json()
+        assert shown["modes"]["input_mode"] == mode  # the console's Compare view tells them apart
