@@ -12,7 +12,7 @@ from backend.backends.llm.images import TILE_TOKENS, image_tokens, png_header, t
 from backend.config import ModelConfig
 from backend.documents import service as documents_service
 from tests.conftest import make_settings, start_harness
-from tests.fake_openai import FakeOpenAI, vision_reply
+from tests.fake_openai import FakeOpenAI, image_parts, vision_reply
 from tests.fixtures.db import make_document
 from tests.fixtures.documents import scanned_pdf, text_pdf
 
@@ -325,3 +325,22 @@ async def test_an_evaluation_in_image_mode_estimates_image_credits(llm, fake_ser
         url = f"/v1/evaluations/{run['evaluation_id']}"
         shown = (await llm.client.get(url, headers=tenant.headers)).json()
         assert shown["modes"]["input_mode"] == mode  # the console's Compare view tells them apart
+
+
+async def test_split_in_image_mode_sends_each_page_as_its_image(llm, fake_server):
+    tenant = await llm.tenant(credits=1000)
+    doc = await make_document(llm, tenant, PAGES, with_file=True)
+    response = await llm.client.post(
+        "/v1/split",
+        json={
+            "document_id": doc,
+            "classification_schema": SCHEMA,
+            "query_model": "gpt-4o",
+            "input_mode": "image",
+        },
+        headers=tenant.headers,
+    )
+    assert response.status_code == 200, response.text
+    pages = sorted(i.page for body in fake_server.requests for i in image_parts(body))
+    assert pages == [1, 2, 3]  # one call per page, each with that page's image only
+    assert all(len(image_parts(body)) == 1 for body in fake_server.requests)
