@@ -31,6 +31,13 @@ class ModelConfig(BaseSettings):
     supports_system_message: bool = True
     input_cost_per_million: float | None = None
     output_cost_per_million: float | None = None
+    # Page images (input_mode image, text+image, auto): None = what LiteLLM's model data says.
+    supports_vision: bool | None = None
+    # Detail page images are sent at while the image budget allows (then low, see
+    # backends/llm/images.fit_images).
+    image_detail: Literal["low", "high"] = "high"
+    # Credits for a page sent as an image; None = derived from LiteLLM's prices (images.py).
+    credits_per_image_page: int | None = None
 
 
 class Settings(BaseSettings):
@@ -55,6 +62,11 @@ class Settings(BaseSettings):
     model_backoff_seconds: float = 0.5
     model_total_timeout_seconds: float = 60.0
     max_prompt_tokens: int = 3000
+    # Page (and example) image tokens one model call may carry, as the provider bills them:
+    # a Letter page at high detail is 765 on gpt-4o, 25,501 on gpt-4o-mini (LiteLLM's formula).
+    max_image_tokens: int = 30_000
+    # Credits per image page by model name, overriding the model's (see ModelConfig).
+    credits_per_image_page: dict[str, int] = Field(default_factory=dict)
     top_logprobs: int = 20
     # A model seen answering without logprobs is asked for a JSON distribution instead, and
     # asked for logprobs again after this many seconds (never stuck by one answer).

@@ -160,6 +160,8 @@ class Page(SQLModel, table=True):
     text: str = Field(default="", sa_column=Column(Text))
     chars: int = 0
     ocr: bool = False
+    # No text layer and OCR not run yet (uploaded with ocr=on_demand): a text request runs it.
+    ocr_pending: bool = False
     width: float | None = None
     height: float | None = None
 
@@ -251,6 +253,9 @@ class Classification(SQLModel, table=True):
     duration: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Of the prompt tokens, those of page images (LiteLLM's per-provider formula).
+    image_tokens: int = 0
+    image_pages: list[int] | None = _json()  # pages the model got as images
     cost_usd: float | None = None
     examples_hash: str | None = None
     modes: dict[str, Any] | None = _json()

@@ -1,6 +1,7 @@
 """Evaluate a DocSift classifier on a labelled folder through the REST API.
 
     python -m evals.run DATASET (--schema FILE.json | --classifier ID) [--model M]
+        [--input-mode text|image|text+image|auto]
         [--api-url URL] [--api-key KEY] [--out DIR] [--min-accuracy X] [--label-column label]
         [--concurrency N] [--reuse OLD/report.json]
     python -m evals.run --compare A/report.json B/report.json
@@ -149,6 +150,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         body["classifier_id"] = args.classifier
     if args.model:
         body["query_model"] = args.model
+    if args.input_mode:
+        body["input_mode"] = args.input_mode
     started = time.perf_counter()
     accepted = _check(client.post("/v1/evaluations", json=body))
     state = follow(client, accepted["evaluation_id"], accepted["total"])
@@ -183,6 +186,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", help="query_model (default: the classifier's or the server's)")
     parser.add_argument(
         "--api-url", default=os.environ.get("DOCSIFT_API_URL", "http://127.0.0.1:8000")
+    )
+    parser.add_argument(
+        "--input-mode",
+        choices=["text", "image", "text+image", "auto"],
+        help="what the model reads (default: the classifier's, else text); run once with text "
+        "and once with image, then --compare the two reports",
     )
     parser.add_argument("--api-key", default=os.environ.get("DOCSIFT_API_KEY"))
     parser.add_argument("--out", default="eval-report", help="folder for the report and plots")

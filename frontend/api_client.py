@@ -217,6 +217,7 @@ class DocSiftClient:
         page_range: str | None = None,
         query_model: str | None = None,
         instructions: str | None = None,
+        input_mode: str | None = None,
     ) -> JSON:
         """POST /v1/classify with an inline schema."""
         body = _drop_none(
@@ -225,6 +226,7 @@ class DocSiftClient:
             page_range=page_range,
             query_model=query_model,
             instructions=instructions,
+            input_mode=input_mode,
         )
         return self._json("POST", "/v1/classify", json=body)
 
@@ -282,10 +284,15 @@ class DocSiftClient:
         page_range: str | None = None,
         query_model: str | None = None,
         version: int | None = None,
+        input_mode: str | None = None,
     ) -> JSON:
         """POST /v1/classifiers/{id}/run: classify with a saved classifier."""
         body = _drop_none(
-            document_id=document_id, page_range=page_range, query_model=query_model, version=version
+            document_id=document_id,
+            page_range=page_range,
+            query_model=query_model,
+            version=version,
+            input_mode=input_mode,
         )
         return self._json("POST", f"/v1/classifiers/{classifier_id}/run", json=body)
 
@@ -313,6 +320,7 @@ class DocSiftClient:
         classifier_id: str | None = None,
         schema: list[SchemaItem] | None = None,
         query_model: str | None = None,
+        input_mode: str | None = None,
     ) -> JSON:
         """POST /v1/evaluations: start a run in the background."""
         body = _drop_none(
@@ -320,6 +328,7 @@ class DocSiftClient:
             classifier_id=classifier_id,
             classification_schema=schema,
             query_model=query_model,
+            input_mode=input_mode,
             items=items,
         )
         return self._json("POST", "/v1/evaluations", json=body)

@@ -39,6 +39,9 @@ def run_title(run: Mapping[str, Any]) -> str:
     name = run.get("name") or str(run["evaluation_id"])[:8]
     accuracy = run.get("accuracy")
     parts = [name, str(run.get("model") or "?"), str(run.get("status"))]
+    input_mode = (run.get("modes") or {}).get("input_mode", "text")
+    if input_mode != "text":
+        parts.insert(2, f"input {input_mode}")
     if accuracy is not None:
         parts.append(f"accuracy {accuracy:.1%}")
     if run.get("created_at"):
@@ -100,6 +103,9 @@ def render_comparison(run_a: JSON, run_b: JSON) -> None:
         return
     name_a = f"A: {run_a.get('name') or str(run_a['evaluation_id'])[:8]}"
     name_b = f"B: {run_b.get('name') or str(run_b['evaluation_id'])[:8]}"
+    mode_a, mode_b = ((r.get("modes") or {}).get("input_mode", "text") for r in (run_a, run_b))
+    if mode_a != mode_b:  # e.g. text against image on the same set
+        st.caption(f"Input: A reads `{mode_a}`, B reads `{mode_b}`.")
     headline = compare_headline(metrics_a, metrics_b)
     for column, row in zip(st.columns(4), headline.head(4).itertuples(), strict=False):
         fmt = FORMATS[row.key]

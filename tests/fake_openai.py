@@ -8,11 +8,13 @@ bias if asked). `BlackHole` is a port that accepts connections and never answers
 """
 
 import asyncio
+import base64
 import contextlib
 import json
 import math
 import re
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -251,7 +253,10 @@ class FakeOpenAI:
             self._served.stop(timeout=5)
 
     def last_prompt(self) -> str:
-        return "\n".join(m["content"] for m in self.requests[-1]["messages"])
+        return text_parts(self.requests[-1])
+
+    def last_images(self) -> "list[SentImage]":
+        return image_parts(self.requests[-1])
 
 
 class BlackHole:
@@ -285,6 +290,80 @@ class BlackHole:
         self._thread.join(timeout=5)
         for connection in [*self.connections, self._listener]:
             connection.close()
+
+
+@dataclass(frozen=True)
+class SentImage:
+    """An image part of a request, where it stood and what the server can check of it."""
+
+    page: int | None  # the "--- Page n ---" it follows in the document (None: an example's)
+    example: str | None  # the example's answer code when it stands in an <example> block
+    width: int
+    height: int
+    detail: str | None
+    text_before: str  # the page's own text sent before it ("" in image-only modes)
+
+
+_PAGE = re.compile(r"--- Page (\d+) ---")
+_EXAMPLE = re.compile(r'<example answer="([^"]*)">')
+
+
+def image_parts(body: dict[str, Any]) -> list[SentImage]:
+    """Every image part of a chat request, attributed to its page or example by the text parts
+    around it (the prompt templates' page headers and example blocks)."""
+    found = []
+    text = ""
+    for message in body["messages"]:
+        content = message["content"]
+        parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        for part in parts:
+            if part["type"] == "text":
+                text += part["text"]
+                continue
+            url = part["image_url"]["url"]
+            header, _, encoded = url.partition(",")
+            assert header == "data:image/png;base64", header
+            png = base64.b64decode(encoded)
+            assert png[:8] == b"\x89PNG\r\n\x1a\n"
+            width, height = struct.unpack(">LL", png[16:24])
+            page = _PAGE.search(text[text.rfind("--- Page ") :] if "--- Page " in text else "")
+            example = _EXAMPLE.search(text[text.rfind("<example") :] if "<example" in text else "")
+            in_example = example is not None and text.rfind("<example") > max(
+                text.rfind("</example>"), text.rfind("<document>")
+            )
+            after_header = text[text.rfind("--- Page ") :] if page else ""
+            found.append(
+                SentImage(
+                    page=None if in_example or page is None else int(page.group(1)),
+                    example=example.group(1) if in_example and example else None,
+                    width=width,
+                    height=height,
+                    detail=part["image_url"].get("detail"),
+                    text_before=after_header.split("---", 2)[-1].strip() if page else "",
+                )
+            )
+            text += "[image]"
+    return found
+
+
+def text_parts(body: dict[str, Any]) -> str:
+    """The request's text, image parts left out."""
+    out = []
+    for message in body["messages"]:
+        content = message["content"]
+        if isinstance(content, str):
+            out.append(content)
+        else:
+            out += [p["text"] for p in content if p["type"] == "text"]
+    return "\n".join(out)
+
+
+def vision_reply(body: dict[str, Any]) -> Reply:
+    """Answers from what the server can see: code B (second label) with 0.9 when the first
+    page image is portrait (a page), code A with 0.9 when the request has no image at all."""
+    images = [i for i in image_parts(body) if i.page is not None]
+    portrait = bool(images) and images[0].height > images[0].width
+    return codes_reply([0.05, 0.9, 0.05] if portrait else [0.9, 0.05, 0.05])
 
 
 def error_reply(status: int, retry_after: str | None = None) -> Reply:

@@ -2,7 +2,7 @@
 
 from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from anyio import to_thread
 from fastapi import APIRouter, File, Path, Query, Request, Response, UploadFile
@@ -106,6 +106,9 @@ class PageInfo(BaseModel):
     page: int
     chars: int
     ocr: bool
+    ocr_pending: bool = Field(
+        default=False, description="No text layer; OCR runs when a text request needs the page"
+    )
 
 
 class DocumentDetail(DocumentOut):
@@ -167,7 +170,10 @@ async def _detail(session: SessionDep, document: Document) -> DocumentDetail:
     (out,) = await documents_out(session, [document])
     return DocumentDetail(
         **out.model_dump(),
-        pages=[PageInfo(page=p.page_number, chars=p.chars, ocr=p.ocr) for p in pages],
+        pages=[
+            PageInfo(page=p.page_number, chars=p.chars, ocr=p.ocr, ocr_pending=p.ocr_pending)
+            for p in pages
+        ],
     )
 
 
@@ -200,6 +206,13 @@ async def upload_document(
         ),
     ],
     extract: Annotated[bool, Query(description="Extract text (and OCR) at once")] = True,
+    ocr: Annotated[
+        Literal["now", "on_demand"],
+        Query(
+            description="on_demand: pages without a text layer are not OCR'd now (image-mode "
+            "requests send their images); the first text request that needs them runs OCR"
+        ),
+    ] = "now",
 ) -> DocumentOut | DocumentsOut:
     """Upload a document or a zip of documents; extract their text at once by default.
 
@@ -209,7 +222,13 @@ async def upload_document(
     data = await _read_limited(file, state.settings.max_upload_bytes)
     try:
         made = await service.ingest(
-            session, state, account=account, filename=file.filename, data=data, extract=extract
+            session,
+            state,
+            account=account,
+            filename=file.filename,
+            data=data,
+            extract=extract,
+            defer_ocr=ocr == "on_demand",
         )
         await state.queue.commit(session)
     except BaseException:

@@ -93,6 +93,7 @@ class EvaluationSummary(BaseModel):
     credits_estimate: int
     created_at: datetime
     accuracy: float | None
+    modes: Modes = Field(default_factory=Modes, description="The modes the run was made with")
 
 
 class CalibrationIn(BaseModel):
@@ -138,6 +139,7 @@ def _summary(e: Evaluation) -> dict:
         "credits_estimate": e.credits_estimate,
         "created_at": e.created_at,
         "accuracy": (e.metrics or {}).get("accuracy"),
+        "modes": Modes.from_stored(e.modes),
     }
 
 
@@ -211,7 +213,7 @@ async def start_evaluation(
     if unprocessed:
         raise InvalidRequest(f"Documents not processed: {', '.join(unprocessed[:5])}.")
     pages = sum(_pages(documents[i.document_id], page_range) for i in body.items)
-    estimate = pages * spec.info.credits_per_page
+    estimate = pages * spec.estimated_page_credits
     await session.refresh(account)
     available = account.balance - account.reserved
     if estimate > available:

@@ -28,6 +28,12 @@ class ModelOut(BaseModel):
     debias_costs: dict[str, str] = Field(
         description="What each debias method costs beyond a plain classification"
     )
+    supports_vision: bool = Field(
+        default=False, description="Takes page images (input_mode image, text+image, auto)"
+    )
+    credits_per_image_page: int | None = Field(
+        default=None, description="Credits for a page sent as an image (vision models only)"
+    )
 
 
 class ModelsOut(BaseModel):
@@ -65,6 +71,8 @@ async def list_models(
                 supports_multi_label=m.supports_multi_label,
                 debias_methods=list(m.debias_methods),
                 debias_costs=m.debias_costs,
+                supports_vision=m.supports_vision,
+                credits_per_image_page=m.image_page_credits if m.supports_vision else None,
             )
             for m in _current(backends)
         ],

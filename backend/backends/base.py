@@ -29,6 +29,8 @@ class LabelledText:
 
     label: str
     text: str
+    # The example's first page as a PNG, when the run sends images (input_mode image).
+    image: bytes | None = None
 
 
 @dataclass
@@ -48,6 +50,10 @@ class ClassifyRequest:
     # multi_label: `scores` hold an independent probability per label (not summing to 1).
     multi_label: bool = False
     input_mode: str = "text"  # text | image | text+image | auto
+    # PNGs of the pages (by page number) to send as images: every page in image and text+image
+    # modes, the pages without a text layer in auto; those pages' text is sent only in
+    # text+image mode.
+    images: dict[int, bytes] = field(default_factory=dict)
     debias: str = "none"  # none | permutations | contextual
     permutations: int = 3
 
@@ -85,6 +91,16 @@ class ModelInfo:
     unavailable_reason: str | None = None
     # What each debias method costs beyond a plain classification, in words (for /v1/models).
     debias_costs: dict[str, str] = field(default_factory=dict)
+    # Credits for a page sent as an image (None: credits_per_page).
+    credits_per_image_page: int | None = None
+
+    @property
+    def image_page_credits(self) -> int:
+        return (
+            self.credits_per_page
+            if self.credits_per_image_page is None
+            else (self.credits_per_image_page)
+        )
 
 
 class Backend(ABC):

@@ -163,7 +163,7 @@ async def create(
             pages += len(parse_page_range(run.page_range, document.num_pages))
         except InvalidRequest as error:
             raise InvalidRequest(f"Document {document.id}: {error.message}") from None
-    estimate = pages * run.info.credits_per_page
+    estimate = pages * run.estimated_page_credits
     await session.refresh(account)
     available = account.balance - account.reserved
     if estimate > available:

@@ -21,6 +21,7 @@ async def classify_pages(
     pages: list[tuple[int, str]],
     *,
     document_id: str | None = None,
+    images: dict[int, bytes] | None = None,
 ) -> ClassifyResult:
     """Scores over exactly the spec's labels for the pages' text, from the model's backend.
 
@@ -41,6 +42,7 @@ async def classify_pages(
         training_key=spec.training_key,
         multi_label=modes.multi_label,
         input_mode=modes.input_mode,
+        images=images or {},
         debias=modes.debias,
         permutations=modes.permutations,
     )

@@ -1,7 +1,7 @@
 """A paid classification of one document: pages, credits, model, stored result - in that order."""
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from pydantic import BaseModel, Field
@@ -11,6 +11,13 @@ from backend.billing import ledger
 from backend.classification.engine import classify_pages
 from backend.classification.schema import schema_json
 from backend.classification.spec import Modes, RunSpec
+from backend.classification.vision import (
+    image_pages,
+    run_pending_ocr,
+    text_pages,
+    with_example_images,
+)
+from backend.documents.page_images import page_images
 from backend.documents.page_range import parse_page_range
 from backend.documents.queries import get_pages, get_processed_document
 from backend.models import Account, Classification, Document, Page, new_id
@@ -21,6 +28,11 @@ from backend.state import AppState
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
+    image_tokens: int = Field(
+        default=0,
+        description="Of the prompt tokens, those of page images (the provider's formula, as "
+        "LiteLLM counts it)",
+    )
 
 
 class ClassifyResponse(BaseModel):
@@ -46,6 +58,9 @@ class ClassifyResponse(BaseModel):
     confidence_method: str | None = None
     usage: Usage
     pages_used: list[int]
+    image_pages: list[int] = Field(
+        default_factory=list, description="The pages sent to the model as images"
+    )
     modes: Modes = Field(default_factory=Modes, description="The modes this result was made with")
     created_at: datetime
 
@@ -74,11 +89,16 @@ async def run_classification(
     )
     request_id = held.request_id
     try:
+        spec = await with_example_images(state, spec, account.id)
+        images = {}
+        if held.image_numbers:
+            images = await page_images(state, held.document, held.image_numbers)
         result = await classify_pages(
             state,
             spec,
             [(p.page_number, p.text) for p in held.pages],
             document_id=held.document.id,
+            images=images,
         )
         scores = spec.calibrated(result.scores)
         record = Classification(
@@ -100,6 +120,9 @@ async def run_classification(
             num_pages=len(held.numbers),
             prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens,
+            image_tokens=int(result.details.get("image_tokens", 0) or 0),
+            # What the backend sent (an LLM leaves out images past the budget), else all asked.
+            image_pages=result.details.get("image_pages") or sorted(images) or None,
             cost_usd=result.cost_usd,
             examples_hash=spec.examples_hash,
             modes=spec.modes.stored(),
@@ -129,6 +152,7 @@ class HeldPages:
     credits: int
     request_id: str
     started: float
+    image_numbers: list[int] = field(default_factory=list)  # pages sent as images
 
 
 async def hold_credits_for_pages(
@@ -146,13 +170,21 @@ async def hold_credits_for_pages(
     document = await get_processed_document(session, account_id=account.id, document_id=document_id)
     numbers = parse_page_range(spec.page_range, document.num_pages)
     pages = await get_pages(session, document_id=document.id, page_numbers=numbers)
-    credits = len(numbers) * spec.info.credits_per_page
+    images = image_pages(spec, pages, state.settings.min_text_chars)
+    # A page sent as an image costs the model's image rate, the others its text rate.
+    credits = (len(numbers) - len(images)) * spec.info.credits_per_page + len(
+        images
+    ) * spec.info.image_page_credits
     request_id = request_id or new_id()
     await release_connection(session)
+    # Pages uploaded with ocr=on_demand are read by OCR now if their text is to be sent.
+    await run_pending_ocr(state, document, text_pages(spec, pages, images))
     await ledger.reserve(
         state.sessionmaker, account_id=account.id, request_id=request_id, amount=credits
     )
-    return HeldPages(document, numbers, pages, spec.model, credits, request_id, started)
+    return HeldPages(
+        document, numbers, pages, spec.model, credits, request_id, started, image_numbers=images
+    )
 
 
 async def store_and_charge(session: AsyncSession, record: Classification, held: HeldPages) -> None:
@@ -203,8 +235,13 @@ def classification_response(c: Classification) -> ClassifyResponse:
         model=c.model,
         classifier_version=c.classifier_version,
         confidence_method=c.confidence_method,
-        usage=Usage(prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens),
+        usage=Usage(
+            prompt_tokens=c.prompt_tokens,
+            completion_tokens=c.completion_tokens,
+            image_tokens=c.image_tokens,
+        ),
         pages_used=list(c.pages_used or []),
+        image_pages=list(c.image_pages or []),
         modes=modes,
         created_at=c.created_at,
     )

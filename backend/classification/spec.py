@@ -133,6 +133,14 @@ class RunSpec:
     extras: dict[str, object] = field(default_factory=dict)
 
     @property
+    def estimated_page_credits(self) -> int:
+        """Credits a page is expected to cost: the image rate when every page goes as an image
+        (`auto` knows only per page, when the text layer is read: the text rate)."""
+        if self.modes.input_mode in ("image", "text+image"):
+            return self.info.image_page_credits
+        return self.info.credits_per_page
+
+    @property
     def training_key(self) -> str | None:
         """What a trainable backend caches its fitted model under: "classifier:version:hash"."""
         if not self.info.trainable or not self.examples or self.classifier_id is None:

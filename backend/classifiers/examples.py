@@ -5,6 +5,8 @@ and to languages without spaces). At most `limit` examples, the nearest of each 
 the model sees contrasts, then the nearest of the rest; each cut so that all fit `token_budget`.
 """
 
+from dataclasses import replace
+
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics.pairwise import cosine_similarity
 
@@ -55,5 +57,5 @@ def most_similar(
         text = example.text[: share * 8]  # a cheap first cut: tokens rarely exceed 8 chars
         if count_tokens(text) > share:
             text = fit_pages([(1, text)], share)[0][1]
-        picked.append(LabelledText(example.label, text))
+        picked.append(replace(example, text=text))  # an example's image goes along
     return picked

@@ -50,6 +50,7 @@ class PageText:
     ocr: bool = False
     width: float | None = None
     height: float | None = None
+    ocr_pending: bool = False  # no text layer, OCR left for a text request (ocr=on_demand)
 
     @property
     def chars(self) -> int:

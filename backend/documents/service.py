@@ -86,7 +86,12 @@ def store(state: AppState) -> FileStore:
 
 
 async def extract_pages(
-    data: bytes, kind: FileKind, settings: Settings, pool: Executor | None
+    data: bytes,
+    kind: FileKind,
+    settings: Settings,
+    pool: Executor | None,
+    *,
+    defer_ocr: bool = False,
 ) -> list[PageText]:
     """Every page's text: the text layer in a thread, then OCR of the pages with fewer than
     `min_text_chars` readable characters or a text layer of unmapped glyph codes, in parallel in
@@ -109,6 +114,10 @@ async def extract_pages(
         )
     )
     if not layer.ocr_jobs:
+        return layer.pages
+    if defer_ocr:  # image mode reads these pages as images; a text request OCRs them later
+        for job in layer.ocr_jobs:
+            layer.pages[job.page - 1].ocr_pending = True
         return layer.pages
     assert tessdata is not None
     # At most one job per worker queued at a time: a 500-page scan does not make every other
@@ -140,12 +149,14 @@ async def _ocr_job(
         return None
 
 
-async def extract_with_pool(state: AppState, data: bytes, kind: FileKind) -> list[PageText]:
+async def extract_with_pool(
+    state: AppState, data: bytes, kind: FileKind, *, defer_ocr: bool = False
+) -> list[PageText]:
     """`extract_pages` with the app's pool; a pool broken by a crashed worker is replaced once."""
     for attempt in range(2):
         pool = state.executor
         try:
-            return await extract_pages(data, kind, state.settings, pool)
+            return await extract_pages(data, kind, state.settings, pool, defer_ocr=defer_ocr)
         except BrokenProcessPool:
             if attempt or pool is None:
                 raise
@@ -195,6 +206,7 @@ class _Intake:
     state: AppState
     account_id: str
     extract: bool
+    defer_ocr: bool = False
 
 
 async def _prepare(
@@ -232,7 +244,7 @@ async def _prepare(
                 store(state).save, intake.account_id, f"{prepared.id}.txt", text.encode()
             )
         elif intake.extract:
-            prepared.pages = await extract_with_pool(state, data, kind)
+            prepared.pages = await extract_with_pool(state, data, kind, defer_ocr=intake.defer_ocr)
             prepared.num_pages = len(prepared.pages)
         else:
             prepared.num_pages = await to_thread.run_sync(count_pages, data, kind, limits(settings))
@@ -359,11 +371,12 @@ async def ingest(
     filename: str | None,
     data: bytes,
     extract: bool,
+    defer_ocr: bool = False,
 ) -> Ingested:
     """Store an upload as documents (one per entry for a zip, children for an e-mail's
     attachments), extracting their text if asked; Office files get a conversion job, enqueued
     in `session`'s transaction (commit with `state.queue.commit`)."""
-    intake = _Intake(state, account.id, extract)
+    intake = _Intake(state, account.id, extract, defer_ocr)
     if data and sniff(data) == ZIP:
         prepared = await _prepare_zip(intake, data)
         is_zip = True
@@ -492,6 +505,7 @@ def _add_pages(session: AsyncSession, document_id: str, pages: list[PageText]) -
                 text=text,
                 chars=page.chars,
                 ocr=page.ocr,
+                ocr_pending=page.ocr_pending,
                 width=page.width,
                 height=page.height,
             )

@@ -12,6 +12,7 @@ from backend.classification.schema import schema_json
 from backend.classification.service import hold_credits_for_pages, store_and_charge
 from backend.classification.spec import RunSpec
 from backend.db import begin_write
+from backend.documents.page_images import page_images
 from backend.documents.page_range import format_pages
 from backend.models import Account, Classification, Page
 from backend.splitting.boundaries import PageEvidence, gap_scores, segment
@@ -23,14 +24,19 @@ PAGE_CONCURRENCY = 4
 
 
 async def classify_each_page(
-    state: AppState, spec: RunSpec, pages: list[Page]
+    state: AppState, spec: RunSpec, pages: list[Page], images: dict[int, bytes] | None = None
 ) -> list[ClassifyResult]:
-    """One classification per page (each page gets the whole page-text budget), a few at once."""
+    """One classification per page (each page gets the whole page-text budget), a few at once;
+    a page in `images` goes as its image too (input_mode)."""
+    images = images or {}
     limiter = asyncio.Semaphore(PAGE_CONCURRENCY)
 
     async def one(page: Page) -> ClassifyResult:
         async with limiter:
-            return await classify_pages(state, spec, [(page.page_number, page.text)])
+            n = page.page_number
+            return await classify_pages(
+                state, spec, [(n, page.text)], images={n: images[n]} if n in images else None
+            )
 
     try:
         async with asyncio.TaskGroup() as group:  # the first failure cancels the other pages
@@ -81,7 +87,10 @@ async def split_document(
     pages, request_id = held.pages, held.request_id
     writer = SegmentWriter(session, state, held.document)
     try:
-        results = await classify_each_page(state, spec, pages)
+        images = {}
+        if held.image_numbers:
+            images = await page_images(state, held.document, held.image_numbers)
+        results = await classify_each_page(state, spec, pages, images)
         segments = plan_segments(pages, results)
         await begin_write(session)  # the documents and the charge are one write transaction
         for item in segments:
@@ -113,6 +122,8 @@ async def split_document(
             credits_used=held.credits,
             num_pages=len(held.numbers),
             prompt_tokens=sum(r.prompt_tokens for r in results),
+            image_tokens=sum(int(r.details.get("image_tokens", 0) or 0) for r in results),
+            image_pages=sorted(images) or None,
             completion_tokens=sum(r.completion_tokens for r in results),
             cost_usd=_total_cost(results),
             examples_hash=spec.examples_hash,

@@ -19,6 +19,7 @@ PICKED = "evaluations_picked"
 PENDING_PICK = "evaluations_pending_pick"
 TERMINAL = {"completed", "failed", "cancelled"}
 POLL_SECONDS = 2
+INPUT_MODES = ["text", "image", "text+image", "auto"]
 ZIP, UPLOADED = "Zip with a folder per label", "Documents already uploaded"
 
 
@@ -127,17 +128,29 @@ def start_run(
     choice: SchemaChoice,
     name: str,
     model: str | None,
+    input_mode: str | None = None,
+    compare: bool = False,
 ) -> None:
-    """POST the run and start watching it."""
+    """POST the run and start watching it; with `compare`, a second run on the same documents
+    in image mode (text mode against image mode in the Compare tab)."""
     classifier_id = choice.classifier["classifier_id"] if choice.classifier else None
-    reply = call(
-        client.create_evaluation,
-        items,
-        name=name or None,
-        classifier_id=classifier_id,
-        schema=None if classifier_id else choice.schema,
-        query_model=model,
-    )
+    modes = ["text", "image"] if compare else [input_mode]
+    reply = None
+    for mode in modes:
+        suffix = f" ({mode})" if compare else ""
+        reply = call(
+            client.create_evaluation,
+            items,
+            name=(name + suffix).strip() or None,
+            classifier_id=classifier_id,
+            schema=None if classifier_id else choice.schema,
+            query_model=model,
+            input_mode=mode,
+        )
+        if reply is None:
+            return
+    if compare:
+        flash("Started a text run and an image run: compare them in Compare runs.", "info")
     if reply is not None:
         st.session_state[ACTIVE] = reply["evaluation_id"]
         estimate = reply.get("credits_estimate")
@@ -166,6 +179,19 @@ def render_new_run(
         st.warning(choice.problem)
     blank = "Classifier default" if choice.classifier else f"Server default ({default_model})"
     model = model_select("Model", models, "evaluations_model", blank_means=blank)
+    col_input, col_compare = st.columns(2)
+    input_mode = col_input.selectbox(
+        "Input",
+        [None, *INPUT_MODES],
+        format_func=lambda mode: mode or "Default (text, or the classifier's)",
+        key="evaluations_input_mode",
+        help="What the model reads: the pages' text, their images (vision models), or both",
+    )
+    compare = col_compare.checkbox(
+        "Run text and image on the same set",
+        key="evaluations_compare",
+        help="Two runs, input text and input image, side by side in Compare runs",
+    )
     items = pick_uploaded(client, choice.labels) if source == UPLOADED else []
     unknown = sorted(set(labelled.labels) - set(choice.labels)) if labelled else []
     if unknown:
@@ -180,7 +206,7 @@ def render_new_run(
     if not items:
         st.error("No document could be uploaded, so there is nothing to evaluate.")
         return
-    start_run(client, items, choice, name.strip(), model)
+    start_run(client, items, choice, name.strip(), model, input_mode, compare)
 
 
 def pick_run(runs: list[JSON], label: str, key: str, index: int = 0) -> str:

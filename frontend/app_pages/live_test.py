@@ -14,6 +14,8 @@ from frontend.ui import call, fmt_pct, fmt_seconds, model_choices, optional_item
 from frontend.widgets import UPLOAD_TYPES, SchemaChoice, model_select, schema_picker
 
 RESULTS = "live_results"
+INPUT_MODES = ["text", "image", "text+image", "auto"]
+COMPARED = ("text", "image")  # the side-by-side comparison's two input modes
 UPLOADED = "live_uploaded"  # (uploader file id, documents): re-classifying skips upload and OCR
 MAX_PREVIEWS = 4
 
@@ -32,6 +34,7 @@ def classify_one(
     choice: SchemaChoice,
     model: str | None,
     pages: str | None,
+    input_mode: str | None = None,
 ) -> JSON:
     """Classify one document with the saved classifier or the inline schema."""
     if choice.classifier is not None:
@@ -40,15 +43,46 @@ def classify_one(
             document["document_id"],
             page_range=pages,
             query_model=model,
+            input_mode=input_mode,
         )
     assert choice.schema is not None
     return client.classify(
-        document["document_id"], choice.schema, page_range=pages, query_model=model
+        document["document_id"],
+        choice.schema,
+        page_range=pages,
+        query_model=model,
+        input_mode=input_mode,
     )
 
 
+def classify_compared(
+    client: DocSiftClient,
+    document: JSON,
+    choice: SchemaChoice,
+    model: str | None,
+    pages: str | None,
+) -> JSON:
+    """The document classified in each of COMPARED's input modes: {mode: {result, error}}."""
+    out: JSON = {}
+    for mode in COMPARED:
+        try:
+            out[mode] = {
+                "result": classify_one(client, document, choice, model, pages, mode),
+                "error": None,
+            }
+        except DocSiftError as exc:
+            out[mode] = {"result": None, "error": exc.user_message()}
+    return out
+
+
 def classify_upload(
-    client: DocSiftClient, upload: Any, choice: SchemaChoice, model: str | None, pages: str | None
+    client: DocSiftClient,
+    upload: Any,
+    choice: SchemaChoice,
+    model: str | None,
+    pages: str | None,
+    input_mode: str | None = None,
+    compare: bool = False,
 ) -> list[JSON]:
     """Upload the file (once), then classify each document it holds (a zip holds several)."""
     documents = uploaded_documents(client, upload)
@@ -57,10 +91,15 @@ def classify_upload(
         entry: JSON = {"document": document, "result": None, "error": None}
         if document.get("status") == "failed":
             entry["error"] = f"Could not read this document: {document.get('error') or 'unknown'}"
+        elif compare:
+            with st.spinner(f"Classifying {document['filename']} as text and as images..."):
+                entry["compare"] = classify_compared(client, document, choice, model, pages)
         else:
             with st.spinner(f"Classifying {document['filename']}..."):
                 try:
-                    entry["result"] = classify_one(client, document, choice, model, pages)
+                    entry["result"] = classify_one(
+                        client, document, choice, model, pages, input_mode
+                    )
                 except DocSiftError as exc:
                     entry["error"] = exc.user_message()
         entries.append(entry)
@@ -99,11 +138,40 @@ def render_previews(client: DocSiftClient, document: JSON, result: JSON) -> None
         column.container(border=True).image(png, caption=f"Page {page}", width="stretch")
 
 
+def render_compared(entry: JSON) -> None:
+    """Text and image results of one document side by side."""
+    for column, mode in zip(st.columns(len(COMPARED)), COMPARED, strict=True):
+        outcome = entry["compare"][mode]
+        with column:
+            st.subheader(f"`{mode}`")
+            if outcome["error"]:
+                st.error(outcome["error"])
+                continue
+            result = outcome["result"]
+            scores = result.get("confidence_scores", {})
+            label = result.get("classification")
+            st.metric("Label", label or "-")
+            st.metric("Confidence", fmt_pct(scores.get(label)))
+            usage = result.get("usage") or {}
+            st.caption(
+                f"{result.get('credits_used', 0)} credits · "
+                f"{fmt_seconds(result.get('duration'))} · "
+                f"{usage.get('prompt_tokens', 0)} prompt tokens "
+                f"({usage.get('image_tokens', 0)} of images) · "
+                f"image pages: {', '.join(map(str, result.get('image_pages') or [])) or 'none'}"
+            )
+            if scores:
+                st.altair_chart(confidence_chart(scores, label), width="stretch")
+
+
 def render_result(client: DocSiftClient, entry: JSON) -> None:
     """Label, scores chart, credits, duration and previews of one result."""
     document, result = entry["document"], entry["result"]
     if entry["error"]:
         st.error(f"{document.get('filename', 'document')}: {entry['error']}")
+        return
+    if entry.get("compare"):
+        render_compared(entry)
         return
     scores = result.get("confidence_scores", {})
     label = result.get("classification")
@@ -116,6 +184,7 @@ def render_result(client: DocSiftClient, entry: JSON) -> None:
         f"model `{result.get('model', '?')}`",
         f"confidence method `{result.get('confidence_method', '?')}`",
         f"{result.get('num_pages', '?')} page(s)",
+        f"input `{(result.get('modes') or {}).get('input_mode', 'text')}`",
     ]
     if result.get("classifier_id"):
         details.append(f"classifier version {result.get('classifier_version')}")
@@ -136,6 +205,12 @@ def render_results(client: DocSiftClient) -> None:
         title = entry["document"].get("filename", "document")
         if entry["result"]:
             title += f" → {entry['result'].get('classification')}"
+        elif entry.get("compare"):
+            labels = [
+                f"{mode}: {(o['result'] or {}).get('classification', 'error')}"
+                for mode, o in entry["compare"].items()
+            ]
+            title += f" → {', '.join(labels)}"
         with st.expander(title, expanded=number == 0):
             render_result(client, entry)
 
@@ -189,10 +264,23 @@ def main() -> None:
         blank = "Classifier default" if choice.classifier else f"Server default ({default_model})"
         model = model_select("Model", models, "live_model", blank_means=blank)
     pages = col_pages.text_input("Page range (optional)", key="live_page_range", placeholder="1-2")
+    col_input, col_compare = st.columns(2)
+    input_mode = col_input.selectbox(
+        "Input",
+        [None, *INPUT_MODES],
+        format_func=lambda mode: mode or "Default (text, or the classifier's)",
+        key="live_input_mode",
+        help="What the model reads: the pages' text, their images (vision models), or both",
+    )
+    compare = col_compare.checkbox(
+        "Compare text and image side by side",
+        key="live_compare",
+        help="Classifies twice, as text and as page images (a model that takes images)",
+    )
     ready = upload is not None and choice.problem is None
     if st.button("Classify", type="primary", disabled=not ready, key="live_classify"):
         st.session_state[RESULTS] = classify_upload(
-            client, upload, choice, model, pages.strip() or None
+            client, upload, choice, model, pages.strip() or None, input_mode, compare
         )
     render_results(client)
     render_recent(client)

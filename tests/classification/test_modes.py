@@ -136,7 +136,7 @@ async def test_classifier_versions_carry_modes_and_runs_override_them(
 
 
 async def test_batches_and_evaluations_freeze_their_modes(client, harness, tenant, fake_backend):
-    doc = await make_document(harness, tenant, ["text"])
+    doc = await make_document(harness, tenant, ["text"], with_file=True)  # text+image renders it
     batch = await client.post(
         "/v1/batches",
         json={
@@ -157,6 +157,7 @@ async def test_batches_and_evaluations_freeze_their_modes(client, harness, tenan
     item = out.json()["items"][0]
     assert item["status"] == "completed" and item["result"]["classifications"] == ["nda", "dpa"]
     assert fake_backend.calls[-1].input_mode == "text+image"
+    assert list(fake_backend.calls[-1].images) == [1]  # the page went as an image too
 
     started = await client.post(
         "/v1/evaluations",

@@ -131,3 +131,31 @@ def test_classifying_again_reuses_the_uploaded_document(open_page, api: respx.Mo
     at.run()
     at.button(key="live_classify").click().run()
     assert len(calls_to(api, "POST", "/v1/documents")) == 2
+
+
+def test_compare_classifies_as_text_and_as_images_side_by_side(
+    open_page, api: respx.MockRouter
+) -> None:
+    mock_upload_and_previews(api)
+
+    def answer(request):  # noqa: ANN001, ANN202
+        mode = json.loads(request.content).get("input_mode")
+        label = "invoice" if mode == "text" else "contract"
+        scores = {"invoice": 0.1, "contract": 0.1, "other": 0.1, label: 0.8}
+        return respx.MockResponse(
+            json=fakes.classify_result(
+                classification=label,
+                confidence_scores=scores,
+                image_pages=[1, 2] if mode == "image" else [],
+                usage={"prompt_tokens": 900, "completion_tokens": 1, "image_tokens": 1530},
+            )
+        )
+
+    classify = api.post("/v1/classify").mock(side_effect=answer)
+    at = open_page("live_test")
+    at.checkbox(key="live_compare").check()
+    upload_and_classify(at)
+    sent = [json.loads(c.request.content).get("input_mode") for c in classify.calls]
+    assert sent == ["text", "image"]
+    assert [m.value for m in at.metric if m.label == "Label"] == ["invoice", "contract"]
+    assert any("image pages: 1, 2" in c.value for c in at.caption)

@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 from backend.backends.base import Backend, ClassifyRequest, ClassifyResult, LabelSpec, ModelInfo
 from backend.backends.llm import client, confidence
 from backend.backends.llm.budget import fit_pages
+from backend.backends.llm.images import ImageMarkers, PageImage, fit_images, supports_vision
+from backend.backends.llm.images import credits_per_image_page as image_rate
 from backend.backends.llm.label_codes import assign_codes, available_codes, encoder_for
 from backend.backends.llm.prompts import LabelPrompt, render_classify
 from backend.config import ModelConfig, Settings
@@ -63,6 +65,10 @@ class _Run:
     instructions: str | None
     examples: list[tuple[str, str]]  # (label, text), already cut to the budget
     deadline_at: float
+    # Images in the pages' and examples' text stand as markers, made parts per call.
+    markers: ImageMarkers = field(default_factory=ImageMarkers)
+    image_tokens_per_call: int = 0
+    image_tokens: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float | None = None
@@ -74,6 +80,7 @@ class _Run:
 
     def add(self, completion: client.Completion) -> None:
         self.calls += 1
+        self.image_tokens += self.image_tokens_per_call
         self.prompt_tokens += completion.prompt_tokens
         self.completion_tokens += completion.completion_tokens
         if completion.cost_usd is not None:
@@ -116,6 +123,24 @@ class LiteLLMBackend(Backend):
     def credits_for(self, name: str) -> int:
         return self.settings.credits_per_page.get(name, self.configs[name].credits_per_page)
 
+    def vision(self, config: ModelConfig) -> bool:
+        """DOCSIFT_MODELS' `supports_vision` when set, else LiteLLM's model data."""
+        if config.supports_vision is not None:
+            return config.supports_vision
+        return supports_vision(config.litellm_model)
+
+    def image_credits_for(self, name: str) -> int | None:
+        config = self.configs[name]
+        if not self.vision(config):
+            return None
+        if name in self.settings.credits_per_image_page:
+            return self.settings.credits_per_image_page[name]
+        if config.credits_per_image_page is not None:
+            return config.credits_per_image_page
+        return image_rate(
+            config.litellm_model, self.credits_for(name), self.settings.max_prompt_tokens
+        )
+
     def unavailable_reason(self, config: ModelConfig) -> str | None:
         """Why the server cannot use a model (OpenAI's without a key), or None."""
         if config.name in OPENAI_MODELS and not (
@@ -140,6 +165,8 @@ class LiteLLMBackend(Backend):
                     available=reason is None,
                     unavailable_reason=reason,
                     debias_costs=dict(DEBIAS_COSTS),
+                    supports_vision=self.vision(config),
+                    credits_per_image_page=self.image_credits_for(name),
                 )
             )
         return infos
@@ -175,11 +202,29 @@ class LiteLLMBackend(Backend):
         deadline_at = time.monotonic() + s.model_total_timeout_seconds
         await self._litellm_ready()
         numbers = request.page_numbers or list(range(1, len(request.pages) + 1))
+        texts = dict(zip(numbers, request.pages, strict=False))
+        markers = ImageMarkers()
+        images = await asyncio.to_thread(_fit_request_images, request, config, s.max_image_tokens)
+        # A page sent as an image keeps its text only in text+image mode.
+        with_text = [
+            (n, texts[n])
+            for n in numbers
+            if n not in request.images or request.input_mode == "text+image"
+        ]
         # Tokenizing is CPU work: keep it off the event loop.
-        pages = await asyncio.to_thread(
-            fit_pages, list(zip(numbers, request.pages, strict=False)), s.max_prompt_tokens
-        )
+        fitted = dict(await asyncio.to_thread(fit_pages, with_text, s.max_prompt_tokens))
+        pages = []
+        for n in numbers:
+            parts = [fitted[n]] if n in fitted else []
+            if n in images:
+                parts.append(markers.mark(f"page {n}", images[n]))
+            if parts:  # a page image past the budget is left out, not sent empty
+                pages.append((n, "\n".join(parts)))
         examples = await asyncio.to_thread(fit_examples, request, s.max_prompt_tokens // 2)
+        used = sum(i.tokens for i in images.values())
+        examples = await asyncio.to_thread(
+            _example_images, request, examples, config, s.max_image_tokens - used, markers
+        )
         run = _Run(
             config=config,
             options=client.CallOptions(
@@ -199,6 +244,8 @@ class LiteLLMBackend(Backend):
             multi_label=request.multi_label,
             debias=request.debias,
             permutations=request.permutations,
+            markers=markers,
+            image_tokens_per_call=sum(i.tokens for i in markers.images.values()),
         )
         size = self.group_size(config)
         if request.multi_label:
@@ -216,7 +263,11 @@ class LiteLLMBackend(Backend):
             prompt_tokens=run.prompt_tokens,
             completion_tokens=run.completion_tokens,
             cost_usd=run.cost_usd,
-            details={"model_calls": run.calls},
+            details={
+                "model_calls": run.calls,
+                "image_tokens": run.image_tokens,
+                "image_pages": sorted(images),
+            },
         )
 
     async def _score(self, run: _Run, labels: list[LabelSpec]) -> dict[str, float]:
@@ -340,7 +391,7 @@ class LiteLLMBackend(Backend):
 
     def _messages(
         self, run: _Run, listing: list[LabelSpec], codes: list[str], answer: str
-    ) -> list[dict[str, str]]:
+    ) -> list[dict[str, Any]]:
         code_of = {spec.label: code for spec, code in zip(listing, codes, strict=True)}
         system, user = render_classify(
             self.settings.prompts_dir,
@@ -350,7 +401,10 @@ class LiteLLMBackend(Backend):
             examples=[(code_of[label], text) for label, text in run.examples if label in code_of],
             answer=answer,
         )
-        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        return [
+            {"role": "system", "content": system},
+            {"role": "user", "content": run.markers.to_parts(user)},
+        ]
 
     async def _from_logprobs(
         self, run: _Run, listing: list[LabelSpec], codes: list[str]
@@ -394,7 +448,7 @@ class LiteLLMBackend(Backend):
         return read(completion)
 
     async def _complete(
-        self, run: _Run, messages: list[dict[str, str]], **kwargs: Any
+        self, run: _Run, messages: list[dict[str, Any]], **kwargs: Any
     ) -> client.Completion:
         """client.complete; a model whose server refuses the JSON schema (e.g. llama-cpp-python
         takes only {"type": "json_object"}: 422 for "json_schema") is asked again without one,
@@ -540,3 +594,43 @@ def fit_examples(request: ClassifyRequest, budget: int) -> list[tuple[str, str]]
         [(i, e.text) for i, e in enumerate(request.examples)], budget, cap=EXAMPLE_TOKENS
     )
     return [(e.label, text) for e, (_, text) in zip(request.examples, fitted, strict=True)]
+
+
+def _fit_request_images(
+    request: ClassifyRequest, config: ModelConfig, budget: int
+) -> dict[int, PageImage]:
+    """The request's page images that fit the image budget, with their detail and tokens."""
+    if not request.images:
+        return {}
+    numbers = request.page_numbers or list(range(1, len(request.pages) + 1))
+    wanted = [PageImage(n, request.images[n]) for n in numbers if n in request.images]
+    kept = fit_images(config.litellm_model, wanted, budget, preferred=config.image_detail)
+    return {image.page: image for image in kept}
+
+
+def _example_images(
+    request: ClassifyRequest,
+    examples: list[tuple[str, str]],
+    config: ModelConfig,
+    budget: int,
+    markers: ImageMarkers,
+) -> list[tuple[str, str]]:
+    """In image mode, each example whose first-page image fits what is left of the image budget
+    goes as that image (the others keep their text)."""
+    if request.input_mode != "image":
+        return examples
+    out = []
+    for index, ((label, text), source) in enumerate(zip(examples, request.examples, strict=True)):
+        if source.image is not None:
+            (image,) = fit_images(
+                config.litellm_model,
+                [PageImage(index, source.image)],
+                budget,
+                preferred=config.image_detail,
+            ) or [None]
+            if image is not None and image.tokens <= budget:
+                budget -= image.tokens
+                out.append((label, markers.mark(f"example {index}", image)))
+                continue
+        out.append((label, text))
+    return out
