@@ -143,6 +143,9 @@ async def test_each_mode_sends_exactly_its_pages_and_parts(llm, fake_server):
     assert [(i.page, i.text_before) for i in sent] == [(2, PAGES[1]), (3, PAGES[2])]
     assert "Invoice 7" not in fake_server.last_prompt()
     assert both.json()["image_pages"] == [2, 3]
+    account = (await llm.client.get("/v1/account", headers=tenant.headers)).json()
+    (usage,) = [m for m in account["usage"]["by_model"] if m["model"] == "gpt-4o"]
+    assert usage["image_tokens"] == 4 * 765 and usage["classifications"] == 3
     # Images are cached with the document: rendered once per page.
     derived = llm.settings.storage_dir / tenant.account_id / "derived" / doc
     assert sorted(p.name for p in derived.iterdir()) == ["page-1.png", "page-2.png", "page-3.png"]
