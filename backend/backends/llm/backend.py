@@ -223,10 +223,14 @@ class LiteLLMBackend(Backend):
             instructions=run.instructions,
             examples=[(code_of[label], text) for label, text in run.examples if label in code_of],
         )
+        content = run.markers.to_parts(user)
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": system},
-            {"role": "user", "content": run.markers.to_parts(user)},
+            {"role": "user", "content": content},
         ]
+        if isinstance(content, list) and not config.supports_system_message:
+            # LiteLLM folds a system prompt into a text user turn only: fold it into the parts.
+            messages = [{"role": "user", "content": [{"type": "text", "text": system}, *content]}]
         by_code = None
         if config.supports_logprobs and config.name not in self.no_logprobs:
             by_code = await self._from_logprobs(run, messages, codes)
