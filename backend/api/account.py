@@ -27,6 +27,7 @@ class UsageByModel(BaseModel):
     credits: int
     classifications: int
     pages: int
+    image_tokens: int = Field(default=0, description="Prompt tokens of page images sent")
 
 
 class UsageByDay(BaseModel):
@@ -181,7 +182,11 @@ async def _usage(session: SessionDep, account_id: str) -> Usage:
     by_model_rows = (
         await session.exec(
             select(
-                sub.c.model, func.sum(sub.c.credits_used), func.count(), func.sum(sub.c.num_pages)
+                sub.c.model,
+                func.sum(sub.c.credits_used),
+                func.count(),
+                func.sum(sub.c.num_pages),
+                func.sum(sub.c.image_tokens),
             )
             .group_by(sub.c.model)
             .order_by(sub.c.model)
@@ -196,8 +201,14 @@ async def _usage(session: SessionDep, account_id: str) -> Usage:
         )
     ).all()
     by_model = [
-        UsageByModel(model=m, credits=int(c or 0), classifications=int(n), pages=int(p or 0))
-        for m, c, n, p in by_model_rows
+        UsageByModel(
+            model=m,
+            credits=int(c or 0),
+            classifications=int(n),
+            pages=int(p or 0),
+            image_tokens=int(i or 0),
+        )
+        for m, c, n, p, i in by_model_rows
     ]
     by_day = [
         UsageByDay(day=str(d), credits=int(c or 0), classifications=int(n), pages=int(p or 0))

@@ -143,6 +143,9 @@ async def test_each_mode_sends_exactly_its_pages_and_parts(llm, fake_server):
     assert [(i.page, i.text_before) for i in sent] == [(2, PAGES[1]), (3, PAGES[2])]
     assert "Invoice 7" not in fake_server.last_prompt()
     assert both.json()["image_pages"] == [2, 3]
+    account = (await llm.client.get("/v1/account", headers=tenant.headers)).json()
+    (usage,) = [m for m in account["usage"]["by_model"] if m["model"] == "gpt-4o"]
+    assert usage["image_tokens"] == 4 * 765 and usage["classifications"] == 3
     # Images are cached with the document: rendered once per page.
     derived = llm.settings.storage_dir / tenant.account_id / "derived" / doc
     assert sorted(p.name for p in derived.iterdir()) == ["page-1.png", "page-2.png", "page-3.png"]
@@ -344,3 +347,27 @@ async def test_split_in_image_mode_sends_each_page_as_its_image(llm, fake_server
     pages = sorted(i.page for body in fake_server.requests for i in image_parts(body))
     assert pages == [1, 2, 3]  # one call per page, each with that page's image only
     assert all(len(image_parts(body)) == 1 for body in fake_server.requests)
+
+
+async def test_a_vision_model_without_a_system_role_gets_the_rules_in_its_parts(
+    database_url, tmp_path, fake_server, fake_backend, monkeypatch
+):
+    gemma = ModelConfig(
+        name="gemma-vlm",
+        litellm_model="openai/gemma3",
+        api_base=fake_server.base_url,
+        api_key="none",
+        supports_vision=True,
+        supports_system_message=False,
+    )
+    async for harness in _harness(
+        database_url, tmp_path, fake_server, fake_backend, monkeypatch, models=[gemma]
+    ):
+        tenant = await harness.tenant(credits=100)
+        doc = await make_document(harness, tenant, PAGES[:1], with_file=True)
+        response = await _classify(harness, tenant, doc, model="gemma-vlm", input_mode="image")
+        assert response.status_code == 200, response.text
+        sent = fake_server.requests[-1]["messages"]
+        assert [m["role"] for m in sent] == ["user"]
+        assert sent[0]["content"][0]["text"].startswith("You are a document classifier")
+        assert [i.page for i in fake_server.last_images()] == [1]

@@ -401,10 +401,15 @@ class LiteLLMBackend(Backend):
             examples=[(code_of[label], text) for label, text in run.examples if label in code_of],
             answer=answer,
         )
-        return [
+        content = run.markers.to_parts(user)
+        messages: list[dict[str, Any]] = [
             {"role": "system", "content": system},
-            {"role": "user", "content": run.markers.to_parts(user)},
+            {"role": "user", "content": content},
         ]
+        if isinstance(content, list) and not run.config.supports_system_message:
+            # LiteLLM folds a system prompt into a text user turn only: fold it into the parts.
+            messages = [{"role": "user", "content": [{"type": "text", "text": system}, *content]}]
+        return messages
 
     async def _from_logprobs(
         self, run: _Run, listing: list[LabelSpec], codes: list[str]
