@@ -1,5 +1,6 @@
 """Evaluations: run a classifier over labelled documents in the background, then read metrics."""
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -11,13 +12,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.api.pagination import PageDep, Paginated, paginate
 from backend.classification.schema import SchemaItem, schema_json, validate_schema
-from backend.classification.spec import ModeFields, inline_spec
+from backend.classification.spec import ModeFields, RunSpec, inline_spec
 from backend.classifiers import service as classifiers
 from backend.deps import CurrentAccount, SessionDep, StateDep
 from backend.documents.page_range import parse_page_range
 from backend.errors import InsufficientCredits, InvalidRequest, NotFound
 from backend.evaluation import calibration, runner
-from backend.models import Calibration, Document, Evaluation, EvaluationItem
+from backend.models import Account, Calibration, Document, Evaluation, EvaluationItem
+from backend.state import AppState
 
 router = APIRouter(tags=["evaluations"])
 EvaluationId = Annotated[str, Path(max_length=64)]
@@ -61,6 +63,7 @@ class ItemOut(BaseModel):
     duration: float | None
     credits_used: int
     request_id: str | None = Field(description="The classification's id in the audit history")
+    filename: str | None = Field(default=None, description="The document's file name")
 
 
 class EvaluationSummary(BaseModel):
@@ -142,11 +145,26 @@ async def _get(session: AsyncSession, account_id: str, evaluation_id: str) -> Ev
     return evaluation
 
 
-@router.post("/evaluations", status_code=202)
-async def start_evaluation(
-    body: EvaluationIn, account: CurrentAccount, session: SessionDep, state: StateDep
-) -> Started:
-    """Start an evaluation run on the task queue; refused up front if credits cannot cover it."""
+class EstimateOut(BaseModel):
+    credits_estimate: int = Field(description="What the run will cost (credits per page x pages)")
+    pages: int
+    model: str
+    available: int = Field(description="Credits the account can spend now")
+    enough: bool
+
+
+@dataclass
+class _Plan:
+    spec: RunSpec
+    pages: int
+    estimate: int
+    available: int
+
+
+async def _plan(
+    body: EvaluationIn, account: Account, session: AsyncSession, state: AppState
+) -> _Plan:
+    """The run's spec and cost, after checking every item; nothing is written."""
     if body.classifier_id:
         classifier = await classifiers.get_classifier(
             session, account_id=account.id, classifier_id=body.classifier_id
@@ -161,8 +179,7 @@ async def start_evaluation(
             model=body.query_model,
             modes=body.modes_over(),
         )
-    labels, model, page_range = spec.labels, spec.model, spec.page_range
-    names = {s.label for s in labels}
+    names = {s.label for s in spec.labels}
     unknown = sorted({i.expected_label for i in body.items} - names)
     if unknown:
         raise InvalidRequest(f"Expected labels not in the schema: {', '.join(unknown[:10])}.")
@@ -185,13 +202,38 @@ async def start_evaluation(
     unprocessed = [d.id for d in documents.values() if d.status != "processed"]
     if unprocessed:
         raise InvalidRequest(f"Documents not processed: {', '.join(unprocessed[:5])}.")
-    pages = sum(_pages(documents[i.document_id], page_range) for i in body.items)
-    estimate = pages * spec.info.credits_per_page
+    pages = sum(_pages(documents[i.document_id], spec.page_range) for i in body.items)
     await session.refresh(account)
     available = account.balance - account.reserved
+    return _Plan(spec, pages, pages * spec.info.credits_per_page, available)
+
+
+@router.post("/evaluations/estimate")
+async def estimate_evaluation(
+    body: EvaluationIn, account: CurrentAccount, session: SessionDep, state: StateDep
+) -> EstimateOut:
+    """What POST /v1/evaluations with this body would cost, checked the same way; starts nothing."""
+    plan = await _plan(body, account, session, state)
+    return EstimateOut(
+        credits_estimate=plan.estimate,
+        pages=plan.pages,
+        model=plan.spec.model,
+        available=plan.available,
+        enough=plan.estimate <= plan.available,
+    )
+
+
+@router.post("/evaluations", status_code=202)
+async def start_evaluation(
+    body: EvaluationIn, account: CurrentAccount, session: SessionDep, state: StateDep
+) -> Started:
+    """Start an evaluation run on the task queue; refused up front if credits cannot cover it."""
+    plan = await _plan(body, account, session, state)
+    spec, estimate, available = plan.spec, plan.estimate, plan.available
+    labels, model = spec.labels, spec.model
     if estimate > available:
         raise InsufficientCredits(
-            f"This evaluation will cost {estimate} credits ({pages} pages with {model}); "
+            f"This evaluation will cost {estimate} credits ({plan.pages} pages with {model}); "
             f"the account has {available} available."
         )
     evaluation = Evaluation(
@@ -258,6 +300,15 @@ async def get_evaluation(
             .order_by(col(EvaluationItem.position))
         )
     ).all()
+    ids = list({i.document_id for i in items})
+    names: dict[str, str] = {}
+    for start in range(0, len(ids), 1000):  # deleted documents keep their names here
+        rows = await session.exec(
+            select(Document.id, Document.filename).where(
+                col(Document.id).in_(ids[start : start + 1000])
+            )
+        )
+        names.update(dict(rows.all()))
     fitted = (
         await session.exec(select(Calibration).where(Calibration.evaluation_id == evaluation.id))
     ).first()
@@ -268,7 +319,11 @@ async def get_evaluation(
         error=evaluation.error,
         calibration=_calibration_out(fitted) if fitted else None,
         items=[
-            ItemOut(**i.model_dump(exclude={"classification_id"}), request_id=i.classification_id)
+            ItemOut(
+                **i.model_dump(exclude={"classification_id"}),
+                request_id=i.classification_id,
+                filename=names.get(i.document_id),
+            )
             for i in items
         ],
     )
