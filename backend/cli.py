@@ -199,6 +199,8 @@ def cmd_dev(args: argparse.Namespace) -> None:
                     "true",
                     "--browser.gatherUsageStats",
                     "false",
+                    "--client.toolbarMode",
+                    "minimal",
                 ],
                 env=env,
             )
