@@ -35,6 +35,7 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[respx.MockRouter]:
         router.get("/v1/account/ledger").respond(json=fakes.page([]))
         router.get("/v1/account/keys").respond(json={"items": []})
         router.get("/v1/limits").respond(json=fakes.limits())
+        router.post("/v1/evaluations/estimate").respond(json=fakes.estimate())
         router.get("/v1/batches").respond(json=fakes.page([]))
         router.get("/v1/webhooks").respond(json=fakes.webhook_config())
         router.get("/v1/webhooks/deliveries").respond(json=fakes.page([]))

@@ -275,3 +275,13 @@ def webhook_config(url: str | None = None) -> dict[str, Any]:
         "secret": "whsec_test" if url else None,
         "signature_header": "DocSift-Signature",
     }
+
+
+def estimate(credits: int = 6, available: int = 983) -> dict[str, Any]:
+    return {
+        "credits_estimate": credits,
+        "pages": credits,
+        "model": "local",
+        "available": available,
+        "enough": credits <= available,
+    }

@@ -124,3 +124,36 @@ def test_the_toolbar_has_no_deploy_button(open_page) -> None:
 
     open_page("classifiers")
     assert st.get_option("client.toolbarMode") == "minimal"
+
+
+def test_an_evaluation_the_account_cannot_pay_cannot_start(
+    open_page, api: respx.MockRouter
+) -> None:
+    api.get("/v1/classifiers").respond(json=fakes.page([fakes.classifier()]))
+    api.get("/v1/documents").respond(json=fakes.page([fakes.document("doc-1")]))
+    api.post("/v1/evaluations/estimate").respond(json=fakes.estimate(credits=40, available=12))
+    start = api.post("/v1/evaluations").respond(202, json={"evaluation_id": "ev-1", "total": 1})
+    at = open_page("evaluations")
+    at.radio(key="evaluations_source").set_value("Documents already uploaded").run()
+    at.session_state["evaluations_uploaded_invoice|contract|other"] = {
+        "edited_rows": {0: {"expected_label": "invoice"}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.run()
+    assert "This run will cost 40 credits" in at.error[0].value
+    assert "12 available" in at.error[0].value
+    assert at.button(key="evaluations_start").disabled and not start.called
+
+
+def test_evaluation_items_show_file_names(open_page, api: respx.MockRouter) -> None:
+    run = fakes.evaluation(run_metrics=fakes.metrics(1.0, 1.0, 1.0))
+    run["items"][0]["filename"] = "northwind invoice.pdf"
+    api.get("/v1/evaluations").respond(
+        json=fakes.page([fakes.evaluation_row("ev-1", "baseline", 1.0, "completed")])
+    )
+    api.get("/v1/evaluations/ev-1").respond(json=run)
+    at = open_page("evaluations")
+    items = at.dataframe[-1].value
+    assert items["document"].tolist() == ["northwind invoice.pdf"]
+    assert list(items.columns)[0] == "document" and list(items.columns)[-1] == "document_id"
