@@ -128,7 +128,11 @@ def render_viewer(client: DocSiftClient, document_id: str) -> None:
             number = st.slider("Page", 1, pages, 1, key=f"documents_view_page_{document_id}")
         col_image, col_text = st.columns(2)
         try:
-            col_image.image(page_image(client, document_id, number, 100), caption=f"Page {number}")
+            col_image.container(border=True).image(
+                page_image(client, document_id, number, 100),
+                caption=f"Page {number}",
+                width="stretch",
+            )
         except DocSiftError as exc:
             col_image.warning(exc.user_message())
         text = call(client.page_text, document_id, number)

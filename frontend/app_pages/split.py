@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from frontend.api_client import JSON, DocSiftClient, DocSiftError, documents_of
 from frontend.schema import EXAMPLE_SCHEMA
@@ -84,9 +84,10 @@ def overlay(png: bytes, color: str, caption: str, starts: bool) -> bytes:
     with Image.open(io.BytesIO(png)) as source:
         image = ImageOps.expand(source.convert("RGB"), border=4, fill=color)
     draw = ImageDraw.Draw(image)
-    band = max(16, image.height // 12)
+    font = ImageFont.load_default(size=max(11, image.width // 14))
+    band = int(font.size * 1.6)
     draw.rectangle([0, 0, image.width, band], fill=color)
-    draw.text((6, band // 2 - 5), caption, fill="white")
+    draw.text((14 if starts else 6, band // 2), caption, fill="white", font=font, anchor="lm")
     if starts:
         draw.rectangle([0, 0, 10, image.height], fill=color)
     out = io.BytesIO()
@@ -153,7 +154,7 @@ def render_result(client: DocSiftClient, kept: JSON) -> None:
         segments_frame(split),
         key=f"split_segments_{split['request_id']}",
         num_rows="dynamic",
-        hide_index=False,
+        hide_index=True,
         width="stretch",
         column_config={
             "pages": st.column_config.TextColumn("Pages", required=True, help="e.g. 1-2 or 3,5"),
