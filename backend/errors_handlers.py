@@ -67,8 +67,11 @@ def _describe_validation(exc: RequestValidationError) -> str:
 
 def _allowed_methods(app: FastAPI, path: str) -> list[str]:
     """Every method the API documents for this path (Starlette names only the first route's)."""
+    paths = app.openapi().get("paths", {})
+    if path in paths:  # a fixed path (/v1/evaluations/estimate) is not also /{evaluation_id}
+        return sorted(m.upper() for m in paths[path])
     methods: set[str] = set()
-    for template, operations in app.openapi().get("paths", {}).items():
+    for template, operations in paths.items():
         pattern = "^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"
         if re.match(pattern, path):
             methods.update(m.upper() for m in operations)
