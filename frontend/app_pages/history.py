@@ -133,7 +133,9 @@ def main() -> None:
                 "open": st.column_config.LinkColumn("document link", display_text="open"),
             },
         )
-    st.number_input("Page", min_value=1, max_value=max(pages, page), step=1, key="history_page")
+    st.columns([1, 4])[0].number_input(
+        f"Page (of {pages})", min_value=1, max_value=max(pages, page), step=1, key="history_page"
+    )
     if items:
         by_id = {i["request_id"]: i for i in items}
         picked = st.selectbox(
