@@ -234,6 +234,8 @@ def cmd_dev(args: argparse.Namespace) -> None:
                     "true",
                     "--browser.gatherUsageStats",
                     "false",
+                    "--client.toolbarMode",
+                    "minimal",
                 ],
                 env=env,
             )

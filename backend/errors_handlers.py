@@ -2,6 +2,8 @@
 
 import logging
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -28,19 +30,48 @@ def _body(code: str, message: str) -> dict:
     return ErrorBody(error=code, message=message).model_dump()
 
 
+_SOURCES = {"body", "query", "path", "header", "cookie"}
+
+
+def _field_name(loc: tuple) -> str:
+    """`items[0].document_id` from pydantic's ("body", "items", 0, "document_id")."""
+    name = ""
+    for part in loc:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        elif part not in _SOURCES or name:
+            name += f".{part}" if name else str(part)
+    return name
+
+
+def describe_error(error: Mapping[str, Any], loc: tuple | None = None) -> str:
+    """One validation problem in words that name the field, never a regex or a parser's text."""
+    kind = error.get("type", "")
+    field = _field_name(tuple(error.get("loc", ())) if loc is None else loc)
+    if kind == "json_invalid":
+        return f"{field} is not valid JSON." if field else "The request body is not valid JSON."
+    if kind == "missing":
+        return f"{field} is required." if field else "A required value is missing."
+    if kind == "string_pattern_mismatch":
+        return f"{field} has an invalid format: {str(error.get('input'))[:100]!r}."
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    return f"{field}: {message}" if field else message
+
+
 def _describe_validation(exc: RequestValidationError) -> str:
-    parts = []
-    for error in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path"))
-        msg = error.get("msg", "invalid value")
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts) or "Invalid request."
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return describe_error({"type": "json_invalid"}, loc=())
+    return "; ".join(describe_error(e) for e in errors[:5]) or "Invalid request."
 
 
 def _allowed_methods(app: FastAPI, path: str) -> list[str]:
     """Every method the API documents for this path (Starlette names only the first route's)."""
+    paths = app.openapi().get("paths", {})
+    if path in paths:  # a fixed path (/v1/evaluations/estimate) is not also /{evaluation_id}
+        return sorted(m.upper() for m in paths[path])
     methods: set[str] = set()
-    for template, operations in app.openapi().get("paths", {}).items():
+    for template, operations in paths.items():
         pattern = "^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"
         if re.match(pattern, path):
             methods.update(m.upper() for m in operations)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import mimetypes
 from typing import Any, TypedDict
 
@@ -18,6 +19,7 @@ FRIENDLY_TITLES = {
     "document_not_processed": "The document is not processed yet",
     "unsupported_file": "Unsupported file",
     "payload_too_large": "The file is too large",
+    "conflict": "Already there",
     "rate_limited": "Too many requests: wait a moment and try again",
     "model_error": "The model provider failed",
     "internal_error": "The server hit an internal error",
@@ -145,6 +147,10 @@ class DocSiftClient:
         """GET /v1/models: the models this server offers and its default."""
         return self._json("GET", "/v1/models")
 
+    def limits(self) -> JSON:
+        """GET /v1/limits: the upload and page limits the server enforces."""
+        return self._json("GET", "/v1/limits")
+
     # Account
     def account(self) -> JSON:
         """GET /v1/account: balance, reserved credits and usage."""
@@ -191,9 +197,97 @@ class DocSiftClient:
         mime = content_type or guess_content_type(filename)
         return self._json("POST", "/v1/documents", files={"file": (filename, content, mime)})
 
-    def list_documents(self, limit: int = 50, offset: int = 0) -> JSON:
-        """GET /v1/documents."""
-        return self._json("GET", "/v1/documents", params=self._page(limit, offset))
+    def list_documents(
+        self, limit: int = 50, offset: int = 0, q: str | None = None, status: str | None = None
+    ) -> JSON:
+        """GET /v1/documents: newest first; `q` searches file names."""
+        params = self._page(limit, offset, q=q or None, status=status)
+        return self._json("GET", "/v1/documents", params=params)
+
+    def page_text(self, document_id: str, page: int) -> JSON:
+        """GET /v1/documents/{id}/pages/{n}: one page's extracted text."""
+        return self._json("GET", f"/v1/documents/{document_id}/pages/{page}")
+
+    def create_segments(self, document_id: str, segments: list[str]) -> JSON:
+        """POST /v1/documents/{id}/segments: one new document per page range, nothing charged."""
+        body = {"segments": [{"pages": pages} for pages in segments]}
+        return self._json("POST", f"/v1/documents/{document_id}/segments", json=body)
+
+    # Splitting
+    def split(
+        self,
+        document_id: str,
+        *,
+        classifier_id: str | None = None,
+        schema: list[SchemaItem] | None = None,
+        query_model: str | None = None,
+        page_range: str | None = None,
+    ) -> JSON:
+        """POST /v1/split: the documents inside one file, each with its label (charged)."""
+        body = _drop_none(
+            document_id=document_id,
+            classifier_id=classifier_id,
+            classification_schema=None if classifier_id else schema,
+            query_model=query_model,
+            page_range=page_range,
+        )
+        return self._json("POST", "/v1/split", json=body)
+
+    # Batches
+    def create_batch(
+        self,
+        document_ids: list[str],
+        *,
+        classifier_id: str | None = None,
+        schema: list[SchemaItem] | None = None,
+        query_model: str | None = None,
+        page_range: str | None = None,
+    ) -> JSON:
+        """POST /v1/batches: classify uploaded documents on the queue."""
+        body = _drop_none(
+            document_ids=document_ids,
+            classifier_id=classifier_id,
+            classification_schema=None if classifier_id else schema,
+            query_model=query_model,
+            page_range=page_range,
+        )
+        return self._json("POST", "/v1/batches", json=body)
+
+    def upload_batch(self, filename: str, content: bytes, options: JSON) -> JSON:
+        """POST /v1/batch-uploads: a zip (or one file) classified as one batch."""
+        files = {"file": (filename, content, guess_content_type(filename))}
+        data = {"batch": json.dumps(_drop_none(**options))}
+        return self._json("POST", "/v1/batch-uploads", files=files, data=data)
+
+    def list_batches(self, limit: int = 50, offset: int = 0) -> JSON:
+        """GET /v1/batches."""
+        return self._json("GET", "/v1/batches", params=self._page(limit, offset))
+
+    def batch(self, batch_id: str) -> JSON:
+        """GET /v1/batches/{id}: progress and every item with its result."""
+        return self._json("GET", f"/v1/batches/{batch_id}")
+
+    # Webhooks
+    def webhook_config(self) -> JSON:
+        """GET /v1/webhooks: URL and signing secret."""
+        return self._json("GET", "/v1/webhooks")
+
+    def set_webhook_url(self, url: str | None) -> JSON:
+        """PUT /v1/webhooks: set or (None) clear the URL."""
+        return self._json("PUT", "/v1/webhooks", json={"url": url})
+
+    def rotate_webhook_secret(self) -> JSON:
+        """POST /v1/webhooks/secret."""
+        return self._json("POST", "/v1/webhooks/secret")
+
+    def deliveries(self, limit: int = 20, offset: int = 0, status: str | None = None) -> JSON:
+        """GET /v1/webhooks/deliveries: newest first, with every attempt."""
+        params = self._page(limit, offset, status=status)
+        return self._json("GET", "/v1/webhooks/deliveries", params=params)
+
+    def retry_delivery(self, delivery_id: str) -> JSON:
+        """POST /v1/webhooks/deliveries/{id}/retry (failed deliveries only)."""
+        return self._json("POST", f"/v1/webhooks/deliveries/{delivery_id}/retry")
 
     def document(self, document_id: str) -> JSON:
         """GET /v1/documents/{id}: metadata and per-page info."""
@@ -332,6 +426,23 @@ class DocSiftClient:
             items=items,
         )
         return self._json("POST", "/v1/evaluations", json=body)
+
+    def estimate_evaluation(
+        self,
+        items: list[EvaluationItem],
+        *,
+        classifier_id: str | None = None,
+        schema: list[SchemaItem] | None = None,
+        query_model: str | None = None,
+    ) -> JSON:
+        """POST /v1/evaluations/estimate: what the run would cost; starts nothing."""
+        body = _drop_none(
+            classifier_id=classifier_id,
+            classification_schema=schema,
+            query_model=query_model,
+            items=items,
+        )
+        return self._json("POST", "/v1/evaluations/estimate", json=body)
 
     def list_evaluations(self, limit: int = 50, offset: int = 0) -> JSON:
         """GET /v1/evaluations."""

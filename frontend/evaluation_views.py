@@ -18,7 +18,7 @@ from frontend.metrics import (
     per_label_deltas,
     per_label_frame,
 )
-from frontend.ui import fmt_num, fmt_pct, fmt_seconds
+from frontend.ui import fmt_num, fmt_pct, fmt_seconds, fmt_time
 
 FORMATS: dict[str, Callable[[Any], str]] = {
     "accuracy": fmt_pct,
@@ -45,7 +45,7 @@ def run_title(run: Mapping[str, Any]) -> str:
     if accuracy is not None:
         parts.append(f"accuracy {accuracy:.1%}")
     if run.get("created_at"):
-        parts.append(str(run["created_at"])[:16].replace("T", " "))
+        parts.append(fmt_time(run["created_at"]) or "")
     return " · ".join(parts)
 
 

@@ -34,7 +34,7 @@ def items_frame(items: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         predicted = item.get("predicted_label")
         rows.append(
             {
-                "document_id": item.get("document_id"),
+                "document": item.get("filename") or item.get("document_id"),
                 "expected": item.get("expected_label"),
                 "predicted": predicted,
                 "correct": predicted is not None and predicted == item.get("expected_label"),
@@ -42,6 +42,7 @@ def items_frame(items: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
                 "status": item.get("status"),
                 "error": item.get("error"),
                 "duration": item.get("duration"),
+                "document_id": item.get("document_id"),
             }
         )
     return pd.DataFrame(rows)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
+import pandas as pd
 import streamlit as st
 
 from frontend.api_client import JSON, ApiError, DocSiftClient, DocSiftError
@@ -128,3 +132,103 @@ def model_choices(client: DocSiftClient) -> tuple[list[str], str | None]:
         return [], None
     names = [str(m["name"]) for m in reply.get("models", [])]
     return names, reply.get("default_model")
+
+
+TIME_COLUMNS = {
+    "added",
+    "created",
+    "updated",
+    "when",
+    "delivered",
+    "started",
+    "finished",
+    "uploaded",
+}
+
+
+def fmt_time(value: Any) -> str | None:
+    """An API timestamp ("2026-11-23T10:00:00.123456Z") as "2026-11-23 10:00:00" UTC, no microseconds."""
+    if value in (None, ""):
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return str(value)
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC)
+    return parsed.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def table(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
+    """Rows as a frame whose time columns (`*_at`, created, when...) read to the second."""
+    frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    for column in frame.columns:
+        if str(column).endswith("_at") or str(column) in TIME_COLUMNS:
+            frame[column] = frame[column].map(fmt_time)
+    return frame
+
+
+@st.cache_data(show_spinner=False, ttl=300, max_entries=16)
+def _server_limits(_client: DocSiftClient, base_url: str, api_key: str) -> JSON | None:
+    try:
+        return _client.limits()
+    except DocSiftError:
+        return None  # an older server: Streamlit's own limit applies
+
+
+def upload_limit_bytes(client: DocSiftClient) -> int | None:
+    """The server's upload limit in bytes (GET /v1/limits), or None when it does not say."""
+    limits = _server_limits(client, client.base_url, client.api_key)
+    return int(limits["max_upload_bytes"]) if limits else None
+
+
+def upload_limit_mb(client: DocSiftClient) -> int | None:
+    """The server's limit as the whole megabytes st.file_uploader's max_upload_size takes."""
+    limit = upload_limit_bytes(client)
+    return max(1, math.floor(limit / 2**20)) if limit else None
+
+
+def refuse_too_large(client: DocSiftClient, files: Iterable[Any]) -> list[Any]:
+    """The files within the server's limit; the others get a message and are left out."""
+    limit = upload_limit_bytes(client)
+    kept = []
+    for upload in files:
+        if limit is not None and upload.size > limit:
+            st.error(
+                f"{upload.name} is {upload.size / 2**20:.1f} MB: the server accepts at most "
+                f"{limit / 2**20:g} MB per file."
+            )
+        else:
+            kept.append(upload)
+    return kept
+
+
+THUMB_DPI = 24  # a Letter page becomes 204x264 pixels: enough to recognise a document
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def page_png(
+    _client: DocSiftClient, base_url: str, api_key: str, document_id: str, page: int, dpi: int = 72
+) -> bytes:
+    """A page preview; URL and key are part of the cache key so accounts never share images."""
+    return _client.page_image(document_id, page, dpi=dpi)
+
+
+def page_image(client: DocSiftClient, document_id: str, page: int = 1, dpi: int = 72) -> bytes:
+    """A cached page preview (raises DocSiftError)."""
+    return page_png(client, client.base_url, client.api_key, document_id, page, dpi)
+
+
+def thumbnail_uri(client: DocSiftClient, document_id: str | None, page: int = 1) -> str | None:
+    """A data: URI of a small preview for st.column_config.ImageColumn, or None if there is none
+    (deleted, not processed, or no pages)."""
+    if not document_id:
+        return None
+    try:
+        png = page_image(client, document_id, page, THUMB_DPI)
+    except DocSiftError:
+        return None
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+THUMB_COLUMN = st.column_config.ImageColumn("preview", width="small")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,8 +13,43 @@ import streamlit as st
 from frontend.api_client import JSON, SchemaItem
 from frontend.schema import SchemaProblem, schema_frame, schema_from_rows
 
+_MISSING = object()
 UPLOAD_TYPES = ["pdf", "png", "jpg", "jpeg", "tiff", "tif", "webp", "txt", "zip"]
 SAVED, INLINE = "Saved classifier", "Inline schema"
+
+
+def stable_selectbox(
+    label: str,
+    options: Sequence[Any],
+    key: str,
+    format_func: Callable[[Any], str] = str,
+    index: int = 0,
+    **kwargs: Any,
+) -> Any:
+    """st.selectbox whose option labels may change between runs (a new version, another
+    default). The browser keeps showing, and sends back, the label it showed; so an old label
+    is mapped back to its option, and the value is set again when its label changed, which
+    makes the browser show the new one."""
+    options = list(options)
+    labels_key = f"{key}__labels"
+    shown: dict[str, Any] = st.session_state.get(labels_key, {})
+    if key in st.session_state and options:
+        value = st.session_state[key]
+        if value not in options:
+            value = shown.get(str(value), value)
+        if value not in options:
+            value = options[min(index, len(options) - 1)]
+        if value != st.session_state[key] or shown.get(format_func(value), _MISSING) != value:
+            st.session_state[key] = value
+    st.session_state[labels_key] = {format_func(o): o for o in options}
+    return st.selectbox(
+        label,
+        options,
+        index=0 if key in st.session_state else index,
+        format_func=format_func,
+        key=key,
+        **kwargs,
+    )
 
 
 def label_editor(schema: Sequence[Mapping[str, Any]], key: str) -> pd.DataFrame:
@@ -49,8 +84,8 @@ def model_select(
     if not options:
         st.warning("The server lists no models.")
         return None
-    choice = st.selectbox(
-        label, options, index=index, key=key, format_func=lambda m: m or f"{blank_means}"
+    choice = stable_selectbox(
+        label, options, key, format_func=lambda m: m or f"{blank_means}", index=index
     )
     return choice or None
 
@@ -121,11 +156,13 @@ def schema_picker(
                 problem="No saved classifiers yet: create one or use an inline schema."
             )
         by_id = {c["classifier_id"]: c for c in classifiers}
-        chosen = st.selectbox(
+        chosen = stable_selectbox(
             "Classifier",
             list(by_id),
-            format_func=lambda cid: f"{by_id[cid]['name']} (v{by_id[cid]['version']})",
-            key=f"{prefix}_classifier",
+            f"{prefix}_classifier",
+            format_func=lambda cid: (
+                f"{by_id[cid]['name']} (v{by_id[cid]['version']})" if cid in by_id else str(cid)
+            ),
         )
         return SchemaChoice(classifier=by_id[chosen])
     # A new default (e.g. another zip's folders) must reset the table, so it is part of the key.

@@ -11,6 +11,7 @@ from backend.api import (
     documents,
     evaluations,
     health,
+    limits,
     models,
     split,
     webhooks,
@@ -24,6 +25,7 @@ v1 = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 for module in (
     account,
     models,
+    limits,
     documents,
     classify,
     classifications,

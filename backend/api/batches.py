@@ -19,7 +19,8 @@ from backend.classification.spec import ModeFields
 from backend.deps import CurrentAccount, RequireScope, SessionDep, StateDep, check_classifier
 from backend.documents import service as documents
 from backend.errors import InvalidRequest, NotFound, PayloadTooLarge
-from backend.models import Account, Batch, BatchItem, Classification
+from backend.errors_handlers import describe_error
+from backend.models import Account, Batch, BatchItem, Classification, Document
 
 router = APIRouter(tags=["batches"])
 BatchId = Annotated[str, Path(max_length=64)]
@@ -92,6 +93,7 @@ class BatchItemOut(BaseModel):
     attempts: int
     error: str | None
     result: ClassifyResponse | None = Field(description="The /v1/classify response, once done")
+    filename: str | None = Field(default=None, description="The document's file name")
 
 
 class BatchOut(BatchSummary):
@@ -183,7 +185,9 @@ async def upload_batch(
     try:
         options = BatchOptions.model_validate_json(batch)
     except ValidationError as error:
-        problems = "; ".join(e["msg"] for e in error.errors()[:5])
+        problems = "; ".join(
+            describe_error(e, loc=("batch", *e.get("loc", ()))) for e in error.errors()[:5]
+        )
         raise InvalidRequest(f"Invalid batch options: {problems}") from None
     check_classifier(request, options.classifier_id)
     spec = await _options_spec(options, account, session, state)
@@ -264,11 +268,25 @@ async def get_batch(
             )
         )
         results.update({c.id: c for c in rows.all()})
+    doc_ids = list({i.document_id for i in items})
+    names: dict[str, str] = {}
+    for start in range(0, len(doc_ids), 1000):
+        found = await session.exec(
+            select(Document.id, Document.filename).where(
+                col(Document.id).in_(doc_ids[start : start + 1000])
+            )
+        )
+        names.update(dict(found.all()))
     return BatchOut(
         **service.summary(batch),
         labels=[s["label"] for s in batch.classification_schema],
         items=[
-            BatchItemOut.model_validate(item_view(item, results.get(item.classification_id or "")))
+            BatchItemOut.model_validate(
+                {
+                    **item_view(item, results.get(item.classification_id or "")),
+                    "filename": names.get(item.document_id),
+                }
+            )
             for item in items
         ],
     )

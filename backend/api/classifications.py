@@ -4,13 +4,14 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
+from pydantic import Field
 from sqlmodel import col, select
 
 from backend.api.pagination import PageDep, Paginated, paginate
 from backend.classification.service import ClassifyResponse, classification_response
 from backend.deps import CurrentAccount, RequireScope, SessionDep
 from backend.errors import InvalidRequest, NotFound
-from backend.models import Classification
+from backend.models import Classification, Document
 
 router = APIRouter(tags=["classifications"])
 
@@ -33,11 +34,13 @@ class ClassificationRecord(ClassifyResponse):
     classification_schema: list[dict[str, str]]
     page_range: str | None
     result: dict | None = None
+    filename: str | None = Field(default=None, description="The document's file name")
 
 
-def record_out(c: Classification) -> ClassificationRecord:
+def record_out(c: Classification, filename: str | None = None) -> ClassificationRecord:
     return ClassificationRecord(
         **classification_response(c).model_dump(),
+        filename=filename,
         kind=c.kind,
         classification_schema=c.classification_schema,
         page_range=c.page_range,
@@ -84,6 +87,17 @@ async def list_classifications(
         query = query.where(Classification.created_at <= _parse_time(until, "until"))
     query = query.order_by(col(Classification.created_at).desc(), col(Classification.id))
     rows, total = await paginate(session, query, page)
+    ids = list({r.document_id for r in rows})
+    names = dict(
+        (
+            await session.exec(
+                select(Document.id, Document.filename).where(col(Document.id).in_(ids))
+            )
+        ).all()
+    )
     return Paginated(
-        items=[record_out(r) for r in rows], total=total, limit=page.limit, offset=page.offset
+        items=[record_out(r, names.get(r.document_id)) for r in rows],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
     )

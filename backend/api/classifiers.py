@@ -20,7 +20,7 @@ from backend.classification.spec import ModeFields, Modes, check_modes
 from backend.classifiers import service
 from backend.deps import CurrentAccount, CurrentKey, RequireScope, SessionDep, StateDep
 from backend.documents.page_range import parse_page_range
-from backend.models import Classifier, ClassifierVersion, Example
+from backend.models import Classifier, ClassifierVersion, Document, Example
 
 router = APIRouter(tags=["classifiers"])
 ClassifierId = Annotated[str, Path(max_length=64)]
@@ -123,6 +123,8 @@ class ExampleOut(BaseModel):
     document_id: str
     label: str
     created_at: datetime
+    filename: str | None = Field(default=None, description="The document's file name")
+    num_pages: int | None = None
 
 
 class ExamplesOut(Paginated[ExampleOut]):
@@ -360,13 +362,22 @@ async def list_examples(
         .order_by(col(Example.created_at), col(Example.id))
     )
     rows, total = await paginate(session, query, page)
+    ids = [e.document_id for e in rows]
+    docs = {
+        d.id: d for d in (await session.exec(select(Document).where(col(Document.id).in_(ids))))
+    }
     snap = await service.snapshot(session, classifier)
     examples = await service.examples_of(session, classifier)
     estimate = Estimate(**await service.estimate(session, state, snap, examples))
     return ExamplesOut(
         items=[
             ExampleOut(
-                example_id=e.id, document_id=e.document_id, label=e.label, created_at=e.created_at
+                example_id=e.id,
+                document_id=e.document_id,
+                label=e.label,
+                created_at=e.created_at,
+                filename=docs[e.document_id].filename if e.document_id in docs else None,
+                num_pages=docs[e.document_id].num_pages if e.document_id in docs else None,
             )
             for e in rows
         ],

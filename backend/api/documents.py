@@ -242,14 +242,28 @@ async def upload_document(
 
 @router.get("/documents", dependencies=[RequireScope("documents:read")])
 async def list_documents(
-    account: CurrentAccount, session: SessionDep, page: PageDep
+    account: CurrentAccount,
+    session: SessionDep,
+    page: PageDep,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Only filenames containing this text")
+    ] = None,
+    status: Annotated[
+        Literal["uploaded", "processing", "processed", "failed"] | None,
+        Query(description="Only documents with this status"),
+    ] = None,
 ) -> Paginated[DocumentOut]:
-    """List this account's documents, newest first."""
-    query = (
-        select(Document)
-        .where(Document.account_id == account.id, col(Document.deleted_at).is_(None))
-        .order_by(col(Document.created_at).desc(), col(Document.id).desc())
+    """List this account's documents, newest first; `q` searches filenames (any case)."""
+    query = select(Document).where(
+        Document.account_id == account.id, col(Document.deleted_at).is_(None)
     )
+    if q and q.strip():
+        # LIKE's wildcards in the search text are matched literally.
+        pattern = q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(col(Document.filename).ilike(f"%{pattern}%", escape="\\"))
+    if status:
+        query = query.where(Document.status == status)
+    query = query.order_by(col(Document.created_at).desc(), col(Document.id).desc())
     rows, total = await paginate(session, query, page)
     return Paginated(
         items=await documents_out(session, list(rows)),

@@ -1,5 +1,6 @@
 """Evaluations: run a classifier over labelled documents in the background, then read metrics."""
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -11,13 +12,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.api.pagination import PageDep, Paginated, paginate
 from backend.classification.schema import SchemaItem, schema_json, validate_schema
-from backend.classification.spec import ModeFields, Modes, inline_spec
+from backend.classification.spec import ModeFields, Modes, RunSpec, inline_spec
 from backend.classifiers import service as classifiers
 from backend.deps import CurrentAccount, RequireScope, SessionDep, StateDep, check_classifier
 from backend.documents.page_range import parse_page_range
 from backend.errors import InsufficientCredits, InvalidRequest, NotFound
 from backend.evaluation import calibration, runner
-from backend.models import Calibration, Document, Evaluation, EvaluationItem
+from backend.models import Account, Calibration, Document, Evaluation, EvaluationItem
+from backend.state import AppState
 
 router = APIRouter(tags=["evaluations"])
 EvaluationId = Annotated[str, Path(max_length=64)]
@@ -79,6 +81,7 @@ class ItemOut(BaseModel):
     duration: float | None
     credits_used: int
     request_id: str | None = Field(description="The classification's id in the audit history")
+    filename: str | None = Field(default=None, description="The document's file name")
 
 
 class EvaluationSummary(BaseModel):
@@ -162,16 +165,26 @@ async def _get(session: AsyncSession, account_id: str, evaluation_id: str) -> Ev
     return evaluation
 
 
-@router.post("/evaluations", status_code=202, dependencies=[RequireScope("evaluations")])
-async def start_evaluation(
-    request: Request,
-    body: EvaluationIn,
-    account: CurrentAccount,
-    session: SessionDep,
-    state: StateDep,
-) -> Started:
-    """Start an evaluation run on the task queue; refused up front if credits cannot cover it."""
-    check_classifier(request, body.classifier_id)
+class EstimateOut(BaseModel):
+    credits_estimate: int = Field(description="What the run will cost (credits per page x pages)")
+    pages: int
+    model: str
+    available: int = Field(description="Credits the account can spend now")
+    enough: bool
+
+
+@dataclass
+class _Plan:
+    spec: RunSpec
+    pages: int
+    estimate: int
+    available: int
+
+
+async def _plan(
+    body: EvaluationIn, account: Account, session: AsyncSession, state: AppState
+) -> _Plan:
+    """The run's spec and cost, after checking every item; nothing is written."""
     if body.classifier_id:
         classifier = await classifiers.get_classifier(
             session, account_id=account.id, classifier_id=body.classifier_id
@@ -186,8 +199,7 @@ async def start_evaluation(
             model=body.query_model,
             modes=body.modes_over(),
         )
-    labels, model, page_range = spec.labels, spec.model, spec.page_range
-    names = {s.label for s in labels}
+    names = {s.label for s in spec.labels}
     unknown = sorted({label for i in body.items for label in i.expected} - names)
     if not spec.modes.multi_label and any(i.expected_labels is not None for i in body.items):
         raise InvalidRequest("expected_labels needs multi_label: true; give expected_label.")
@@ -212,13 +224,48 @@ async def start_evaluation(
     unprocessed = [d.id for d in documents.values() if d.status != "processed"]
     if unprocessed:
         raise InvalidRequest(f"Documents not processed: {', '.join(unprocessed[:5])}.")
-    pages = sum(_pages(documents[i.document_id], page_range) for i in body.items)
-    estimate = pages * spec.estimated_page_credits
+    pages = sum(_pages(documents[i.document_id], spec.page_range) for i in body.items)
     await session.refresh(account)
     available = account.balance - account.reserved
+    return _Plan(spec, pages, pages * spec.estimated_page_credits, available)
+
+
+@router.post("/evaluations/estimate", dependencies=[RequireScope("evaluations")])
+async def estimate_evaluation(
+    request: Request,
+    body: EvaluationIn,
+    account: CurrentAccount,
+    session: SessionDep,
+    state: StateDep,
+) -> EstimateOut:
+    """What POST /v1/evaluations with this body would cost, checked the same way; starts nothing."""
+    check_classifier(request, body.classifier_id)
+    plan = await _plan(body, account, session, state)
+    return EstimateOut(
+        credits_estimate=plan.estimate,
+        pages=plan.pages,
+        model=plan.spec.model,
+        available=plan.available,
+        enough=plan.estimate <= plan.available,
+    )
+
+
+@router.post("/evaluations", status_code=202, dependencies=[RequireScope("evaluations")])
+async def start_evaluation(
+    request: Request,
+    body: EvaluationIn,
+    account: CurrentAccount,
+    session: SessionDep,
+    state: StateDep,
+) -> Started:
+    """Start an evaluation run on the task queue; refused up front if credits cannot cover it."""
+    check_classifier(request, body.classifier_id)
+    plan = await _plan(body, account, session, state)
+    spec, estimate, available = plan.spec, plan.estimate, plan.available
+    labels, model = spec.labels, spec.model
     if estimate > available:
         raise InsufficientCredits(
-            f"This evaluation will cost {estimate} credits ({pages} pages with {model}); "
+            f"This evaluation will cost {estimate} credits ({plan.pages} pages with {model}); "
             f"the account has {available} available."
         )
     evaluation = Evaluation(
@@ -286,6 +333,15 @@ async def get_evaluation(
             .order_by(col(EvaluationItem.position))
         )
     ).all()
+    ids = list({i.document_id for i in items})
+    names: dict[str, str] = {}
+    for start in range(0, len(ids), 1000):  # deleted documents keep their names here
+        rows = await session.exec(
+            select(Document.id, Document.filename).where(
+                col(Document.id).in_(ids[start : start + 1000])
+            )
+        )
+        names.update(dict(rows.all()))
     fitted = (
         await session.exec(select(Calibration).where(Calibration.evaluation_id == evaluation.id))
     ).first()
@@ -296,7 +352,11 @@ async def get_evaluation(
         error=evaluation.error,
         calibration=_calibration_out(fitted) if fitted else None,
         items=[
-            ItemOut(**i.model_dump(exclude={"classification_id"}), request_id=i.classification_id)
+            ItemOut(
+                **i.model_dump(exclude={"classification_id"}),
+                request_id=i.classification_id,
+                filename=names.get(i.document_id),
+            )
             for i in items
         ],
     )

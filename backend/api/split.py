@@ -4,13 +4,21 @@ from dataclasses import replace
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, model_validator
+from sqlmodel import col, select
 
 from backend.api.classify import IdempotencyKey
+from backend.api.documents import DocumentId, DocumentOut, documents_out
 from backend.billing import idempotency
 from backend.classification.schema import SchemaItem, validate_schema
 from backend.classification.spec import ModeFields, inline_spec
 from backend.classifiers import service as classifiers
+from backend.db import begin_write
 from backend.deps import CurrentAccount, RequireScope, SessionDep, StateDep, check_classifier
+from backend.documents.page_range import parse_page_range
+from backend.documents.queries import get_pages, get_processed_document
+from backend.errors import InvalidRequest
+from backend.models import Document
+from backend.splitting.documents import SegmentWriter
 from backend.splitting.service import split_document
 
 router = APIRouter(tags=["split"])
@@ -117,3 +125,54 @@ async def split(
         work=work,
     )
     return SplitOut.model_validate(result)
+
+
+class SegmentIn(BaseModel):
+    pages: str = Field(min_length=1, max_length=200, examples=["1-2"])
+
+
+class SegmentsIn(BaseModel):
+    segments: list[SegmentIn] = Field(min_length=1, max_length=500)
+
+
+class SegmentsOut(BaseModel):
+    documents: list[DocumentOut]
+
+
+@router.post(
+    "/documents/{document_id}/segments",
+    status_code=201,
+    tags=["documents"],
+    dependencies=[RequireScope("documents:write")],
+)
+async def create_segments(
+    document_id: DocumentId,
+    body: SegmentsIn,
+    account: CurrentAccount,
+    session: SessionDep,
+    state: StateDep,
+) -> SegmentsOut:
+    """Cut a processed document into new documents, one per page range (e.g. a split's segments
+    after a person adjusted them). Nothing is classified, so nothing is charged."""
+    parent = await get_processed_document(session, account_id=account.id, document_id=document_id)
+    pages = {p.page_number: p for p in await get_pages(session, document_id=parent.id)}
+    wanted = []
+    for number, segment in enumerate(body.segments, start=1):
+        try:
+            numbers = parse_page_range(segment.pages, parent.num_pages)
+        except InvalidRequest as error:
+            raise InvalidRequest(f"segments[{number - 1}].pages: {error.message}") from None
+        wanted.append([pages[n] for n in numbers if n in pages])
+    writer = SegmentWriter(session, state, parent)
+    try:
+        await begin_write(session)
+        ids = [await writer.write(chosen) for chosen in wanted]
+        await session.commit()
+    except BaseException:
+        await session.rollback()
+        await writer.discard()
+        raise
+    made = (await session.exec(select(Document).where(col(Document.id).in_(ids)))).all()
+    order = {doc_id: i for i, doc_id in enumerate(ids)}
+    made = sorted(made, key=lambda d: order[d.id])
+    return SegmentsOut(documents=await documents_out(session, list(made)))

@@ -15,9 +15,16 @@ from backend.backends.local import estimate_accuracy
 from backend.classification.schema import schema_json, specs_from_json
 from backend.classification.spec import ExampleDoc, ModeFields, Modes, RunSpec, check_modes
 from backend.documents.queries import document_text, get_processed_document
-from backend.errors import InvalidRequest, NotFound
+from backend.errors import Conflict, InvalidRequest, NotFound
 from backend.evaluation import calibration
-from backend.models import Classifier, ClassifierVersion, Example, TrainedModel, utcnow
+from backend.models import (
+    Classifier,
+    ClassifierVersion,
+    Document,
+    Example,
+    TrainedModel,
+    utcnow,
+)
 from backend.state import AppState
 
 # What decides results: a change to any of these makes a new version.
@@ -178,6 +185,7 @@ async def add_example(
     document = await get_processed_document(
         session, account_id=classifier.account_id, document_id=document_id
     )
+    await _refuse_duplicate(session, classifier, document)
     text = await document_text(session, document_id=document.id, max_chars=EXAMPLE_TEXT_CHARS)
     example = Example(
         account_id=classifier.account_id,
@@ -189,6 +197,31 @@ async def add_example(
     session.add(example)
     await session.flush()
     return example
+
+
+async def _refuse_duplicate(
+    session: AsyncSession, classifier: Classifier, document: Document
+) -> None:
+    """The same file (same bytes, even uploaded twice) is one example: twice would weigh it
+    double and could not be told apart in the list."""
+    same = (
+        await session.exec(
+            select(Example, Document)
+            .join(Document, col(Document.id) == col(Example.document_id))
+            .where(
+                Example.classifier_id == classifier.id,
+                col(Example.deleted_at).is_(None),
+                (col(Document.id) == document.id) | (col(Document.sha256) == document.sha256),
+            )
+            .limit(1)
+        )
+    ).first()
+    if same is not None:
+        example, original = same
+        raise Conflict(
+            f"{document.filename} is already an example of this classifier "
+            f"(labelled '{example.label}' as {original.filename}, example {example.id})."
+        )
 
 
 async def delete_example(session: AsyncSession, classifier: Classifier, example_id: str) -> None:

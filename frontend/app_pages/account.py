@@ -10,7 +10,7 @@ import streamlit as st
 
 from frontend.api_client import JSON, DocSiftClient
 from frontend.charts import usage_by_day_chart, usage_by_model_chart
-from frontend.ui import call, call_or_stop, flash, require_client, show_flashes
+from frontend.ui import call, call_or_stop, flash, require_client, show_flashes, table
 
 LEDGER_PAGE_SIZE = 50
 LEDGER_PAGE = "account_ledger_page"
@@ -76,7 +76,7 @@ def render_ledger(client: DocSiftClient) -> None:
     items = ledger.get("items", [])
     if items:
         st.dataframe(
-            pd.DataFrame(items),
+            table(items),
             hide_index=True,
             column_order=["created_at", "kind", "amount", "model", "pages", "note", "request_id"],
         )
@@ -138,7 +138,7 @@ def render_keys(client: DocSiftClient) -> None:
     keys = listing.get("items", [])
     if keys:
         st.dataframe(
-            pd.DataFrame(keys),
+            table(keys),
             hide_index=True,
             column_order=[
                 "name",

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pandas as pd
 import streamlit as st
 
-from frontend.api_client import JSON, DocSiftClient, DocSiftError, documents_of
+from frontend.api_client import JSON, ApiError, DocSiftClient, DocSiftError, documents_of
 from frontend.schema import (
     EXAMPLE_SCHEMA,
     SchemaProblem,
@@ -16,21 +16,28 @@ from frontend.schema import (
     schema_from_rows,
 )
 from frontend.ui import (
+    THUMB_COLUMN,
     call,
     call_or_stop,
     flash,
     fmt_num,
     fmt_pct,
+    fmt_time,
     model_choices,
+    refuse_too_large,
     require_client,
     show_flashes,
+    thumbnail_uri,
+    upload_limit_mb,
 )
-from frontend.widgets import UPLOAD_TYPES, defaults_inputs, label_editor
+from frontend.ui import table as ui_table
+from frontend.widgets import UPLOAD_TYPES, defaults_inputs, label_editor, stable_selectbox
 
 NEW = "__new__"
 SELECTED = "classifiers_selected"
 PENDING = "classifiers_pending_selection"  # set before a rerun; a widget's key cannot be
-UPLOADS_GEN = "classifiers_uploader_generation"  # bumping it empties the example uploader
+UPLOADS_GEN = "classifiers_uploader_generation"
+MAX_THUMBS = 60  # previews beyond these would make the tab slow to open  # bumping it empties the example uploader
 
 
 def select_after_rerun(classifier_id: str) -> None:
@@ -43,36 +50,32 @@ def render_list(classifiers: Sequence[JSON]) -> None:
     if not classifiers:
         st.info("No classifiers yet: create the first one below.")
         return
-    table = pd.DataFrame(
-        [
-            {
-                "name": c["name"],
-                "version": c["version"],
-                "labels": len(c["classification_schema"]),
-                "model": c.get("query_model") or "default",
-                "examples": c.get("num_examples", 0),
-                "updated": c.get("updated_at"),
-                "id": c["classifier_id"],
-            }
-            for c in classifiers
-        ]
-    )
-    st.dataframe(table, hide_index=True)
+    rows = [
+        {
+            "name": c["name"],
+            "version": c["version"],
+            "labels": len(c["classification_schema"]),
+            "model": c.get("query_model") or "default",
+            "examples": c.get("num_examples", 0),
+            "updated": c.get("updated_at"),
+            "id": c["classifier_id"],
+        }
+        for c in classifiers
+    ]
+    st.dataframe(ui_table(rows), hide_index=True)
 
 
 def pick_classifier(classifiers: Sequence[JSON]) -> str:
-    """The classifier to work on, or NEW."""
+    """The classifier to work on, or NEW (its label follows the current version)."""
     names = {c["classifier_id"]: f"{c['name']} (v{c['version']})" for c in classifiers}
     options = [NEW, *names]
     if PENDING in st.session_state:
         st.session_state[SELECTED] = st.session_state.pop(PENDING)
-    if st.session_state.get(SELECTED) not in options:
-        st.session_state[SELECTED] = NEW  # deleted elsewhere, or first visit
-    return st.selectbox(
+    return stable_selectbox(
         "Classifier",
         options,
-        format_func=lambda cid: "New classifier" if cid == NEW else names[cid],
-        key=SELECTED,
+        SELECTED,
+        format_func=lambda cid: "New classifier" if cid == NEW else names.get(cid, str(cid)),
     )
 
 
@@ -152,7 +155,7 @@ def render_versions(detail: JSON) -> None:
     """Every version, and the changes between two of them."""
     versions = sorted(detail.get("versions", []), key=lambda v: v["version"])
     st.dataframe(
-        pd.DataFrame(
+        ui_table(
             [
                 {
                     "version": v["version"],
@@ -197,19 +200,68 @@ def render_estimate(estimate: JSON | None) -> None:
 
 
 def add_examples(client: DocSiftClient, classifier_id: str, files: list, label: str) -> int:
-    """Upload each file (a zip gives several documents) and label every document; returns count."""
+    """Upload each file (a zip gives several documents) and label every document; returns count.
+    A file that is already an example (the server answers 409) is reported and skipped."""
     added = 0
     progress = st.progress(0.0, text="Uploading...")
     for number, upload in enumerate(files, start=1):
         try:
             reply = client.upload_document(upload.name, upload.getvalue(), upload.type)
             for document in documents_of(reply):
-                client.add_example(classifier_id, document["document_id"], label)
-                added += 1
+                try:
+                    client.add_example(classifier_id, document["document_id"], label)
+                    added += 1
+                except ApiError as exc:
+                    if exc.status != 409:
+                        raise
+                    st.warning(f"{document.get('filename', upload.name)}: {exc.message}")
         except DocSiftError as exc:
             st.error(f"{upload.name}: {exc.user_message()}")
         progress.progress(number / len(files), text=f"{number}/{len(files)} files uploaded")
     return added
+
+
+def example_rows(client: DocSiftClient, items: list[JSON]) -> list[JSON]:
+    """The examples as a person reads them: preview, file name, label; ids last."""
+    return [
+        {
+            "preview": thumbnail_uri(client, item["document_id"]) if n < MAX_THUMBS else None,
+            "filename": item.get("filename") or "(deleted document)",
+            "label": item["label"],
+            "pages": item.get("num_pages"),
+            "added": item.get("created_at"),
+            "document_id": item["document_id"],
+            "example_id": item["example_id"],
+        }
+        for n, item in enumerate(items)
+    ]
+
+
+def render_delete_example(client: DocSiftClient, cid: str, items: list[JSON]) -> None:
+    """Pick an example by file name (with its preview) and delete it."""
+    by_id = {item["example_id"]: item for item in items}
+
+    def name(eid: str) -> str:
+        item = by_id[eid]
+        added = fmt_time(item.get("created_at")) or ""
+        return f"{item.get('filename') or 'deleted document'} · {item['label']} · added {added}"
+
+    col_pick, col_preview = st.columns([3, 1])
+    with col_pick:
+        chosen = st.selectbox(
+            "Example to delete",
+            list(by_id),
+            format_func=name,
+            key=f"classifiers_example_delete_pick_{cid}",
+        )
+        st.caption(f"document `{by_id[chosen]['document_id']}`")
+        delete = st.button("Delete example", key=f"classifiers_example_delete_{cid}")
+    preview = thumbnail_uri(client, by_id[chosen]["document_id"])
+    if preview:
+        col_preview.image(preview, width=120)
+    if delete and call(client.delete_example, cid, chosen):
+        flash(f"Example {by_id[chosen].get('filename') or chosen} deleted.")
+        st.rerun()
 
 
 def render_examples(client: DocSiftClient, classifier: JSON) -> None:
@@ -226,10 +278,11 @@ def render_examples(client: DocSiftClient, classifier: JSON) -> None:
         type=UPLOAD_TYPES,
         accept_multiple_files=True,
         key=f"classifiers_example_files_{cid}_{generation}",
+        max_upload_size=upload_limit_mb(client),
     )
     label = st.selectbox("Their label", labels, key=f"classifiers_example_label_{cid}")
     if st.button("Upload and add examples", disabled=not files, key=f"classifiers_add_{cid}"):
-        added = add_examples(client, cid, files or [], label)
+        added = add_examples(client, cid, refuse_too_large(client, files or []), label)
         if added:
             flash(f"Added {added} example(s) labelled {label}.")
             st.session_state[UPLOADS_GEN] = generation + 1
@@ -238,19 +291,13 @@ def render_examples(client: DocSiftClient, classifier: JSON) -> None:
     st.caption(f"{listing.get('total', len(items))} example(s)")
     if not items:
         return
-    st.dataframe(pd.DataFrame(items), hide_index=True)
-    by_id = {item["example_id"]: item for item in items}
-    chosen = st.selectbox(
-        "Example to delete",
-        list(by_id),
-        format_func=lambda eid: f"{by_id[eid]['label']} - document {by_id[eid]['document_id']}",
-        key=f"classifiers_example_delete_pick_{cid}",
+    st.dataframe(
+        ui_table(example_rows(client, items)),
+        hide_index=True,
+        column_config={"preview": THUMB_COLUMN},
+        row_height=60,
     )
-    if st.button("Delete example", key=f"classifiers_example_delete_{cid}") and call(
-        client.delete_example, cid, chosen
-    ):
-        flash("Example deleted.")
-        st.rerun()
+    render_delete_example(client, cid, items)
 
 
 def render_classifier(
@@ -263,7 +310,12 @@ def render_classifier(
     st.subheader(f"{detail['name']} - version {detail['version']}")
     if detail.get("description"):
         st.caption(detail["description"])
-    edit, versions, examples = st.tabs(["Labels and defaults", "Versions", "Examples"])
+    # Keyed, so the open tab survives the rerun after an upload or a delete.
+    edit, versions, examples = st.tabs(
+        ["Labels and defaults", "Versions", "Examples"],
+        key=f"classifiers_tabs_{classifier_id}",
+        on_change="rerun",
+    )
     with edit:
         render_edit(client, detail, models, default_model)
     with versions:

@@ -11,7 +11,17 @@ from frontend.api_client import JSON, DocSiftClient, DocSiftError, EvaluationIte
 from frontend.datasets import LabelledFile, LabelledSet, read_labelled_zip
 from frontend.evaluation_views import render_comparison, render_run, run_title
 from frontend.schema import EXAMPLE_SCHEMA
-from frontend.ui import call, flash, model_choices, optional_items, require_client, show_flashes
+from frontend.ui import (
+    call,
+    flash,
+    fmt_time,
+    model_choices,
+    optional_items,
+    refuse_too_large,
+    require_client,
+    show_flashes,
+    upload_limit_mb,
+)
 from frontend.widgets import SchemaChoice, model_select, schema_picker
 
 ACTIVE = "evaluations_active"  # the run being watched
@@ -21,6 +31,7 @@ TERMINAL = {"completed", "failed", "cancelled"}
 POLL_SECONDS = 2
 INPUT_MODES = ["text", "image", "text+image", "auto"]
 ZIP, UPLOADED = "Zip with a folder per label", "Documents already uploaded"
+PREPARED = "evaluations_prepared"  # {"zip": uploader file id, "items": [...]} once uploaded
 
 
 @st.fragment(run_every=POLL_SECONDS)
@@ -100,6 +111,7 @@ def pick_uploaded(client: DocSiftClient, labels: list[str]) -> list[EvaluationIt
                 "filename": d.get("filename"),
                 "pages": d.get("num_pages"),
                 "status": d.get("status"),
+                "uploaded": fmt_time(d.get("created_at")),
                 "document_id": d["document_id"],
             }
             for d in documents
@@ -109,7 +121,7 @@ def pick_uploaded(client: DocSiftClient, labels: list[str]) -> list[EvaluationIt
         table,
         key=f"evaluations_uploaded_{'|'.join(labels)}",
         hide_index=True,
-        disabled=["filename", "pages", "status", "document_id"],
+        disabled=["filename", "pages", "status", "uploaded", "document_id"],
         column_config={
             "expected_label": st.column_config.SelectboxColumn("Expected label", options=labels)
         },
@@ -159,18 +171,50 @@ def start_run(
         st.rerun()
 
 
+def render_estimate(
+    client: DocSiftClient, items: list[EvaluationItem], choice: SchemaChoice, model: str | None
+) -> bool:
+    """Show what the run will cost before it starts; False when the account cannot pay it."""
+    classifier_id = choice.classifier["classifier_id"] if choice.classifier else None
+    estimate = call(
+        client.estimate_evaluation,
+        items,
+        classifier_id=classifier_id,
+        schema=None if classifier_id else choice.schema,
+        query_model=model,
+    )
+    if estimate is None:
+        return False
+    text = (
+        f"This run will cost {estimate['credits_estimate']} credits "
+        f"({estimate['pages']} pages of {len(items)} documents with `{estimate['model']}`); "
+        f"{estimate['available']} available."
+    )
+    if estimate.get("enough", True):
+        st.info(text, icon=":material/payments:")
+        return True
+    st.error(text + " Add credits or evaluate fewer documents.")
+    return False
+
+
 def render_new_run(
     client: DocSiftClient, classifiers: list[JSON], models: list[str], default_model: str | None
 ) -> None:
-    """Choose the labelled set, the labels and the model, then start a run."""
+    """Choose the labelled set, the labels and the model; see the cost; then start a run."""
     name = st.text_input("Run name", key="evaluations_name", placeholder="e.g. v3 on gpt-4o-mini")
     source = st.radio("Labelled set", [ZIP, UPLOADED], horizontal=True, key="evaluations_source")
     labelled: LabelledSet | None = None
+    upload = None
     default_schema: list = EXAMPLE_SCHEMA
     if source == ZIP:
         upload = st.file_uploader(
-            "Zip with one folder per label", type=["zip"], key="evaluations_zip"
+            "Zip with one folder per label",
+            type=["zip"],
+            key="evaluations_zip",
+            max_upload_size=upload_limit_mb(client),
         )
+        if upload is not None and not refuse_too_large(client, [upload]):
+            upload = None
         labelled = read_zip_upload(upload) if upload is not None else None
         if labelled is not None:
             default_schema = [{"label": lab, "description": lab} for lab in labelled.labels]
@@ -196,17 +240,23 @@ def render_new_run(
     unknown = sorted(set(labelled.labels) - set(choice.labels)) if labelled else []
     if unknown:
         st.warning(f"Folders that are not labels of the schema: {', '.join(unknown)}.")
-    ready = not choice.problem and not unknown and (bool(labelled) or bool(items))
-    if not st.button(
-        "Start evaluation", type="primary", disabled=not ready, key="evaluations_start"
+    usable = not choice.problem and not unknown
+    if labelled is not None and upload is not None:
+        # The zip's files are uploaded first, so the run's cost can be shown before it starts.
+        prepared = st.session_state.get(PREPARED)
+        if prepared and prepared["zip"] == upload.file_id:
+            items = prepared["items"]
+            st.caption(f"{len(items)} document(s) uploaded from {upload.name}.")
+        elif st.button("Upload the set", disabled=not usable, key="evaluations_upload"):
+            items = upload_labelled(client, labelled.files)
+            st.session_state[PREPARED] = {"zip": upload.file_id, "items": items}
+            if not items:
+                st.error("No document could be uploaded, so there is nothing to evaluate.")
+    affordable = bool(items) and usable and render_estimate(client, items, choice, model)
+    if st.button(
+        "Start evaluation", type="primary", disabled=not affordable, key="evaluations_start"
     ):
-        return
-    if labelled is not None:
-        items = upload_labelled(client, labelled.files)
-    if not items:
-        st.error("No document could be uploaded, so there is nothing to evaluate.")
-        return
-    start_run(client, items, choice, name.strip(), model, input_mode, compare)
+        start_run(client, items, choice, name.strip(), model, input_mode, compare)
 
 
 def pick_run(runs: list[JSON], label: str, key: str, index: int = 0) -> str:

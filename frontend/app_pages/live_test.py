@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 
 from frontend.api_client import JSON, DocSiftClient, DocSiftError, documents_of
 from frontend.charts import confidence_chart
 from frontend.schema import EXAMPLE_SCHEMA
-from frontend.ui import call, fmt_pct, fmt_seconds, model_choices, optional_items, require_client
+from frontend.ui import (
+    call,
+    fmt_pct,
+    fmt_seconds,
+    model_choices,
+    optional_items,
+    page_image,
+    refuse_too_large,
+    require_client,
+    table,
+    upload_limit_mb,
+)
 from frontend.widgets import UPLOAD_TYPES, SchemaChoice, model_select, schema_picker
 
 RESULTS = "live_results"
@@ -18,14 +28,6 @@ INPUT_MODES = ["text", "image", "text+image", "auto"]
 COMPARED = ("text", "image")  # the side-by-side comparison's two input modes
 UPLOADED = "live_uploaded"  # (uploader file id, documents): re-classifying skips upload and OCR
 MAX_PREVIEWS = 4
-
-
-@st.cache_data(show_spinner=False, max_entries=128)
-def page_png(
-    _client: DocSiftClient, base_url: str, api_key: str, document_id: str, page: int
-) -> bytes:
-    """A page preview; URL and key are part of the cache key so accounts never share images."""
-    return _client.page_image(document_id, page)
 
 
 def classify_one(
@@ -131,7 +133,7 @@ def render_previews(client: DocSiftClient, document: JSON, result: JSON) -> None
     # Always MAX_PREVIEWS columns, so one page is a thumbnail rather than a full-width image.
     for column, page in zip(st.columns(MAX_PREVIEWS), shown, strict=False):
         try:
-            png = page_png(client, client.base_url, client.api_key, document["document_id"], page)
+            png = page_image(client, document["document_id"], page)
         except DocSiftError as exc:
             column.warning(f"Page {page}: {exc.user_message()}")
             continue
@@ -195,9 +197,14 @@ def render_result(client: DocSiftClient, entry: JSON) -> None:
     render_previews(client, document, result)
 
 
-def render_results(client: DocSiftClient) -> None:
-    """The results of the last Classify click (one per document of a zip)."""
-    entries = st.session_state.get(RESULTS, [])
+def render_results(client: DocSiftClient, upload: Any) -> None:
+    """The results of the last Classify click (one per document of a zip), only while the file
+    they were for is still the one chosen."""
+    kept = st.session_state.get(RESULTS)
+    if not kept or upload is None or kept["file"] != upload.file_id:
+        st.session_state.pop(RESULTS, None)  # another file: its result would mislead
+        return
+    entries = kept["entries"]
     if len(entries) == 1:
         render_result(client, entries[0])
         return
@@ -216,7 +223,7 @@ def render_results(client: DocSiftClient) -> None:
 
 
 def render_recent(client: DocSiftClient) -> None:
-    """The account's latest classifications."""
+    """The account's latest classifications (all of them are on the History page)."""
     st.subheader("Recent results")
     listing = call(client.classifications, limit=10)
     if listing is None:
@@ -227,23 +234,26 @@ def render_recent(client: DocSiftClient) -> None:
         rows.append(
             {
                 "when": item.get("created_at"),
+                "document": item.get("filename") or item.get("document_id"),
+                "kind": item.get("kind", "classify"),
                 "label": item.get("classification"),
                 "confidence": scores.get(item.get("classification")),
                 "credits": item.get("credits_used"),
                 "pages": item.get("num_pages"),
                 "duration (s)": item.get("duration"),
                 "model": item.get("model"),
-                "classifier": item.get("classifier_id"),
-                "document": item.get("document_id"),
             }
         )
     if not rows:
         st.caption("No classifications yet.")
         return
     st.dataframe(
-        pd.DataFrame(rows),
+        table(rows),
         hide_index=True,
         column_config={"confidence": st.column_config.NumberColumn(format="percent")},
+    )
+    st.page_link(
+        "app_pages/history.py", label="Every result, with filters", icon=":material/history:"
     )
 
 
@@ -254,8 +264,13 @@ def main() -> None:
     classifiers = optional_items(client.list_classifiers, "saved classifiers")
     models, default_model = model_choices(client)
     upload = st.file_uploader(
-        "Document (PDF, image, text or zip)", type=UPLOAD_TYPES, key="live_file"
+        "Document (PDF, image, text or zip)",
+        type=UPLOAD_TYPES,
+        key="live_file",
+        max_upload_size=upload_limit_mb(client),
     )
+    if upload is not None and not refuse_too_large(client, [upload]):
+        upload = None
     choice = schema_picker("live", classifiers, EXAMPLE_SCHEMA)
     if choice.problem:
         st.warning(choice.problem)
@@ -263,7 +278,12 @@ def main() -> None:
     with col_model:
         blank = "Classifier default" if choice.classifier else f"Server default ({default_model})"
         model = model_select("Model", models, "live_model", blank_means=blank)
-    pages = col_pages.text_input("Page range (optional)", key="live_page_range", placeholder="1-2")
+    pages = col_pages.text_input(
+        "Page range (optional)",
+        key="live_page_range",
+        placeholder="all pages (e.g. 1-2 or 1,3)",
+        help="Leave blank to classify every page; each page used is billed.",
+    )
     col_input, col_compare = st.columns(2)
     input_mode = col_input.selectbox(
         "Input",
@@ -279,10 +299,11 @@ def main() -> None:
     )
     ready = upload is not None and choice.problem is None
     if st.button("Classify", type="primary", disabled=not ready, key="live_classify"):
-        st.session_state[RESULTS] = classify_upload(
+        entries = classify_upload(
             client, upload, choice, model, pages.strip() or None, input_mode, compare
         )
-    render_results(client)
+        st.session_state[RESULTS] = {"file": upload.file_id, "entries": entries}
+    render_results(client, upload)
     render_recent(client)
 
 

@@ -34,6 +34,14 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[respx.MockRouter]:
         router.get("/v1/account").respond(json=fakes.account())
         router.get("/v1/account/ledger").respond(json=fakes.page([]))
         router.get("/v1/account/keys").respond(json={"items": []})
+        router.get("/v1/limits").respond(json=fakes.limits())
+        router.post("/v1/evaluations/estimate").respond(json=fakes.estimate())
+        router.get("/v1/batches").respond(json=fakes.page([]))
+        router.get("/v1/webhooks").respond(json=fakes.webhook_config())
+        router.get("/v1/webhooks/deliveries").respond(json=fakes.page([]))
+        router.get(path__regex=r"^/v1/documents/[^/]+/pages/\d+/image$").respond(
+            content=fakes.png_bytes(), headers={"content-type": "image/png"}
+        )
         yield router
 
 

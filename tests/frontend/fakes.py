@@ -258,3 +258,30 @@ def calls_to(router: Any, method: str, path: str) -> list[Any]:
         for call in router.calls
         if call.request.method == method and call.request.url.path == path
     ]
+
+
+def limits(max_upload_mb: int = 20) -> dict[str, Any]:
+    return {
+        "max_upload_bytes": max_upload_mb * 2**20,
+        "max_pages": 500,
+        "max_zip_entries": 200,
+        "max_zip_uncompressed_bytes": 200 * 2**20,
+    }
+
+
+def webhook_config(url: str | None = None) -> dict[str, Any]:
+    return {
+        "url": url,
+        "secret": "whsec_test" if url else None,
+        "signature_header": "DocSift-Signature",
+    }
+
+
+def estimate(credits: int = 6, available: int = 983) -> dict[str, Any]:
+    return {
+        "credits_estimate": credits,
+        "pages": credits,
+        "model": "local",
+        "available": available,
+        "enough": credits <= available,
+    }

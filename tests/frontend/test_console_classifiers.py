@@ -168,10 +168,26 @@ def test_examples_show_the_estimate_and_upload_with_a_label(
 
 def test_delete_an_example(open_page, api: respx.MockRouter) -> None:
     detail = fakes.classifier(versions=[fakes.version(1, fakes.SCHEMA)])
-    example = {"example_id": "ex-7", "document_id": "doc-9", "label": "other", "created_at": "x"}
+    example = {
+        "example_id": "ex-7",
+        "document_id": "doc-9",
+        "label": "other",
+        "created_at": "2026-11-23T10:00:00.123456Z",
+        "filename": "w9.pdf",
+        "num_pages": 6,
+    }
     api.get("/v1/classifiers/clf-1/examples").respond(json=fakes.page([example], estimate=None))
     route = api.delete("/v1/classifiers/clf-1/examples/ex-7").respond(204)
     at = open_classifier(open_page, api, detail)
+    # Documents by file name and preview, ids last; times to the second.
+    shown = at.dataframe[-1].value
+    assert list(shown.columns[:5]) == ["preview", "filename", "label", "pages", "added"]
+    assert shown["filename"].tolist() == ["w9.pdf"]
+    assert shown["added"].tolist() == ["2026-11-23 10:00:00"]
+    assert shown["preview"][0].startswith("data:image/png;base64,")
+    assert at.selectbox(key="classifiers_example_delete_pick_clf-1").options == [
+        "w9.pdf · other · added 2026-11-23 10:00:00"
+    ]
     at.button(key="classifiers_example_delete_clf-1").click().run()
     assert route.called
-    assert "Example deleted" in at.success[0].value
+    assert "Example w9.pdf deleted" in at.success[0].value

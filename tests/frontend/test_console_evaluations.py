@@ -46,10 +46,17 @@ def test_zip_run_uploads_each_file_then_starts_and_shows_progress(
         "other": 1,
     }
     at.text_input(key="evaluations_name").set_value("first run")
+    assert at.button(key="evaluations_start").disabled  # nothing uploaded, no cost known yet
+    at.button(key="evaluations_upload").click().run()
+    assert len(calls_to(api, "POST", "/v1/documents")) == 3
+    # The cost is shown before the run starts.
+    assert "This run will cost 6 credits (6 pages of 3 documents" in at.info[0].value
+    estimate = json.loads(calls_to(api, "POST", "/v1/evaluations/estimate")[-1].content)
+    assert len(estimate["items"]) == 3 and not start.called
     at.button(key="evaluations_start").click().run()
     assert not at.exception and not at.error
 
-    assert len(calls_to(api, "POST", "/v1/documents")) == 3
+    assert len(calls_to(api, "POST", "/v1/documents")) == 3  # not uploaded again
     assert json.loads(start.calls.last.request.content) == {
         "name": "first run",
         "classification_schema": [
@@ -76,7 +83,7 @@ def test_folders_that_are_not_labels_block_the_run(open_page, api: respx.MockRou
     ).run()
     # The saved classifier has invoice, contract, other; no folder may fall outside them.
     assert not any("Folders" in w.value for w in at.warning)
-    assert not at.button(key="evaluations_start").disabled
+    assert not at.button(key="evaluations_upload").disabled
     at.radio(key="evaluations_schema_mode").set_value("Inline schema").run()
     inline = at.data_editor[0]  # prefilled with the zip's folders
     assert inline.value["label"].tolist() == ["invoice", "other"]
@@ -87,6 +94,7 @@ def test_folders_that_are_not_labels_block_the_run(open_page, api: respx.MockRou
     }
     at.run()
     assert "Folders that are not labels of the schema: other." in at.warning[0].value
+    assert at.button(key="evaluations_upload").disabled
     assert at.button(key="evaluations_start").disabled
 
 

@@ -8,7 +8,17 @@ from streamlit.testing.v1 import AppTest
 from tests.frontend import fakes
 from tests.frontend.conftest import ENTRY, TIMEOUT
 
-PAGES = ["classifiers", "live_test", "evaluations", "account"]
+PAGES = [
+    "classifiers",
+    "live_test",
+    "split",
+    "batches",
+    "evaluations",
+    "documents",
+    "history",
+    "webhooks",
+    "account",
+]
 
 
 def test_sidebar_defaults_come_from_the_environment(open_page, api: respx.MockRouter) -> None:

@@ -99,7 +99,12 @@ async def test_every_route_with_another_accounts_ids_is_404(client, harness, ten
             path = path.replace("{" + name + "}", ids[name])
         for method in operations:
             body = (
-                {"document_id": ids["document_id"], "label": "invoice", "name": "x"}
+                {
+                    "document_id": ids["document_id"],
+                    "label": "invoice",
+                    "name": "x",
+                    "segments": [{"pages": "1"}],
+                }
                 if method in ("post", "patch")
                 else None
             )
