@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -153,6 +154,25 @@ def cmd_encryption_rotate(args: argparse.Namespace) -> None:
         raise SystemExit("DOCSIFT_ENCRYPTION_KEY is not set: nothing to rotate to.")
     rewritten, current = FileStore(settings.storage_dir, cipher).rotate()
     _print({"rewritten": rewritten, "already_current": current}, args.json)
+
+
+def cmd_backup(args: argparse.Namespace) -> None:
+    from backend.backup import backup
+
+    settings = get_settings()
+    manifest = backup(settings.database_url, settings.storage_dir, Path(args.archive))
+    _print({"archive": args.archive, **manifest}, args.json)
+
+
+def cmd_restore(args: argparse.Namespace) -> None:
+    from backend.backup import restore
+
+    settings = get_settings()
+    try:
+        manifest = restore(Path(args.archive), settings.database_url, settings.storage_dir)
+    except ValueError as error:
+        raise SystemExit(f"restore refused: {error}") from None
+    _print({"restored": args.archive, **manifest}, args.json)
 
 
 def cmd_migrate(_args: argparse.Namespace) -> None:
@@ -319,6 +339,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_encryption_rotate)
+
+    p = sub.add_parser("backup", help="write the database and stored files to one archive")
+    p.add_argument("archive", help="the .tar.gz to write")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_backup)
+    p = sub.add_parser(
+        "restore", help="restore an archive into an empty database and storage folder"
+    )
+    p.add_argument("archive")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("migrate", help="upgrade the database to the newest schema")
     p.set_defaults(func=cmd_migrate)

@@ -43,6 +43,7 @@ def test_sigkill_of_the_api_during_ocr_leaves_no_worker(database_url, tmp_path):
         "DOCSIFT_OCR_WORKERS": "2",
         "DOCSIFT_EMBEDDED_WORKER": "true",
         "DOCSIFT_RATE_LIMIT_PER_MINUTE": "0",
+        "DOCSIFT_MAX_UPLOAD_MB": "200",  # scans at 150 dpi are ~2-5 MB a page
     }
     api = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "backend.main:app", "--port", str(port)],
@@ -62,11 +63,15 @@ def test_sigkill_of_the_api_during_ocr_leaves_no_worker(database_url, tmp_path):
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        scan = scanned_pdf([f"Scanned page {n} of a long delivery note" for n in range(12)])
+        scan = scanned_pdf(
+            [f"Scanned page {n} of a long delivery note" for n in range(4)]
+        )  # < the 20 MB limit
+
+        answered: dict[str, httpx.Response] = {}
 
         def upload() -> None:
             with contextlib.suppress(httpx.HTTPError):  # the server is killed under it
-                httpx.post(
+                answered["upload"] = httpx.post(
                     f"{base}/v1/documents",
                     files={"file": ("scan.pdf", scan)},
                     headers={"x-api-key": key},
@@ -74,14 +79,16 @@ def test_sigkill_of_the_api_during_ocr_leaves_no_worker(database_url, tmp_path):
                 )
 
         threading.Thread(target=upload, daemon=True).start()
-        deadline = time.monotonic() + 60
-        while not workers:
-            assert time.monotonic() < deadline, "no OCR worker started"
-            workers = [p.pid for p in psutil.Process(api.pid).children(recursive=True)]
+        deadline = time.monotonic() + 90
+        spawned: list[psutil.Process] = []
+        while len(spawned) < 2:  # the OCR pool's two workers, started by the upload's scan
+            assert time.monotonic() < deadline, f"no OCR worker started: {answered}"
+            children = psutil.Process(api.pid).children(recursive=True)
+            with contextlib.suppress(psutil.Error):
+                spawned = [p for p in children if "multiprocessing.spawn" in " ".join(p.cmdline())]
             time.sleep(0.05)
-        time.sleep(1.0)  # OCR under way in them
+        time.sleep(0.5)  # OCR under way in them
         workers = [p.pid for p in psutil.Process(api.pid).children(recursive=True)]
-        assert any(alive(pid) for pid in workers)
         api.send_signal(signal.SIGKILL)
         api.wait()
         deadline = time.monotonic() + 10

@@ -358,3 +358,26 @@ def test_base64_uploads_accept_data_urls_and_wrapped_lines_within_the_limit():
         decode_upload(encoded, limit=len(data) - 1)
     with pytest.raises(InvalidRequest):
         decode_upload("abc$", limit=100)
+
+
+async def test_tools_check_the_key_scopes_like_the_routes(served: Harness):
+    tenant = await served.tenant(credits=50)
+    r = await served.client.post(
+        "/v1/account/keys", json={"scopes": ["documents:write"]}, headers=tenant.headers
+    )
+    uploader = r.json()["api_key"]
+    async with mcp_session(served, uploader) as client:
+        document = await upload(client, INVOICE)  # documents:write is enough for this
+        result = await client.call_tool(
+            "classify",
+            {"document_id": document["document_id"], "classification_schema": SCHEMA},
+        )
+        assert result.is_error
+        assert payload(result) == {
+            "success": False,
+            "error": "forbidden",
+            "message": "This API key lacks the 'classify' scope.",
+        }
+        result = await client.call_tool("list_classifiers", {})
+        assert result.is_error and payload(result)["error"] == "forbidden"
+    assert await balance(served, tenant) == 50

@@ -349,4 +349,7 @@ def _describe(error: BaseException, options: CallOptions, attempts: int) -> str:
         return f"Model '{options.model}' did not answer within the time limit ({tries})."
     if isinstance(error, JunkAnswer):
         return f"Model '{options.model}' did not answer with a label code ({tries}): {error}"
-    return f"Model provider failed ({_safe_reason(error)}, {tries})."
+    status = getattr(error, "status_code", None)
+    http = f"; HTTP {status}" if status else ""
+    # Not the provider's message: it may quote the prompt (document text).
+    return f"Model provider failed ({type(error).__name__}, {tries}{http})."
