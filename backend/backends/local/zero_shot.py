@@ -33,6 +33,7 @@ import numpy as np
 from wordfreq import zipf_frequency
 
 from backend.backends.base import LabelSpec
+from backend.backends.local.genres import genre_evidence, genres_named
 from backend.backends.local.lexicon import kinds_named, title_kind, translations
 from backend.backends.local.text import STOPWORDS, is_identifier, normalize, stem, tokens
 
@@ -67,6 +68,11 @@ IDENTIFIER_GATE = 0.3  # evidence kept by a label whose form number is absent
 # absent number, which OCR or a terse filled form may explain.
 CONTRADICTION_GATE = 0.2
 UNNAMED_FACTOR = 0.5  # lexical evidence kept when the document never uses the label's name
+GENRE_WEIGHT = 3.0  # of the genre cues (genres.py) of the genres a label names
+CUE_SCALE = 2.0  # cues for about two thirds of the genre evidence: 1 - exp(-2 / CUE_SCALE)
+# A label naming this many form numbers names a family of forms ("W-9, W-2, W-4, 1099"): a
+# document of the family may carry a number the list leaves out, so neither identifier gate.
+FAMILY_IDENTIFIERS = 3
 TEMPERATURE = 0.6  # of the softmax over logits: lowest ECE on docs-v1 5-way + label2
 TITLE_CHARS = 400
 TITLE_BOOST = 2.0
@@ -86,6 +92,11 @@ class LabelTerms:
     names: set[str]  # stemmed words, joined phrases ("paystub") and identifiers
     description: dict[str, float]  # stemmed description word -> weight
     identifiers: set[str]
+    genres: set[str]  # genres.py: whose cues count for the label
+
+    @property
+    def family(self) -> bool:
+        return len(self.identifiers) >= FAMILY_IDENTIFIERS
 
 
 def _specificity(word: str) -> float:
@@ -117,12 +128,44 @@ def _opening_phrases(description: str) -> list[list[str]]:
         # An "-ing" word ends the phrase ("slip showing"), unless an adverb makes it an
         # adjective ("legally binding agreement").
         participle = word.endswith("ing") and not (current and current[-1].endswith("ly"))
+        # A past participle after a noun ends it too ("press release addressed to ...").
+        participle |= bool(current) and word.endswith("ed") and len(word) > 4
         if not word[0].isalnum() or word in PHRASE_BREAKS or participle:
             break
         current.append(word)
     if current:
         phrases.append(current)
     return phrases
+
+
+_LIST_INTRO = re.compile(
+    r"^\s*(?:such as|for example|for instance|e\.?g\.?|i\.?e\.?|including|includes|like|"
+    r"especially|namely)\s+"
+)
+
+
+def _enumerated_phrases(description: str) -> list[list[str]]:
+    """The noun phrases of every comma, colon or semicolon separated part of the description
+    after the first: the kinds a description enumerates ("... earnings: invoice, receipt, bank
+    statement, check or pay slip", "such as a lease, a loan note or a license agreement")."""
+    parts = re.split(r"[,:;()]", normalize(description))
+    return [phrase for part in parts[1:] for phrase in _opening_phrases(_LIST_INTRO.sub("", part))]
+
+
+def _phrase_terms(phrase: list[str]) -> set[str]:
+    """The head and the compound of a phrase, as name terms ("bank statement" ->
+    "bankstatement", "statement")."""
+    head = phrase[-1]
+    terms = {head if is_identifier(head) else stem(head)}
+    if len(phrase) > 1:
+        terms.add(phrase[-2] + head)
+        terms.add("".join(phrase))
+    return terms
+
+
+def _known_kinds(terms: set[str]) -> set[str]:
+    """The terms that name a kind (lexicon.py) or a genre (genres.py)."""
+    return {t for t in terms if kinds_named({t}) or genres_named({t})}
 
 
 def _name_terms(spec: LabelSpec) -> set[str]:
@@ -137,7 +180,24 @@ def _name_terms(spec: LabelSpec) -> set[str]:
             names.add(head if is_identifier(head) else stem(head))  # "bill", "w9", "agreement"
         else:  # a compound: "pay stub" -> "paystub", which also matches "paystub" written as one
             names.add(modifier + head)
+    # Enumerated kinds are names when they are known kinds or genres: a list's other items
+    # ("Request for ...", "charge or earnings") need not be what the document calls itself.
+    for phrase in _enumerated_phrases(spec.description):
+        if phrase[-1] not in GENERIC_HEADS or len(phrase) > 1:
+            names |= {t for t in _known_kinds(_phrase_terms(phrase)) if t not in GENERIC_HEADS}
     return names | translations(names)
+
+
+def _genres(spec: LabelSpec, names: set[str], identifiers: set[str]) -> set[str]:
+    """The genres the label's name, names and described kinds name. None for a label naming
+    one or two form numbers: it is about a form, whose near-duplicates share its genre's cues."""
+    if identifiers and len(identifiers) < FAMILY_IDENTIFIERS:
+        return set()
+    name_words = tokens(spec.label.replace("_", " "))
+    terms = set(names) | {stem(w) for w in name_words} | {"".join(name_words)}
+    for phrase in _opening_phrases(spec.description) + _enumerated_phrases(spec.description):
+        terms |= _phrase_terms(phrase)
+    return genres_named(terms)
 
 
 def label_terms(specs: list[LabelSpec]) -> list[LabelTerms]:
@@ -151,7 +211,11 @@ def label_terms(specs: list[LabelSpec]) -> list[LabelTerms]:
             weight = 0.0 if word in PHRASE_BREAKS else _specificity(word)
             if weight > 0 and stem(word) not in names and word not in names:
                 description[stem(word)] = max(description.get(stem(word), 0.0), weight)
-        out.append(LabelTerms(spec.label, names, description, identifiers))
+        out.append(
+            LabelTerms(
+                spec.label, names, description, identifiers, _genres(spec, names, identifiers)
+            )
+        )
     # Words several labels share tell them apart less.
     shared = Counter(term for label in out for term in label.description)
     for label in out:
@@ -210,15 +274,21 @@ def lexical_scores(terms: list[LabelTerms], text: str) -> tuple[np.ndarray, np.n
         score = (NAME_WEIGHT * name + described) / (NAME_WEIGHT + 1)
         if label.names and name == 0:  # described, but never called by its name
             score *= UNNAMED_FACTOR
-        if label.identifiers and not any(counts.get(i, 0) for i in label.identifiers):
+        absent = not any(counts.get(i, 0) for i in label.identifiers)
+        if label.identifiers and absent and not label.family:
             score *= IDENTIFIER_GATE
         scores.append(score)
         kinds = kinds_named(label.names)
+        other_form = own is not None and own not in label.identifiers and not label.family
         contradicted.append(
-            (own is not None and own not in label.identifiers and bool(label.identifiers or kinds))
+            (other_form and bool(label.identifiers or kinds))
             or (own_kind is not None and own_kind not in kinds)
         )
     return np.array(scores), np.array(contradicted)
+
+
+def genre_scores(terms: list[LabelTerms], text: str) -> np.ndarray:
+    return np.array([genre_evidence(text, label.genres, CUE_SCALE) for label in terms])
 
 
 def label_text(spec: LabelSpec) -> str:
@@ -231,10 +301,12 @@ def zero_shot_logits(
     """One logit per label; a catch-all label gets the fixed threshold."""
     catch_all = [is_catch_all(s) for s in specs]
     named = [i for i, c in enumerate(catch_all) if not c]
-    lexical, contradicted = lexical_scores(label_terms([specs[i] for i in named]), text)
+    terms = label_terms([specs[i] for i in named])
+    lexical, contradicted = lexical_scores(terms, text)
     cosines = label_embeddings[named] @ doc_embedding
     semantic = cosines - cosines.mean() if len(named) > 1 else cosines * 0
     support = LEXICAL_WEIGHT * lexical + SEMANTIC_WEIGHT * semantic
+    support += GENRE_WEIGHT * genre_scores(terms, text)
     # A document titled as another form is not this one, however similar its wording.
     support = np.where(contradicted, np.minimum(support, support * CONTRADICTION_GATE), support)
     logits = np.full(len(specs), CATCH_ALL_LOGIT)
