@@ -79,6 +79,11 @@ TITLE_BOOST = 2.0
 DECAY_CHARS = 2000
 FAR_WEIGHT = 0.1
 _WORD = re.compile(r"[a-z0-9]+")
+# What follows a field label's name: a colon, then a value that is not a number or code (a
+# title may read "FACTURE: ABC12345"; a field reads "E-mail: ann@example.com").
+_FIELD = re.compile(r"\s?:(?!\s*\S*\d)")
+# Words every form has as a field ("E-mail", "Phone"): never evidence that a document is one.
+FIELD_WORDS = frozenset({"email", "mail", "phone", "fax", "address", "date", "name", "signatur"})
 
 
 def is_catch_all(spec: LabelSpec) -> bool:
@@ -185,7 +190,7 @@ def _name_terms(spec: LabelSpec) -> set[str]:
     for phrase in _enumerated_phrases(spec.description):
         if phrase[-1] not in GENERIC_HEADS or len(phrase) > 1:
             names |= {t for t in _known_kinds(_phrase_terms(phrase)) if t not in GENERIC_HEADS}
-    return names | translations(names)
+    return (names | translations(names)) - FIELD_WORDS
 
 
 def _genres(spec: LabelSpec, names: set[str], identifiers: set[str]) -> set[str]:
@@ -223,24 +228,33 @@ def label_terms(specs: list[LabelSpec]) -> list[LabelTerms]:
     return out
 
 
-def document_counts(text: str) -> Counter:
+def document_counts(text: str) -> tuple[Counter, Counter]:
     """Stemmed word counts plus joined bigrams ("pay stub" -> "paystub") and trigrams, weighted
     by position:
     a document says what it is at the top, so a mention counts less the further down it is
-    (never below FAR_WEIGHT), and the title area (top of page 1) counts TITLE_BOOST more."""
+    (never below FAR_WEIGHT), and the title area (top of page 1) counts TITLE_BOOST more.
+    Second: the same counts of the mentions that are field labels ("E-mail:", "Receipt No.:"),
+    which name what is filled in beside them, not the document."""
     counts: Counter = Counter()
+    fields: Counter = Counter()
+    normalized = normalize(text)
     previous = before = None
-    for match in _WORD.finditer(normalize(text)):
+    for match in _WORD.finditer(normalized):
         word, position = match.group(), match.start()
         weight = max(FAR_WEIGHT, math.exp(-position / DECAY_CHARS))
         weight += TITLE_BOOST if position < TITLE_CHARS else 0.0
+        field = _FIELD.match(normalized, match.end()) is not None
         counts[stem(word)] += weight
+        if field:
+            fields[stem(word)] += weight
         if previous is not None:
             counts[previous + word] += weight
+            if field:
+                fields[previous + word] += weight
             if before is not None:  # "bon de commande" -> "bondecommande" (lexicon.py)
                 counts[before + previous + word] += weight
         previous, before = word, previous
-    return counts
+    return counts, fields
 
 
 def title_identifier(text: str) -> str | None:
@@ -259,12 +273,14 @@ def _saturate(count: float) -> float:
 def lexical_scores(terms: list[LabelTerms], text: str) -> tuple[np.ndarray, np.ndarray]:
     """Per label: lexical evidence in [0, 1], and whether the title names another form or
     another kind of document."""
-    counts = document_counts(text)
+    counts, fields = document_counts(text)
     own = title_identifier(text)
     own_kind = title_kind(text[:TITLE_CHARS])
     scores, contradicted = [], []
     for label in terms:
-        name = max((_saturate(counts.get(t, 0)) for t in label.names), default=0.0)
+        name = max(
+            (_saturate(counts.get(t, 0) - fields.get(t, 0)) for t in label.names), default=0.0
+        )
         total = sum(label.description.values())
         described = (
             sum(w * _saturate(counts.get(t, 0)) for t, w in label.description.items()) / total
