@@ -25,7 +25,12 @@ from backend.backends.base import (
 )
 from backend.backends.local.embedder import EMBEDDER
 from backend.backends.local.trained import TrainedModel, fit
-from backend.backends.local.zero_shot import label_text, zero_shot_logits, zero_shot_probabilities
+from backend.backends.local.zero_shot import (
+    kind_texts,
+    label_text,
+    zero_shot_logits,
+    zero_shot_probabilities,
+)
 from backend.config import Settings
 
 log = logging.getLogger(__name__)
@@ -47,8 +52,18 @@ def document_embedding(text: str) -> np.ndarray:
 
 
 def label_embeddings(labels: list[LabelSpec]) -> np.ndarray:
-    """Embeddings of "name: description", cached: a schema is embedded once, not per request."""
-    texts = [label_text(s) for s in labels]
+    """One vector per label: the normalized mean of the embeddings of "name: description" and of
+    each kind the description enumerates (zero_shot.kind_texts), cached: a schema is embedded
+    once, not per request."""
+    groups = [[label_text(s)] + kind_texts(s) for s in labels]
+    centroids = []
+    for vectors in (_embedded(texts) for texts in groups):
+        mean = vectors.mean(axis=0)
+        centroids.append(mean / max(float(np.linalg.norm(mean)), 1e-9))
+    return np.vstack(centroids)
+
+
+def _embedded(texts: list[str]) -> np.ndarray:
     with _label_lock:
         missing = [t for t in dict.fromkeys(texts) if t not in _label_vectors]
     if missing:

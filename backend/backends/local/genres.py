@@ -78,7 +78,7 @@ GENRES: dict[str, Genre] = {
             r"~\brequirements?\b",
             r"\bthis (?:standard|specification|code|document)\b",
             r"~\b(?:compliance|conformance|conform)\b",
-            r"^\s*\d+\.\d+(?:\.\d+)?\s+[a-z]",
+            r"^\s*\d+\.\d+(?:\.\d+)?\s+[a-z]{4,}[a-z ]*$",  # "4.2 Scope of work", not "1.00 kg"
         ],
     ),
     "manual": _genre(
@@ -148,7 +148,7 @@ GENRES: dict[str, Genre] = {
         ],
     ),
     "bank": _genre(
-        ["bank", "bank statement", "account statement", "check", "cheque", "banking"],
+        ["bank", "bank statement", "account statement", "bank check", "cheque", "banking"],
         [
             r"\b(?:opening|closing|available|previous|new) balance\b",
             r"\baccount (?:number|no)\b",

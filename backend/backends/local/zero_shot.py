@@ -62,13 +62,13 @@ PHRASE_BREAKS = (STOPWORDS | {"between", "among", "against", "within", "without"
 NAME_WEIGHT = 1.0  # name evidence relative to description evidence
 LEXICAL_WEIGHT = 8.0
 SEMANTIC_WEIGHT = 6.0
-CATCH_ALL_LOGIT = 2.2
+CATCH_ALL_LOGIT = 3.0
 IDENTIFIER_GATE = 0.3  # evidence kept by a label whose form number is absent
 # Evidence kept by a label the title contradicts (another form number or kind): stronger than an
 # absent number, which OCR or a terse filled form may explain.
 CONTRADICTION_GATE = 0.2
 UNNAMED_FACTOR = 0.5  # lexical evidence kept when the document never uses the label's name
-GENRE_WEIGHT = 3.0  # of the genre cues (genres.py) of the genres a label names
+GENRE_WEIGHT = 5.0  # of the genre cues (genres.py) of the genres a label names
 CUE_SCALE = 2.0  # cues for about two thirds of the genre evidence: 1 - exp(-2 / CUE_SCALE)
 # A label naming this many form numbers names a family of forms ("W-9, W-2, W-4, 1099"): a
 # document of the family may carry a number the list leaves out, so neither identifier gate.
@@ -176,7 +176,13 @@ def _known_kinds(terms: set[str]) -> set[str]:
 def _name_terms(spec: LabelSpec) -> set[str]:
     name_words = tokens(spec.label.replace("_", " "))
     names = {"".join(name_words)} if len(name_words) > 1 else {stem(w) for w in name_words}
+    previous: list[str] = []
     for phrase in _opening_phrases(spec.description):
+        # Coordinated heads share the modifier before them: "tax form or return" -> "tax return"
+        # (a bare "return" would match every program listing).
+        if len(phrase) == 1 and len(previous) > 1 and previous[-2] not in GENERIC_HEADS:
+            phrase = [previous[-2], phrase[0]]
+        previous = phrase
         head = phrase[-1]
         if head in GENERIC_HEADS or head in STOPWORDS or len(head) < 2 or head.isdigit():
             continue
@@ -309,6 +315,12 @@ def genre_scores(terms: list[LabelTerms], text: str) -> np.ndarray:
 
 def label_text(spec: LabelSpec) -> str:
     return f"{spec.label.replace('_', ' ')}: {spec.description}"
+
+
+def kind_texts(spec: LabelSpec) -> list[str]:
+    """The kinds the description enumerates, each as its own short text to embed ("a letter",
+    "a press release"): a document is one of them, and matches it better than the whole list."""
+    return [" ".join(phrase) for phrase in _enumerated_phrases(spec.description)]
 
 
 def zero_shot_logits(
