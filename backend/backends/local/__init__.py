@@ -111,9 +111,18 @@ def train(labels: list[LabelSpec], examples: list[LabelledText]) -> TrainedModel
 
 
 def estimate_accuracy(labels: list[LabelSpec], examples: list[LabelledText]) -> dict:
-    """Cross-validated accuracy and calibration of a model trained on these examples."""
+    """Cross-validated accuracy and calibration of a model trained on these examples, with the
+    accuracy's 95% Wilson interval and `too_few_examples` when fewer than
+    trained.MIN_EXAMPLES_FOR_ESTIMATE held-out predictions back it."""
     if len({e.label for e in examples}) < 2:
-        return {"accuracy": None, "ece": None, "n_examples": len(examples), "per_label": {}}
+        return {
+            "accuracy": None,
+            "accuracy_interval": None,
+            "too_few_examples": True,
+            "ece": None,
+            "n_examples": len(examples),
+            "per_label": {},
+        }
     return train(labels, examples).metrics
 
 
@@ -135,9 +144,16 @@ class LocalBackend(Backend):
                 name="local",
                 backend=self.name,
                 credits_per_page=self.settings.local_credits_per_page,
-                confidence_method="local_classifier",
+                # What its results say without examples; with examples of two or more labels
+                # they say local_trained (the description says so).
+                confidence_method="local_zero_shot",
                 trainable=True,
-                description="Embedded model (MiniLM + lexical): zero-shot, or trained on your examples",
+                description=(
+                    "Embedded model (MiniLM + lexical + genre cues): zero-shot from the label "
+                    "descriptions (local_zero_shot), or trained on your examples "
+                    "(local_trained). Ignores `instructions` (only "
+                    "LLM models read them): put what matters in the label descriptions."
+                ),
             )
         ]
 
