@@ -21,7 +21,14 @@ Only what the user wrote is used, with general rules about how documents name th
 - Open set: a catch-all label ("other", or a description like "none of the above", "anything
   else", "does not fit") is not matched by its own words; it wins when no named label is
   supported well enough (a fixed threshold logit the named labels must beat).
-The constants were chosen on docs-v1's 5-way label set and checked on its `label2` set.
+- Enumerated kinds: the kinds a description lists after a colon, a comma or "such as" ("...:
+  invoice, receipt, bank statement, check or pay slip") are names too, when they are known kinds
+  (lexicon.py) or genres (genres.py).
+- Genre evidence: a label naming a genre (a letter, a paper, a resume, ...) gets the genre's cues
+  found in the document (genres.py), whatever the document calls itself.
+Most constants were chosen on docs-v1's 5-way label set and checked on its `label2` set;
+GENRE_WEIGHT, CUE_SCALE and CATCH_ALL_LOGIT on 5 folds of docs-v1 over five label sets
+(bench/local_tune.py, fold-wise numbers in BENCHMARKS.md).
 """
 
 import math
