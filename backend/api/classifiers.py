@@ -80,6 +80,9 @@ class VersionOut(BaseModel):
 
 class Estimate(BaseModel):
     accuracy: float | None = None
+    # 95% Wilson interval of `accuracy`; too_few_examples when fewer than 30 back it.
+    accuracy_interval: list[float] | None = None
+    too_few_examples: bool = True
     ece: float | None = None
     n_examples: int = 0
     per_label: dict[str, Any] = Field(default_factory=dict)

@@ -318,7 +318,8 @@ async def estimate(
         return cached
     labelled = training_examples(examples, snap.labels)
     metrics = await asyncio.to_thread(estimate_accuracy, snap.labels, labelled)
-    metrics = {k: metrics.get(k) for k in ("accuracy", "ece", "n_examples", "per_label")}
+    kept = ("accuracy", "accuracy_interval", "too_few_examples", "ece", "n_examples", "per_label")
+    metrics = {k: metrics.get(k) for k in kept}
     # A cache row, not the request's data: its own transaction, and a concurrent twin may win.
     async with state.sessionmaker() as own:
         own.add(

@@ -361,3 +361,108 @@ def test_an_unreadable_stored_model_is_trained_again(tmp_path):
     again = LocalBackend(settings)._classify(_taught_request("clf:1:abc"))
     assert again.scores == pytest.approx(first.scores)
     assert stored.read_bytes() != b"truncated"
+
+
+GENRES = [
+    LabelSpec("invoice", "A bill from a seller asking the customer to pay for goods or services"),
+    LabelSpec("receipt", "A receipt or till slip confirming a purchase that has already been paid"),
+    LabelSpec("resume", "A resume, CV or biographical sketch of a person"),
+    LabelSpec("correspondence", "A letter, memo, e-mail or press release addressed to someone"),
+    LabelSpec("technical_document", "A research paper, technical standard, tutorial or manual"),
+    LabelSpec("other", "Any other document"),
+]
+LETTER = "May 5, 2023\nTo Whom it May Concern:\nThe supplies arrived on Monday.\nBest Regards,\nAnn"
+PAPER = (
+    "Consensus in networks of peers\nA. Author, B. Author\nAbstract\nWe study agreement among "
+    "peers.\n1. Introduction\nPrior work [1] and Smith et al. considered this.\n2. Conclusion\n"
+    "We showed it.\nReferences\n[1] Lamport, L. doi:10.1145/357172"
+)
+RESUME = (
+    "Jane Roe\nSoftware engineer\nExperience\nAcme Corp 2018 - present: backend developer\n"
+    "Education\nBSc Computer Science, 2014 - 2018\nSkills\nPython, SQL"
+)
+APPLICATION = (
+    "Membership application\nFull name: Jane Roe\nE-mail: jane@example.com\nPhone: 555 1234\n"
+    "Date of birth: 01/02/1990\nClub section: tennis"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [(LETTER, "correspondence"), (PAPER, "technical_document"), (RESUME, "resume")],
+)
+def test_a_genre_shows_by_its_shape_when_it_never_names_itself(backend, text, label):
+    # None of these documents says "letter", "paper" or "resume": salutations and closings,
+    # abstract and references, experience and education sections say it for them.
+    assert scores(backend, text, labels=GENRES).label == label
+
+
+def test_a_field_named_like_a_genre_does_not_make_a_form_that_genre(backend):
+    # "E-mail:" is a field of the form, not what the form is.
+    assert scores(backend, APPLICATION, labels=GENRES).label == "other"
+
+
+def test_kinds_a_description_enumerates_are_names_of_the_label(backend):
+    coarse = [
+        LabelSpec(
+            "financial",
+            "A record of a payment, charge or earnings: invoice, receipt, bank statement, "
+            "check or pay slip",
+        ),
+        LabelSpec("legal", "A legal document that binds parties: contract, lease or license"),
+        LabelSpec("other", "Anything else"),
+    ]
+    receipt = "RECEIPT\nCoffee 3.50\nMuffin 2.75\nTotal 6.25\nCash 10.00\nChange 3.75\nThank you"
+    assert scores(backend, receipt, labels=coarse).label == "financial"
+    assert scores(backend, PAYSLIP, labels=coarse).label == "financial"
+    lease = "RESIDENTIAL LEASE\nThe landlord hereby lets the premises to the tenant. The parties"
+    assert scores(backend, lease + " agree as follows.", labels=coarse).label == "legal"
+    assert scores(backend, RECIPE, labels=coarse).label == "other"
+    terms = {t.label: t for t in label_terms(coarse)}
+    assert {"invoic", "receipt", "bankstatement", "payslip"} <= terms["financial"].names
+    assert "check" not in terms["financial"].names  # every form has check boxes
+
+
+def test_a_label_listing_several_forms_takes_forms_the_list_leaves_out(backend):
+    labels = [
+        LabelSpec("tax_form", "A US tax form or return: IRS Form 1040, W-9, W-2, W-4 or 1099"),
+        LabelSpec("invoice", "A bill from a seller asking the customer to pay"),
+        LabelSpec("other", "Any other document"),
+    ]
+    form = (
+        "Form 8889 Health Savings Accounts (HSAs) Department of the Treasury Internal Revenue "
+        "Service. Attach to Form 1040. OMB No. 1545-0074. Tax year 2021."
+    )
+    assert scores(backend, form, labels=labels).label == "tax_form"
+
+
+def test_trained_probabilities_never_reach_one_and_the_estimate_shows_its_uncertainty(backend):
+    labels = [LabelSpec("alpha", "first kind"), LabelSpec("beta", "second kind")]
+    examples = [
+        LabelledText("alpha", f"harbour crane shipment container vessel {i}") for i in range(6)
+    ]
+    examples += [
+        LabelledText("beta", f"violin concerto orchestra symphony rehearsal {i}") for i in range(6)
+    ]
+    text = "violin concerto orchestra symphony rehearsal " * 20
+    result = scores(backend, text, examples, labels)
+    assert result.label == "beta" and 0.5 < result.scores["beta"] < 1.0
+    assert min(result.scores.values()) > 0
+    estimate = estimate_accuracy(labels, examples)
+    low, high = estimate["accuracy_interval"]
+    assert estimate["too_few_examples"] is True and estimate["n_examples"] == 12
+    assert low < estimate["accuracy"] <= high and high - low > 0.2  # 12 examples prove little
+
+
+def test_wilson_interval():
+    from backend.backends.local.trained import wilson_interval
+
+    low, high = wilson_interval(9, 10)
+    assert round(low, 3) == 0.596 and round(high, 3) == 0.982
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_models_name_the_method_results_report(backend):
+    (info,) = backend.models()
+    assert info.confidence_method == scores(backend, W9).confidence_method == "local_zero_shot"
+    assert "local_trained" in info.description and "instructions" in info.description

@@ -229,6 +229,8 @@ async def test_local_model_trains_on_examples(harness_local):
         "estimate"
     ]
     assert estimate["accuracy"] == 1.0 and estimate["n_examples"] == 8
+    # 8 examples prove little: the interval and the flag say so (issue 28).
+    assert estimate["too_few_examples"] is True and estimate["accuracy_interval"][0] < 0.8
 
 
 @pytest.fixture

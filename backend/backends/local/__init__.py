@@ -25,7 +25,12 @@ from backend.backends.base import (
 )
 from backend.backends.local.embedder import EMBEDDER
 from backend.backends.local.trained import TrainedModel, fit
-from backend.backends.local.zero_shot import label_text, zero_shot_logits, zero_shot_probabilities
+from backend.backends.local.zero_shot import (
+    kind_texts,
+    label_text,
+    zero_shot_logits,
+    zero_shot_probabilities,
+)
 from backend.config import Settings
 
 log = logging.getLogger(__name__)
@@ -47,8 +52,18 @@ def document_embedding(text: str) -> np.ndarray:
 
 
 def label_embeddings(labels: list[LabelSpec]) -> np.ndarray:
-    """Embeddings of "name: description", cached: a schema is embedded once, not per request."""
-    texts = [label_text(s) for s in labels]
+    """One vector per label: the normalized mean of the embeddings of "name: description" and of
+    each kind the description enumerates (zero_shot.kind_texts), cached: a schema is embedded
+    once, not per request."""
+    groups = [[label_text(s)] + kind_texts(s) for s in labels]
+    centroids = []
+    for vectors in (_embedded(texts) for texts in groups):
+        mean = vectors.mean(axis=0)
+        centroids.append(mean / max(float(np.linalg.norm(mean)), 1e-9))
+    return np.vstack(centroids)
+
+
+def _embedded(texts: list[str]) -> np.ndarray:
     with _label_lock:
         missing = [t for t in dict.fromkeys(texts) if t not in _label_vectors]
     if missing:
@@ -96,9 +111,18 @@ def train(labels: list[LabelSpec], examples: list[LabelledText]) -> TrainedModel
 
 
 def estimate_accuracy(labels: list[LabelSpec], examples: list[LabelledText]) -> dict:
-    """Cross-validated accuracy and calibration of a model trained on these examples."""
+    """Cross-validated accuracy and calibration of a model trained on these examples, with the
+    accuracy's 95% Wilson interval and `too_few_examples` when fewer than
+    trained.MIN_EXAMPLES_FOR_ESTIMATE held-out predictions back it."""
     if len({e.label for e in examples}) < 2:
-        return {"accuracy": None, "ece": None, "n_examples": len(examples), "per_label": {}}
+        return {
+            "accuracy": None,
+            "accuracy_interval": None,
+            "too_few_examples": True,
+            "ece": None,
+            "n_examples": len(examples),
+            "per_label": {},
+        }
     return train(labels, examples).metrics
 
 
@@ -120,9 +144,16 @@ class LocalBackend(Backend):
                 name="local",
                 backend=self.name,
                 credits_per_page=self.settings.local_credits_per_page,
-                confidence_method="local_classifier",
+                # What its results say without examples; with examples of two or more labels
+                # they say local_trained (the description says so).
+                confidence_method="local_zero_shot",
                 trainable=True,
-                description="Embedded model (MiniLM + lexical): zero-shot, or trained on your examples",
+                description=(
+                    "Embedded model (MiniLM + lexical + genre cues): zero-shot from the label "
+                    "descriptions (local_zero_shot), or trained on your examples "
+                    "(local_trained). Ignores `instructions` (only "
+                    "LLM models read them): put what matters in the label descriptions."
+                ),
             )
         ]
 

@@ -12,6 +12,7 @@ cross-validation gives the accuracy estimate shown on the classifier.
 """
 
 import io
+import math
 import pickle
 from dataclasses import dataclass, field
 
@@ -40,6 +41,10 @@ class TrainedModel:
     char: TfidfVectorizer
     model: LogisticRegression
     temperature: float = 1.0
+    # Share of probability spread evenly over the labels (shrinkage toward uniform): a model
+    # trained on a few dozen examples has not earned certainty, and a probability of exactly
+    # 1.0 would make its wrong answers unrankable (coverage tables, reliability plots).
+    shrinkage: float = 0.0
     metrics: dict = field(default_factory=dict)
 
     def features(self, texts: list[str], zero_shot: np.ndarray):  # noqa: ANN201
@@ -64,8 +69,8 @@ class TrainedModel:
         return out
 
     def predict_proba(self, texts: list[str], zero_shot: np.ndarray) -> np.ndarray:
-        """Rows of calibrated probabilities over `labels`."""
-        return _softmax(self.logits(texts, zero_shot) / self.temperature)
+        """Rows of calibrated probabilities over `labels`, never exactly 0 or 1."""
+        return shrink(_softmax(self.logits(texts, zero_shot) / self.temperature), self.shrinkage)
 
     def dumps(self) -> bytes:
         buffer = io.BytesIO()
@@ -76,6 +81,30 @@ class TrainedModel:
     def loads(data: bytes) -> "TrainedModel":
         # Only ever loads what DocSift itself pickled into its own storage directory.
         return pickle.loads(data)  # noqa: S301
+
+
+def shrinkage_for(n_examples: int, n_labels: int) -> float:
+    """Like add-one smoothing: the weight of one pseudo-example per label against the examples."""
+    return n_labels / (n_examples + n_labels)
+
+
+def shrink(probabilities: np.ndarray, shrinkage: float) -> np.ndarray:
+    k = probabilities.shape[-1]
+    return (1 - shrinkage) * probabilities + shrinkage / k
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of an accuracy measured on n held-out examples."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+# Below this many held-out predictions an accuracy estimate is flagged `too_few_examples`.
+MIN_EXAMPLES_FOR_ESTIMATE = 30
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -143,18 +172,24 @@ def fit(labels: list[str], texts: list[str], y: list[str], zero_shot: np.ndarray
     """Train on all examples (zero_shot: their zero-shot logits over `labels`); calibrate and
     estimate accuracy by cross-validation."""
     model = _fit_core(labels, texts, y, zero_shot)
+    model.shrinkage = shrinkage_for(len(texts), len(labels))
     held_out = cross_validate(labels, texts, y, zero_shot)
     if held_out is not None:
         logits, truth = held_out
         model.temperature = fit_temperature(logits, truth)
-        calibrated = _softmax(logits / model.temperature)
+        calibrated = shrink(_softmax(logits / model.temperature), model.shrinkage)
         predicted = calibrated.argmax(axis=1)
+        correct = int((predicted == truth).sum())
+        low, high = wilson_interval(correct, len(truth))
         model.metrics = {
-            "accuracy": float((predicted == truth).mean()),
+            "accuracy": correct / len(truth),
+            "accuracy_interval": [round(low, 4), round(high, 4)],
+            "too_few_examples": len(truth) < MIN_EXAMPLES_FOR_ESTIMATE,
             "ece": expected_calibration_error(calibrated, truth),
             "ece_uncalibrated": expected_calibration_error(_softmax(logits), truth),
             "n_examples": len(texts),
             "temperature": model.temperature,
+            "shrinkage": model.shrinkage,
             "per_label": {
                 label: {
                     "support": int((truth == i).sum()),
@@ -166,5 +201,12 @@ def fit(labels: list[str], texts: list[str], y: list[str], zero_shot: np.ndarray
             },
         }
     else:
-        model.metrics = {"accuracy": None, "ece": None, "n_examples": len(texts), "per_label": {}}
+        model.metrics = {
+            "accuracy": None,
+            "accuracy_interval": None,
+            "too_few_examples": True,
+            "ece": None,
+            "n_examples": len(texts),
+            "per_label": {},
+        }
     return model

@@ -21,7 +21,14 @@ Only what the user wrote is used, with general rules about how documents name th
 - Open set: a catch-all label ("other", or a description like "none of the above", "anything
   else", "does not fit") is not matched by its own words; it wins when no named label is
   supported well enough (a fixed threshold logit the named labels must beat).
-The constants were chosen on docs-v1's 5-way label set and checked on its `label2` set.
+- Enumerated kinds: the kinds a description lists after a colon, a comma or "such as" ("...:
+  invoice, receipt, bank statement, check or pay slip") are names too, when they are known kinds
+  (lexicon.py) or genres (genres.py).
+- Genre evidence: a label naming a genre (a letter, a paper, a resume, ...) gets the genre's cues
+  found in the document (genres.py), whatever the document calls itself.
+Most constants were chosen on docs-v1's 5-way label set and checked on its `label2` set;
+GENRE_WEIGHT, CUE_SCALE and CATCH_ALL_LOGIT on 5 folds of docs-v1 over five label sets
+(bench/local_tune.py, fold-wise numbers in BENCHMARKS.md).
 """
 
 import math
@@ -33,6 +40,7 @@ import numpy as np
 from wordfreq import zipf_frequency
 
 from backend.backends.base import LabelSpec
+from backend.backends.local.genres import genre_evidence, genres_named
 from backend.backends.local.lexicon import kinds_named, title_kind, translations
 from backend.backends.local.text import STOPWORDS, is_identifier, normalize, stem, tokens
 
@@ -61,18 +69,28 @@ PHRASE_BREAKS = (STOPWORDS | {"between", "among", "against", "within", "without"
 NAME_WEIGHT = 1.0  # name evidence relative to description evidence
 LEXICAL_WEIGHT = 8.0
 SEMANTIC_WEIGHT = 6.0
-CATCH_ALL_LOGIT = 2.2
+CATCH_ALL_LOGIT = 3.0
 IDENTIFIER_GATE = 0.3  # evidence kept by a label whose form number is absent
 # Evidence kept by a label the title contradicts (another form number or kind): stronger than an
 # absent number, which OCR or a terse filled form may explain.
 CONTRADICTION_GATE = 0.2
 UNNAMED_FACTOR = 0.5  # lexical evidence kept when the document never uses the label's name
+GENRE_WEIGHT = 5.0  # of the genre cues (genres.py) of the genres a label names
+CUE_SCALE = 2.0  # cues for about two thirds of the genre evidence: 1 - exp(-2 / CUE_SCALE)
+# A label naming this many form numbers names a family of forms ("W-9, W-2, W-4, 1099"): a
+# document of the family may carry a number the list leaves out, so neither identifier gate.
+FAMILY_IDENTIFIERS = 3
 TEMPERATURE = 0.6  # of the softmax over logits: lowest ECE on docs-v1 5-way + label2
 TITLE_CHARS = 400
 TITLE_BOOST = 2.0
 DECAY_CHARS = 2000
 FAR_WEIGHT = 0.1
 _WORD = re.compile(r"[a-z0-9]+")
+# What follows a field label's name: a colon, then a value that is not a number or code (a
+# title may read "FACTURE: ABC12345"; a field reads "E-mail: ann@example.com").
+_FIELD = re.compile(r"\s?:(?!\s*\S*\d)")
+# Words every form has as a field ("E-mail", "Phone"): never evidence that a document is one.
+FIELD_WORDS = frozenset({"email", "mail", "phone", "fax", "address", "date", "name", "signatur"})
 
 
 def is_catch_all(spec: LabelSpec) -> bool:
@@ -86,6 +104,11 @@ class LabelTerms:
     names: set[str]  # stemmed words, joined phrases ("paystub") and identifiers
     description: dict[str, float]  # stemmed description word -> weight
     identifiers: set[str]
+    genres: set[str]  # genres.py: whose cues count for the label
+
+    @property
+    def family(self) -> bool:
+        return len(self.identifiers) >= FAMILY_IDENTIFIERS
 
 
 def _specificity(word: str) -> float:
@@ -117,6 +140,8 @@ def _opening_phrases(description: str) -> list[list[str]]:
         # An "-ing" word ends the phrase ("slip showing"), unless an adverb makes it an
         # adjective ("legally binding agreement").
         participle = word.endswith("ing") and not (current and current[-1].endswith("ly"))
+        # A past participle after a noun ends it too ("press release addressed to ...").
+        participle |= bool(current) and word.endswith("ed") and len(word) > 4
         if not word[0].isalnum() or word in PHRASE_BREAKS or participle:
             break
         current.append(word)
@@ -125,10 +150,46 @@ def _opening_phrases(description: str) -> list[list[str]]:
     return phrases
 
 
+_LIST_INTRO = re.compile(
+    r"^\s*(?:such as|for example|for instance|e\.?g\.?|i\.?e\.?|including|includes|like|"
+    r"especially|namely)\s+"
+)
+
+
+def _enumerated_phrases(description: str) -> list[list[str]]:
+    """The noun phrases of every comma, colon or semicolon separated part of the description
+    after the first: the kinds a description enumerates ("... earnings: invoice, receipt, bank
+    statement, check or pay slip", "such as a lease, a loan note or a license agreement")."""
+    parts = re.split(r"[,:;()]", normalize(description))
+    return [phrase for part in parts[1:] for phrase in _opening_phrases(_LIST_INTRO.sub("", part))]
+
+
+def _phrase_terms(phrase: list[str]) -> set[str]:
+    """The head and the compound of a phrase, as name terms ("bank statement" ->
+    "bankstatement", "statement")."""
+    head = phrase[-1]
+    terms = {head if is_identifier(head) else stem(head)}
+    if len(phrase) > 1:
+        terms.add(phrase[-2] + head)
+        terms.add("".join(phrase))
+    return terms
+
+
+def _known_kinds(terms: set[str]) -> set[str]:
+    """The terms that name a kind (lexicon.py) or a genre (genres.py)."""
+    return {t for t in terms if kinds_named({t}) or genres_named({t})}
+
+
 def _name_terms(spec: LabelSpec) -> set[str]:
     name_words = tokens(spec.label.replace("_", " "))
     names = {"".join(name_words)} if len(name_words) > 1 else {stem(w) for w in name_words}
+    previous: list[str] = []
     for phrase in _opening_phrases(spec.description):
+        # Coordinated heads share the modifier before them: "tax form or return" -> "tax return"
+        # (a bare "return" would match every program listing).
+        if len(phrase) == 1 and len(previous) > 1 and previous[-2] not in GENERIC_HEADS:
+            phrase = [previous[-2], phrase[0]]
+        previous = phrase
         head = phrase[-1]
         if head in GENERIC_HEADS or head in STOPWORDS or len(head) < 2 or head.isdigit():
             continue
@@ -137,7 +198,24 @@ def _name_terms(spec: LabelSpec) -> set[str]:
             names.add(head if is_identifier(head) else stem(head))  # "bill", "w9", "agreement"
         else:  # a compound: "pay stub" -> "paystub", which also matches "paystub" written as one
             names.add(modifier + head)
-    return names | translations(names)
+    # Enumerated kinds are names when they are known kinds or genres: a list's other items
+    # ("Request for ...", "charge or earnings") need not be what the document calls itself.
+    for phrase in _enumerated_phrases(spec.description):
+        if phrase[-1] not in GENERIC_HEADS or len(phrase) > 1:
+            names |= {t for t in _known_kinds(_phrase_terms(phrase)) if t not in GENERIC_HEADS}
+    return (names | translations(names)) - FIELD_WORDS
+
+
+def _genres(spec: LabelSpec, names: set[str], identifiers: set[str]) -> set[str]:
+    """The genres the label's name, names and described kinds name. None for a label naming
+    one or two form numbers: it is about a form, whose near-duplicates share its genre's cues."""
+    if identifiers and len(identifiers) < FAMILY_IDENTIFIERS:
+        return set()
+    name_words = tokens(spec.label.replace("_", " "))
+    terms = set(names) | {stem(w) for w in name_words} | {"".join(name_words)}
+    for phrase in _opening_phrases(spec.description) + _enumerated_phrases(spec.description):
+        terms |= _phrase_terms(phrase)
+    return genres_named(terms)
 
 
 def label_terms(specs: list[LabelSpec]) -> list[LabelTerms]:
@@ -151,7 +229,11 @@ def label_terms(specs: list[LabelSpec]) -> list[LabelTerms]:
             weight = 0.0 if word in PHRASE_BREAKS else _specificity(word)
             if weight > 0 and stem(word) not in names and word not in names:
                 description[stem(word)] = max(description.get(stem(word), 0.0), weight)
-        out.append(LabelTerms(spec.label, names, description, identifiers))
+        out.append(
+            LabelTerms(
+                spec.label, names, description, identifiers, _genres(spec, names, identifiers)
+            )
+        )
     # Words several labels share tell them apart less.
     shared = Counter(term for label in out for term in label.description)
     for label in out:
@@ -159,24 +241,33 @@ def label_terms(specs: list[LabelSpec]) -> list[LabelTerms]:
     return out
 
 
-def document_counts(text: str) -> Counter:
+def document_counts(text: str) -> tuple[Counter, Counter]:
     """Stemmed word counts plus joined bigrams ("pay stub" -> "paystub") and trigrams, weighted
     by position:
     a document says what it is at the top, so a mention counts less the further down it is
-    (never below FAR_WEIGHT), and the title area (top of page 1) counts TITLE_BOOST more."""
+    (never below FAR_WEIGHT), and the title area (top of page 1) counts TITLE_BOOST more.
+    Second: the same counts of the mentions that are field labels ("E-mail:", "Receipt No.:"),
+    which name what is filled in beside them, not the document."""
     counts: Counter = Counter()
+    fields: Counter = Counter()
+    normalized = normalize(text)
     previous = before = None
-    for match in _WORD.finditer(normalize(text)):
+    for match in _WORD.finditer(normalized):
         word, position = match.group(), match.start()
         weight = max(FAR_WEIGHT, math.exp(-position / DECAY_CHARS))
         weight += TITLE_BOOST if position < TITLE_CHARS else 0.0
+        field = _FIELD.match(normalized, match.end()) is not None
         counts[stem(word)] += weight
+        if field:
+            fields[stem(word)] += weight
         if previous is not None:
             counts[previous + word] += weight
+            if field:
+                fields[previous + word] += weight
             if before is not None:  # "bon de commande" -> "bondecommande" (lexicon.py)
                 counts[before + previous + word] += weight
         previous, before = word, previous
-    return counts
+    return counts, fields
 
 
 def title_identifier(text: str) -> str | None:
@@ -195,12 +286,14 @@ def _saturate(count: float) -> float:
 def lexical_scores(terms: list[LabelTerms], text: str) -> tuple[np.ndarray, np.ndarray]:
     """Per label: lexical evidence in [0, 1], and whether the title names another form or
     another kind of document."""
-    counts = document_counts(text)
+    counts, fields = document_counts(text)
     own = title_identifier(text)
     own_kind = title_kind(text[:TITLE_CHARS])
     scores, contradicted = [], []
     for label in terms:
-        name = max((_saturate(counts.get(t, 0)) for t in label.names), default=0.0)
+        name = max(
+            (_saturate(counts.get(t, 0) - fields.get(t, 0)) for t in label.names), default=0.0
+        )
         total = sum(label.description.values())
         described = (
             sum(w * _saturate(counts.get(t, 0)) for t, w in label.description.items()) / total
@@ -210,19 +303,31 @@ def lexical_scores(terms: list[LabelTerms], text: str) -> tuple[np.ndarray, np.n
         score = (NAME_WEIGHT * name + described) / (NAME_WEIGHT + 1)
         if label.names and name == 0:  # described, but never called by its name
             score *= UNNAMED_FACTOR
-        if label.identifiers and not any(counts.get(i, 0) for i in label.identifiers):
+        absent = not any(counts.get(i, 0) for i in label.identifiers)
+        if label.identifiers and absent and not label.family:
             score *= IDENTIFIER_GATE
         scores.append(score)
         kinds = kinds_named(label.names)
+        other_form = own is not None and own not in label.identifiers and not label.family
         contradicted.append(
-            (own is not None and own not in label.identifiers and bool(label.identifiers or kinds))
+            (other_form and bool(label.identifiers or kinds))
             or (own_kind is not None and own_kind not in kinds)
         )
     return np.array(scores), np.array(contradicted)
 
 
+def genre_scores(terms: list[LabelTerms], text: str) -> np.ndarray:
+    return np.array([genre_evidence(text, label.genres, CUE_SCALE) for label in terms])
+
+
 def label_text(spec: LabelSpec) -> str:
     return f"{spec.label.replace('_', ' ')}: {spec.description}"
+
+
+def kind_texts(spec: LabelSpec) -> list[str]:
+    """The kinds the description enumerates, each as its own short text to embed ("a letter",
+    "a press release"): a document is one of them, and matches it better than the whole list."""
+    return [" ".join(phrase) for phrase in _enumerated_phrases(spec.description)]
 
 
 def zero_shot_logits(
@@ -231,10 +336,12 @@ def zero_shot_logits(
     """One logit per label; a catch-all label gets the fixed threshold."""
     catch_all = [is_catch_all(s) for s in specs]
     named = [i for i, c in enumerate(catch_all) if not c]
-    lexical, contradicted = lexical_scores(label_terms([specs[i] for i in named]), text)
+    terms = label_terms([specs[i] for i in named])
+    lexical, contradicted = lexical_scores(terms, text)
     cosines = label_embeddings[named] @ doc_embedding
     semantic = cosines - cosines.mean() if len(named) > 1 else cosines * 0
     support = LEXICAL_WEIGHT * lexical + SEMANTIC_WEIGHT * semantic
+    support += GENRE_WEIGHT * genre_scores(terms, text)
     # A document titled as another form is not this one, however similar its wording.
     support = np.where(contradicted, np.minimum(support, support * CONTRADICTION_GATE), support)
     logits = np.full(len(specs), CATCH_ALL_LOGIT)
