@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     model_total_timeout_seconds: float = 60.0
     max_prompt_tokens: int = 3000
     top_logprobs: int = 20
+    # POST /v1/split: a segment whose boundary_confidence is below this is flagged `review`.
+    split_review_threshold: float = Field(default=0.8, ge=0.0, le=1.0)
 
     # Limits.
     max_upload_mb: float = 20.0
