@@ -29,6 +29,9 @@ from backend.splitting.signals import (
 
 HEADER_LINES = 2  # lines compared for a running header / footer
 MIN_HEADER_CHARS = 6  # shorter lines ("1", "-") say nothing
+# Characters of a page read (its start and its end), to keep segmentation fast on dense pages.
+FACT_HEAD_CHARS, FACT_TAIL_CHARS = 2500, 1000
+SIMILARITY_HEAD_CHARS, SIMILARITY_TAIL_CHARS = 1500, 500
 CHANGE_LOW, CHANGE_HIGH = 0.4, 0.9  # the range of 1 - similarity that content_change spans
 
 # Identifiers of a party: tax ids (EIN, SSN, VAT, GSTIN, SIREN/SIRET, ABN...), IBANs, e-mail
@@ -74,8 +77,15 @@ def _edge(lines: list[str]) -> str | None:
     return joined if len(joined) >= MIN_HEADER_CHARS else None
 
 
+def head_and_tail(text: str, head: int, tail: int) -> str:
+    """The page's first and last characters: letterheads, addresses, titles, totals and
+    footers live there; a long body adds time, not evidence."""
+    return text if len(text) <= head + tail else f"{text[:head]}\n{text[-tail:]}"
+
+
 def page_facts(text: str) -> PageFacts:
     """What one page's text says about who and what it is."""
+    text = head_and_tail(text, FACT_HEAD_CHARS, FACT_TAIL_CHARS)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     ids = {_normal(m) for m in _IBAN.findall(text)}
     ids |= {m.lower() for m in _EMAIL.findall(text)}
@@ -169,7 +179,9 @@ def all_gap_features(
 ) -> list[dict[str, float]]:
     """The features of every gap of a file (len(texts) - 1 of them)."""
     facts = [page_facts(t) for t in texts]
-    similarity = neighbour_similarity(texts)
+    similarity = neighbour_similarity(
+        [head_and_tail(t, SIMILARITY_HEAD_CHARS, SIMILARITY_TAIL_CHARS) for t in texts]
+    )
     return [
         gap_features(facts[i - 1], facts[i], similarity[i], (sizes[i - 1], sizes[i]))
         for i in range(1, len(texts))
