@@ -45,7 +45,7 @@ PRIOR_WEIGHTS = {
     "no_text": 0.0,
     "size_change": 1.0,
 }
-PRIOR_SD = 0.5
+PRIOR_SD = 0.3
 
 
 @dataclass(frozen=True)
