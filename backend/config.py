@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     # A model seen answering without logprobs is asked for a JSON distribution instead, and
     # asked for logprobs again after this many seconds (never stuck by one answer).
     logprobs_reprobe_seconds: float = 300.0
+    # POST /v1/split: a segment whose boundary_confidence is below this is flagged `review`.
+    split_review_threshold: float = Field(default=0.8, ge=0.0, le=1.0)
 
     # Limits.
     max_upload_mb: float = 20.0

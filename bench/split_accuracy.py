@@ -1,35 +1,46 @@
 """Split accuracy on packets glued from docs-v1 documents, with the `local` model trained on
 other documents (4-fold: packets are built only from the fold the model did not see).
 
-    python -m bench.split_accuracy [--packets 150] [--seed 0]   # writes bench/results/split.json
+    python -m bench.split_accuracy [--packets 200] [--seed 0]   # writes bench/results/split.json
+    python -m bench.split_accuracy --fit      # refits backend/splitting/boundary_weights.json
 
 Packet kinds:
-- mixed3: 3 documents of different labels, each 1-3 pages (the issue's definition);
+- mixed: 2-4 documents of 1-3 pages, each neighbour sharing its predecessor's label with
+  probability 0.4 (issue 29's definition; scans included);
+- mixed3: 3 documents of different labels, each 1-3 pages;
 - same_label: 3 documents of 1-3 pages where two neighbours share a label;
 - long: 2-4 documents of 1-6 pages, labels drawn freely (full W-9s, 1040s with schedules...).
 
+Per fold, the boundary model (backend/splitting/boundary_model.py) is fitted on gaps of packets
+made only of the other folds' documents, and LABEL_WEIGHT is chosen on those packets too; the
+packets scored are made of the held-out fold's documents only. So every figure is out-of-sample.
+
 Methods compared on the same per-page scores:
-- full: the service's segmentation (page signals + Viterbi, backend/splitting/boundaries.py);
+- full: the service's segmentation (boundary model + Viterbi), weights fitted per fold;
 - labels_only: a new segment wherever the page label changes (the naive baseline);
-- no_signals: Viterbi with the prior alone (label smoothing, no page signals).
+- no_signals: Viterbi with a constant boundary prior (label smoothing, no page evidence).
 
 Metrics: page accuracy (a page's segment label is its document's label), segment precision /
-recall / F1 (a segment counts when its pages and label are exactly a document's), boundary
-precision / recall / F1, and the share of packets split exactly right. Texts come from
-DocSift's own extraction (OCR included), cached in /tmp/docsift-text-cache; the per-page scores
-are what POST /v1/split computes (one `local` call per page), here without HTTP.
+recall / F1 (a segment counts when its pages and label are exactly a document's; also per
+label), boundary precision / recall / F1, the share of packets split exactly right (pages and
+labels: `packets_exact`; pages only: `packets_exact_boundaries`), and how well
+`boundary_confidence` separates right segments from wrong ones. Texts come from DocSift's own
+extraction (OCR included), cached in /tmp/docsift-text-cache; the per-page scores are what
+POST /v1/split computes (one `local` call per page), here without HTTP.
 """
 
 import backend.offline  # noqa: F401, I001
 
 import argparse
+import csv
 import hashlib
 import json
+import pickle
 import random
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sklearn.model_selection import StratifiedKFold
@@ -39,9 +50,11 @@ from backend.backends.local import LocalBackend
 from backend.config import Settings
 from backend.documents import extraction
 from backend.documents.sniff import sniff
-from backend.splitting import boundaries
+from backend.splitting import boundaries, boundary_model
 from backend.splitting.boundaries import Gap, PageEvidence, SegmentPlan
-from bench.dataset import LIMITS, Item, load
+from backend.splitting.boundary_model import BoundaryModel
+from backend.splitting.features import all_gap_features
+from bench.dataset import DATASET, LIMITS, Item, load
 from bench.harness import write_result
 from bench.local_model import FIVE_WAY
 
@@ -49,6 +62,11 @@ FOLDS = 4
 EXAMPLE_CHARS = 20_000  # what a classifier keeps of an example document (classifiers/service.py)
 # Five payslips of different employees filed as one document: no single right answer.
 EXCLUDED = {"payslip_il_tlush_examples_5p.pdf"}
+SAME_LABEL_SHARE = 0.4  # of neighbours in `mixed` packets
+TRAINING_PACKETS = 600  # per fold, for fitting the boundary model
+LABEL_WEIGHTS = (0.5, 0.75, 1.0, 1.5, 2.0)  # LABEL_WEIGHT candidates, chosen per fold
+SCORE_CACHE = Path("/tmp/docsift-split-scores")
+KINDS = ("mixed", "mixed3", "same_label", "long")
 
 
 @dataclass
@@ -57,6 +75,17 @@ class Doc:
     fold: int
     sizes: list[tuple[float, float] | None]
     scores: list[dict[str, float]]  # per page, from a model that never saw this document
+    scan: bool  # no text layer: its text is OCR
+
+
+def scans() -> set[str]:
+    """docs-v1 files without a text layer (images, image-only PDFs), from the manifest."""
+    with (DATASET / "MANIFEST.tsv").open() as handle:
+        return {
+            Path(row["file"]).name
+            for row in csv.DictReader(handle, delimiter="\t")
+            if "text layer" not in row["notes"]
+        }
 
 
 def page_sizes(path: Path, count: int) -> list[tuple[float, float] | None]:
@@ -74,6 +103,7 @@ def page_sizes(path: Path, count: int) -> list[tuple[float, float] | None]:
 def score_pages(items: list[Item], folds: list[int], max_pages: int) -> list[Doc]:
     """Per-page scores of every document from `local` trained on the other folds."""
     backend = LocalBackend(Settings(_env_file=None))
+    scanned = scans()
     docs = []
     for fold in range(FOLDS):
         examples = [
@@ -96,8 +126,43 @@ def score_pages(items: list[Item], folds: list[int], max_pages: int) -> list[Doc
                 ).scores
                 for page in item.pages
             ]
-            docs.append(Doc(item, fold, page_sizes(item.path, len(item.pages)), scores))
+            sizes = page_sizes(item.path, len(item.pages))
+            docs.append(Doc(item, fold, sizes, scores, item.path.name in scanned))
     return docs
+
+
+def cached_docs(items: list[Item], folds: list[int], seed: int) -> list[Doc]:
+    """score_pages, cached by the documents' texts and folds (the scoring takes minutes)."""
+    key = hashlib.sha256(
+        json.dumps([[i.path.name, i.pages, f] for i, f in zip(items, folds, strict=True)]).encode()
+    ).hexdigest()[:16]
+    path = SCORE_CACHE / f"{seed}-{key}.pickle"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    docs = score_pages(items, folds, max_pages=6)
+    SCORE_CACHE.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(docs))
+    return docs
+
+
+def evidence_of(packet: list["Doc"]) -> list[PageEvidence]:
+    return [
+        PageEvidence(scores, text, size)
+        for d in packet
+        for scores, text, size in zip(d.scores, d.item.pages, d.sizes, strict=True)
+    ]
+
+
+_ROWS: dict[tuple[str, ...], list[dict[str, float]]] = {}
+
+
+def packet_rows(packet: list[Doc]) -> list[dict[str, float]]:
+    """The gap features of a packet (computed once: fitting and choosing reuse them)."""
+    key = tuple(d.item.path.name for d in packet)
+    if key not in _ROWS:
+        evidence = evidence_of(packet)
+        _ROWS[key] = all_gap_features([p.text for p in evidence], [p.size for p in evidence])
+    return _ROWS[key]
 
 
 def labels_only(pages: list[PageEvidence]) -> list[SegmentPlan]:
@@ -108,28 +173,47 @@ def labels_only(pages: list[PageEvidence]) -> list[SegmentPlan]:
 
 
 def no_signals(pages: list[PageEvidence]) -> list[SegmentPlan]:
-    gaps = [Gap(boundaries.PRIOR) for _ in pages[1:]]
+    gaps = [Gap(-1.0) for _ in pages[1:]]
     return boundaries.segment(pages, gaps)
 
 
-METHODS: dict[str, Callable[[list[PageEvidence]], list[SegmentPlan]]] = {
-    "full": boundaries.segment,
-    "labels_only": labels_only,
-    "no_signals": no_signals,
-}
+def full_method(model: BoundaryModel, label_weight: float) -> Callable:
+    """The service's segmentation (gap_scores + segment), on the packet's cached features."""
+
+    def segment(packet: list[Doc]) -> list[SegmentPlan]:
+        gaps = [Gap(model.log_odds(row)) for row in packet_rows(packet)]
+        return boundaries.segment(evidence_of(packet), gaps, label_weight=label_weight)
+
+    return segment
+
+
+def on_pages(method: Callable[[list[PageEvidence]], list[SegmentPlan]]) -> Callable:
+    return lambda packet: method(evidence_of(packet))
 
 
 def packets(docs: list[Doc], kind: str, count: int, rng: random.Random) -> list[list[Doc]]:
-    """`count` packets of one kind, each from a single fold's documents."""
+    """`count` packets of one kind, each from a single fold's documents (the folds of `docs`)."""
     short = [d for d in docs if len(d.item.pages) <= 3]
+    fold_ids = sorted({d.fold for d in docs})
     out: list[list[Doc]] = []
     while len(out) < count:
-        fold = rng.randrange(FOLDS)
+        fold = rng.choice(fold_ids)
         pool = [d for d in (docs if kind == "long" else short) if d.fold == fold]
         by_label: dict[str, list[Doc]] = {}
         for d in pool:
             by_label.setdefault(d.item.label, []).append(d)
-        if kind == "mixed3" and len(by_label) >= 3:
+        if kind == "mixed":
+            packet = [rng.choice(pool)]
+            for _ in range(rng.randint(2, 4) - 1):
+                label = packet[-1].item.label
+                unused = [d for d in by_label[label] if d not in packet]
+                if rng.random() < SAME_LABEL_SHARE and unused:
+                    packet.append(rng.choice(unused))
+                else:
+                    other = rng.choice([name for name in sorted(by_label) if name != label])
+                    packet.append(rng.choice(by_label[other]))
+            out.append(packet)
+        elif kind == "mixed3" and len(by_label) >= 3:
             labels = rng.sample(sorted(by_label), 3)
             out.append([rng.choice(by_label[label]) for label in labels])
         elif kind == "same_label":
@@ -154,32 +238,46 @@ def truth_of(packet: list[Doc]) -> list[tuple[int, int, str]]:
     return spans
 
 
-def evaluate(packet_list: list[list[Doc]], method: Callable) -> dict:
+def _f1(p: float, r: float) -> float:
+    return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def run(packet_list: list[list[Doc]], method: Callable) -> list[tuple[list[Doc], list]]:
+    return [(packet, method(packet)) for packet in packet_list]
+
+
+def evaluate(outcomes: list[tuple[list[Doc], list[SegmentPlan]]]) -> dict:
+    """The metrics of segmentations (plans) of packets whose documents are known."""
     pages_right = pages_total = seg_right = seg_predicted = seg_true = 0
-    b_right = b_predicted = b_true = exact = 0
-    for packet in packet_list:
-        evidence = [
-            PageEvidence(scores, text, size)
-            for d in packet
-            for scores, text, size in zip(d.scores, d.item.pages, d.sizes, strict=True)
-        ]
-        predicted = [(s.first, s.end, s.label) for s in method(evidence)]
+    b_right = b_predicted = b_true = exact = exact_bounds = 0
+    per_label: dict[str, list[int]] = {}  # label -> [right, predicted, true]
+    confidence_right: list[float] = []
+    confidence_wrong: list[float] = []
+    for packet, plans in outcomes:
+        predicted = [(s.first, s.end, s.label) for s in plans]
         truth = truth_of(packet)
         label_of_page = [label for a, b, label in truth for _ in range(a, b)]
         for a, b, label in predicted:
             pages_right += sum(1 for i in range(a, b) if label_of_page[i] == label)
-        pages_total += len(evidence)
+        pages_total += len(label_of_page)
         seg_right += len(set(predicted) & set(truth))
         seg_predicted += len(predicted)
         seg_true += len(truth)
+        for a, b, label in predicted:
+            per_label.setdefault(label, [0, 0, 0])[1] += 1
+            per_label[label][0] += (a, b, label) in truth
+        for _, _, label in truth:
+            per_label.setdefault(label, [0, 0, 0])[2] += 1
+        true_spans = {(a, b) for a, b, _ in truth}
+        for s in plans:
+            right = (s.first, s.end) in true_spans
+            (confidence_right if right else confidence_wrong).append(s.boundary_confidence)
         starts_p, starts_t = {a for a, _, _ in predicted[1:]}, {a for a, _, _ in truth[1:]}
         b_right += len(starts_p & starts_t)
         b_predicted += len(starts_p)
         b_true += len(starts_t)
         exact += predicted == truth
-
-    def f1(p: float, r: float) -> float:
-        return 2 * p * r / (p + r) if p + r else 0.0
+        exact_bounds += starts_p == starts_t
 
     seg_p, seg_r = seg_right / seg_predicted, seg_right / seg_true
     b_p, b_r = b_right / max(b_predicted, 1), b_right / max(b_true, 1)
@@ -187,12 +285,46 @@ def evaluate(packet_list: list[list[Doc]], method: Callable) -> dict:
         "page_accuracy": round(pages_right / pages_total, 4),
         "segment_precision": round(seg_p, 4),
         "segment_recall": round(seg_r, 4),
-        "segment_f1": round(f1(seg_p, seg_r), 4),
+        "segment_f1": round(_f1(seg_p, seg_r), 4),
         "boundary_precision": round(b_p, 4),
         "boundary_recall": round(b_r, 4),
-        "boundary_f1": round(f1(b_p, b_r), 4),
-        "packets_exact": round(exact / len(packet_list), 4),
+        "boundary_f1": round(_f1(b_p, b_r), 4),
+        "packets_exact": round(exact / len(outcomes), 4),
+        "packets_exact_boundaries": round(exact_bounds / len(outcomes), 4),
+        "segment_f1_per_label": {
+            label: round(_f1(r / max(p, 1), r / max(t, 1)), 4)
+            for label, (r, p, t) in sorted(per_label.items())
+        },
+        "boundary_confidence_mean": {
+            "right_segments": round(statistics.mean(confidence_right), 4)
+            if confidence_right
+            else None,
+            "wrong_segments": round(statistics.mean(confidence_wrong), 4)
+            if confidence_wrong
+            else None,
+        },
     }
+
+
+def training_gaps(packet_list: list[list[Doc]]) -> tuple[list[dict[str, float]], list[bool]]:
+    rows, truth = [], []
+    for packet in packet_list:
+        starts = {a for a, _, _ in truth_of(packet)[1:]}
+        rows += packet_rows(packet)
+        truth += [i in starts for i in range(1, truth_of(packet)[-1][1])]
+    return rows, truth
+
+
+def fit_on(docs: list[Doc], rng: random.Random) -> tuple[BoundaryModel, float]:
+    """The boundary model and LABEL_WEIGHT fitted on packets of these documents only."""
+    train = [p for kind in KINDS for p in packets(docs, kind, TRAINING_PACKETS // len(KINDS), rng)]
+    model = boundary_model.fit(*training_gaps(train))
+    mixed = packets(docs, "mixed", TRAINING_PACKETS // 2, rng)
+    weight = max(
+        LABEL_WEIGHTS,
+        key=lambda w: evaluate(run(mixed, full_method(model, w)))["packets_exact"],
+    )
+    return replace(model, label_weight=weight), weight
 
 
 def page_level_model_accuracy(docs: list[Doc]) -> dict:
@@ -209,8 +341,11 @@ def page_level_model_accuracy(docs: list[Doc]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--packets", type=int, default=150, help="packets per kind")
+    parser.add_argument("--packets", type=int, default=200, help="packets per kind and fold")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--fit", action="store_true", help="fit the shipped weights on all documents"
+    )
     args = parser.parse_args()
     items = [
         i for i in load() if i.text.strip() and i.path.name not in EXCLUDED and len(i.pages) <= 6
@@ -221,38 +356,66 @@ def main() -> None:
         for index in test:
             folds[index] = fold
     started = time.perf_counter()
-    docs = score_pages(items, folds, max_pages=6)
+    docs = cached_docs(items, folds, args.seed)
     scoring_seconds = time.perf_counter() - started
     rng = random.Random(args.seed)
+    if args.fit:
+        model, weight = fit_on(docs, rng)
+        boundary_model.WEIGHTS_FILE.write_text(json.dumps(model.to_json(), indent=1) + "\n")
+        print(json.dumps(model.to_json(), indent=1))
+        return
+
+    fitted = {}
+    for fold in range(FOLDS):
+        fitted[fold] = fit_on([d for d in docs if d.fold != fold], rng)
     results: dict = {}
     timings = []
-    for kind in ("mixed3", "same_label", "long"):
-        packet_list = packets(docs, kind, args.packets, rng)
-        results[kind] = {
-            "packets": len(packet_list),
-            "pages": sum(len(d.item.pages) for p in packet_list for d in p),
+    for kind in KINDS:
+        per_fold = {
+            f: packets([d for d in docs if d.fold == f], kind, args.packets, rng) for f in fitted
         }
-        for name, method in METHODS.items():
-            t = time.perf_counter()
-            results[kind][name] = evaluate(packet_list, method)
-            if name == "full":
-                timings.append((time.perf_counter() - t) / results[kind]["pages"])
+        all_packets = [p for f in fitted for p in per_fold[f]]
+        results[kind] = {
+            "packets": len(all_packets),
+            "pages": sum(len(d.item.pages) for p in all_packets for d in p),
+            "pages_scanned": sum(len(d.item.pages) for p in all_packets for d in p if d.scan),
+            "same_label_neighbours": round(
+                sum(
+                    a.item.label == b.item.label
+                    for p in all_packets
+                    for a, b in zip(p, p[1:], strict=False)
+                )
+                / sum(len(p) - 1 for p in all_packets),
+                3,
+            ),
+        }
+
+        # "full": each packet segmented with the model fitted without its fold; timed as the
+        # service runs it (features read from the texts, then the segmentation).
+        started = time.perf_counter()
+        for f in fitted:
+            for packet in per_fold[f]:
+                pages = evidence_of(packet)
+                gaps = boundaries.gap_scores(pages, fitted[f][0])
+                boundaries.segment(pages, gaps, label_weight=fitted[f][1])
+        timings.append((time.perf_counter() - started) / results[kind]["pages"])
+        outcomes = [o for f in fitted for o in run(per_fold[f], full_method(*fitted[f]))]
+        results[kind]["full"] = evaluate(outcomes)
+        for name, method in (("labels_only", labels_only), ("no_signals", no_signals)):
+            results[kind][name] = evaluate(run(all_packets, on_pages(method)))
     digest = hashlib.sha256("".join(sorted(d.item.path.name for d in docs)).encode()).hexdigest()
     result = {
         "command": f"python -m bench.split_accuracy --packets {args.packets} --seed {args.seed}",
         "model": "local, trained per fold on the other folds' documents (whole-document examples)",
         "documents": len(docs),
+        "documents_scanned": sum(d.scan for d in docs),
         "documents_digest": digest[:12],
         "folds": FOLDS,
         "per_page_model_accuracy": page_level_model_accuracy(docs),
         "results": results,
         "segmentation_ms_per_page": round(statistics.mean(timings) * 1000, 3),
         "page_scoring_s": round(scoring_seconds, 1),
-        "weights": {
-            name: getattr(boundaries, name)
-            for name in dir(boundaries)
-            if name.isupper() and isinstance(getattr(boundaries, name), float)
-        },
+        "per_fold": {fold: model.to_json() for fold, (model, _) in fitted.items()},
     }
     path = write_result("split", result)
     print(json.dumps(result, indent=2))

@@ -31,6 +31,12 @@ class SplitIn(ModeFields):
     query_model: str | None = Field(default=None, max_length=200)
     page_range: str | None = Field(default=None, max_length=200)
     create_documents: bool = False
+    group_attachments: bool = Field(
+        default=False,
+        description="One segment for a document and its attachments: a Form 1040 with the "
+        "schedules that follow it (SCHEDULE X (Form 1040), 'Attach to Form 1040'), a contract "
+        "with its exhibits and annexes. Off: each schedule is a segment of its own.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> "SplitIn":
@@ -49,6 +55,19 @@ class Segment(BaseModel):
     boundary_signals: dict[str, float] | None = Field(
         default=None,
         description="Why a document starts at its first page: log-odds of each signal",
+    )
+    boundary_confidence: float | None = Field(
+        default=None,
+        description="Probability that exactly these pages form one document (a boundary "
+        "before and after them, none inside), from the boundary model and the page labels",
+    )
+    review: bool = Field(
+        default=False,
+        description="boundary_confidence is below the server's DOCSIFT_SPLIT_REVIEW_THRESHOLD",
+    )
+    attachments: list[str] | None = Field(
+        default=None,
+        description="group_attachments: the pages of each attachment grouped into this segment",
     )
 
 
@@ -102,6 +121,7 @@ async def split(
             account=account,
             document_id=body.document_id,
             create_documents=body.create_documents,
+            group_attachments=body.group_attachments,
         )
         return SplitOut(
             request_id=record.id,

@@ -1,38 +1,33 @@
 """Where one document ends and the next begins, and what each one is.
 
-Every page has a distribution over labels (from the model) and page signals (signals.py). Each
-gap between two pages gets a boundary score: the log-odds that a new document starts there,
-the sum of weighted signals (below). The segmentation is then the most likely path of a simple
-hidden Markov model, found by Viterbi: a page either continues the current document (same label,
-log-probability of "no boundary") or starts a new one with any label, including the same one
-(log-probability of "boundary"); each page adds the log-probability of the segment's label.
+Every page has a distribution over labels (from the model); every gap between two pages has
+named features (features.py) that a logistic regression (boundary_model.py) turns into the
+log-odds that a new document starts there. The two are combined in a small probabilistic model
+over (boundary or not at each gap, label of each page): a page either continues the current
+document (same label, probability 1 - p(boundary)) or starts a new one with any label,
+including the same one (p(boundary)); each page adds the log-probability of its label
+(tempered by the model's label_weight).
 
-So a label change alone opens a segment only when the model is surer of it than the signals
-are of a continuation (one odd page inside a W-9 stays in the W-9), and two invoices in a row
-become two segments when their pages say so (a title at the top, "page 1 of 1", a new invoice
-number, a sharp change of content or page size).
+- The segmentation is the model's most likely path (Viterbi).
+- Each segment's `boundary_confidence` is the model's posterior probability that exactly
+  these pages form one document: a boundary before its first page, none inside it and one after
+  its last page (forward-backward; the label of the segment summed out).
+
+So a label change alone opens a segment only when the model is surer of it than the gap
+features are of a continuation (one odd page inside a W-9 stays in the W-9), and two invoices in
+a row become two segments when their pages say so (a title at the top, "page 1 of 1", another
+issuer, invoice number or date).
 """
 
 import math
 from dataclasses import dataclass, field
 
-from backend.splitting.signals import PageMarks, neighbour_similarity, read_marks, size_changed
+import numpy as np
+from scipy.special import log_expit, logsumexp
 
-# Log-odds weights of the signals. Hand-set (not fitted) and checked with bench/split_accuracy.py.
-PRIOR = -1.0  # a gap without any signal: most pages continue the document before them
-FIRST_PAGE = 3.5  # "page 1 of 3", "Page 1"
-LATER_PAGE = -3.5  # "page 2 of 3", "Page 2"
-FOLLOWS_LAST_PAGE = 1.5  # the previous page said it was the last ("3 of 3")
-PROMISED_MORE = -1.5  # the previous page said more would follow ("1 of 3") and this one is silent
-CONTINUED = -2.0  # "(continued)" at the top
-TITLE = 1.5  # a document title heads the page
-NEW_DOC_NUMBER = 2.0  # another invoice / order number than the previous page's
-SAME_DOC_NUMBER = -1.5
-SIZE_CHANGE = 1.0  # page size or orientation changed
-SIMILARITY_PIVOT = 0.25  # similarity of neighbour pages where content says nothing either way
-SIMILARITY_WEIGHT = 6.0  # log-odds per unit of similarity below (above) the pivot
-SIMILARITY_CAP = 2.0
-LABEL_WEIGHT = 1.0  # how much the per-page label probabilities count against the signals
+from backend.splitting.boundary_model import BoundaryModel, default_model
+from backend.splitting.features import all_gap_features
+
 MIN_PROBABILITY = 1e-4  # a page's score never vetoes a label outright
 
 
@@ -51,100 +46,104 @@ class SegmentPlan:
     end: int  # one past its last page
     label: str
     scores: dict[str, float]
+    boundary_confidence: float = 1.0
 
 
 @dataclass
 class Gap:
-    """The boundary score before one page and what it is made of (for explanations)."""
+    """The boundary log-odds before one page and what it is made of (for explanations)."""
 
     log_odds: float
     reasons: dict[str, float] = field(default_factory=dict)
 
 
-def _number_signals(previous: PageMarks, current: PageMarks) -> dict[str, float]:
-    reasons: dict[str, float] = {}
-    if current.number == 1:
-        reasons["first_page"] = FIRST_PAGE
-    elif current.number is not None:
-        reasons["later_page"] = LATER_PAGE
-    elif previous.number is not None and previous.total is not None:
-        if previous.number == previous.total:
-            reasons["follows_last_page"] = FOLLOWS_LAST_PAGE
-        else:
-            reasons["promised_more"] = PROMISED_MORE
-    if current.continued and current.number is None:
-        reasons["continued"] = CONTINUED
-    return reasons
-
-
-def gap_scores(pages: list[PageEvidence]) -> list[Gap]:
+def gap_scores(pages: list[PageEvidence], model: BoundaryModel | None = None) -> list[Gap]:
     """The boundary score before every page but the first (so len(pages) - 1 gaps)."""
-    marks = [read_marks(p.text) for p in pages]
-    similarity = neighbour_similarity([p.text for p in pages])
-    gaps = []
-    for i in range(1, len(pages)):
-        previous, current = marks[i - 1], marks[i]
-        reasons = {"prior": PRIOR, **_number_signals(previous, current)}
-        if current.title and (current.number is None or current.number == 1):
-            reasons["title"] = TITLE
-        if current.doc_number and previous.doc_number:
-            same = current.doc_number == previous.doc_number
-            reasons["doc_number"] = SAME_DOC_NUMBER if same else NEW_DOC_NUMBER
-        if size_changed(pages[i - 1].size, pages[i].size):
-            reasons["size_change"] = SIZE_CHANGE
-        if similarity[i] is not None:
-            shift = SIMILARITY_WEIGHT * (SIMILARITY_PIVOT - similarity[i])
-            reasons["content_change"] = max(-SIMILARITY_CAP, min(SIMILARITY_CAP, shift))
-        gaps.append(Gap(sum(reasons.values()), {k: round(v, 3) for k, v in reasons.items()}))
-    return gaps
+    model = model or default_model()
+    rows = all_gap_features([p.text for p in pages], [p.size for p in pages])
+    return [Gap(model.log_odds(row), model.contributions(row)) for row in rows]
 
 
-def _log_sigmoid(x: float) -> float:
-    return -math.log1p(math.exp(-x)) if x >= 0 else x - math.log1p(math.exp(x))
+def _emissions(pages: list[PageEvidence], labels: list[str], weight: float) -> np.ndarray:
+    probabilities = np.array(
+        [[max(p.scores[label], MIN_PROBABILITY) for label in labels] for p in pages]
+    )
+    return weight * np.log(probabilities)
 
 
-def segment(pages: list[PageEvidence], gaps: list[Gap] | None = None) -> list[SegmentPlan]:
-    """The most likely segmentation (Viterbi), each segment with its label and scores."""
+def segment(
+    pages: list[PageEvidence],
+    gaps: list[Gap] | None = None,
+    *,
+    label_weight: float | None = None,
+) -> list[SegmentPlan]:
+    """The most likely segmentation (Viterbi), each segment with its label, scores and
+    boundary confidence."""
     if not pages:
         return []
     labels = list(pages[0].scores)
     gaps = gap_scores(pages) if gaps is None else gaps
-    emit = [
-        {label: LABEL_WEIGHT * math.log(max(p.scores[label], MIN_PROBABILITY)) for label in labels}
-        for p in pages
-    ]
-    best = dict(emit[0])
-    # back[i][label] = (previous label, whether page i starts a new segment)
-    back: list[dict[str, tuple[str, bool]]] = [{}]
-    for i in range(1, len(pages)):
-        new_doc = _log_sigmoid(gaps[i - 1].log_odds)
-        same_doc = _log_sigmoid(-gaps[i - 1].log_odds)
-        leader = max(labels, key=lambda label: best[label])
-        step: dict[str, float] = {}
-        pointers: dict[str, tuple[str, bool]] = {}
-        for label in labels:
-            stay, switch = best[label] + same_doc, best[leader] + new_doc
-            if stay >= switch:
-                step[label], pointers[label] = stay + emit[i][label], (label, False)
-            else:
-                step[label], pointers[label] = switch + emit[i][label], (leader, True)
-        best = step
-        back.append(pointers)
-    # Walk back from the best final label.
-    label = max(labels, key=lambda name: best[name])
-    path, starts = [label] * len(pages), [0]
-    for i in range(len(pages) - 1, 0, -1):
-        previous, is_start = back[i][label]
-        if is_start:
+    weight = default_model().label_weight if label_weight is None else label_weight
+    emit = _emissions(pages, labels, weight)
+    z = np.array([g.log_odds for g in gaps])
+    new_doc, same_doc = log_expit(z), log_expit(-z)
+    n = len(pages)
+    best = emit[0].copy()
+    stay_back = np.zeros((n, len(labels)), dtype=bool)  # True: page i continues the segment
+    leaders = np.zeros(n, dtype=int)
+    for i in range(1, n):
+        leader = int(np.argmax(best))
+        stay, switch = best + same_doc[i - 1], best[leader] + new_doc[i - 1]
+        stay_back[i] = stay >= switch
+        leaders[i] = leader
+        best = np.where(stay_back[i], stay, switch) + emit[i]
+    label = int(np.argmax(best))
+    path, starts = [label] * n, [0]
+    for i in range(n - 1, 0, -1):
+        if not stay_back[i][label]:
             starts.append(i)
-        label = previous
+            label = int(leaders[i])
         path[i - 1] = label
     starts.sort()
-    bounds = list(zip(starts, [*starts[1:], len(pages)], strict=True))
+    bounds = list(zip(starts, [*starts[1:], n], strict=True))
+    confidence = segment_confidences(emit, new_doc, same_doc, bounds)
     return [
-        SegmentPlan(first, end, path[first], segment_scores([p.scores for p in pages[first:end]]))
-        for first, end in bounds
+        SegmentPlan(
+            first,
+            end,
+            labels[path[first]],
+            segment_scores([p.scores for p in pages[first:end]]),
+            conf,
+        )
+        for (first, end), conf in zip(bounds, confidence, strict=True)
     ]
+
+
+def segment_confidences(
+    emit: np.ndarray, new_doc: np.ndarray, same_doc: np.ndarray, bounds: list[tuple[int, int]]
+) -> list[float]:
+    """P(pages first..end-1 are exactly one document) for each segment, by forward-backward
+    over the same model the Viterbi path maximizes."""
+    n = emit.shape[0]
+    alpha, beta = np.zeros_like(emit), np.zeros_like(emit)
+    alpha[0] = emit[0]
+    for i in range(1, n):
+        alpha[i] = emit[i] + np.logaddexp(
+            alpha[i - 1] + same_doc[i - 1], logsumexp(alpha[i - 1]) + new_doc[i - 1]
+        )
+    for i in range(n - 2, -1, -1):
+        beta[i] = np.logaddexp(
+            same_doc[i] + emit[i + 1] + beta[i + 1],
+            new_doc[i] + logsumexp(emit[i + 1] + beta[i + 1]),
+        )
+    total = logsumexp(alpha[-1])
+    out = []
+    for first, end in bounds:
+        left = 0.0 if first == 0 else logsumexp(alpha[first - 1]) + new_doc[first - 1]
+        inside = emit[first:end].sum(axis=0) + same_doc[first : end - 1].sum()
+        right = 0.0 if end == n else new_doc[end - 1] + logsumexp(emit[end] + beta[end])
+        out.append(float(min(1.0, math.exp(left + logsumexp(inside) + right - total))))
+    return out
 
 
 def segment_scores(distributions: list[dict[str, float]]) -> dict[str, float]:

@@ -15,6 +15,7 @@ from backend.db import begin_write
 from backend.documents.page_images import page_images
 from backend.documents.page_range import format_pages
 from backend.models import Account, Classification, Page
+from backend.splitting import attachments
 from backend.splitting.boundaries import PageEvidence, gap_scores, segment
 from backend.splitting.documents import SegmentWriter
 from backend.state import AppState
@@ -46,25 +47,49 @@ async def classify_each_page(
     return [task.result() for task in tasks]
 
 
-def plan_segments(pages: list[Page], results: list[ClassifyResult]) -> list[dict]:
+def plan_segments(
+    pages: list[Page],
+    results: list[ClassifyResult],
+    *,
+    group_attachments: bool = False,
+    review_threshold: float = 0.8,
+) -> list[dict]:
     """Segments as the response shows them, with the 0-based page slice each covers."""
     evidence = [
         PageEvidence(r.scores, p.text, (p.width, p.height) if p.width and p.height else None)
         for p, r in zip(pages, results, strict=True)
     ]
     gaps = gap_scores(evidence)
+    plans = segment(evidence, gaps)
+    grouped = (
+        attachments.groups([pages[plan.first].text for plan in plans])
+        if group_attachments
+        else [[i] for i in range(len(plans))]
+    )
     out = []
-    for plan in segment(evidence, gaps):
-        scores = round_distribution(plan.scores)
+    for members in grouped:
+        # A group is its main document's label and scores, spanning its attachments' pages.
+        main, parts = plans[members[0]], [plans[i] for i in members]
+        first, end = main.first, parts[-1].end
+        scores = round_distribution(main.scores)
+        confidence = round(min(p.boundary_confidence for p in parts), 4)
         out.append(
             {
-                "pages": format_pages([p.page_number for p in pages[plan.first : plan.end]]),
+                "pages": format_pages([p.page_number for p in pages[first:end]]),
                 "classification": max(scores, key=lambda k: scores[k]),
                 "confidence_scores": scores,
+                "boundary_confidence": confidence,
+                "review": confidence < review_threshold,
                 "document_id": None,
-                "slice": (plan.first, plan.end),
+                "slice": (first, end),
                 # Why a document starts here: the log-odds of each boundary signal.
-                "boundary_signals": gaps[plan.first - 1].reasons if plan.first else None,
+                "boundary_signals": gaps[first - 1].reasons if first else None,
+                "attachments": [
+                    format_pages([p.page_number for p in pages[part.first : part.end]])
+                    for part in parts[1:]
+                ]
+                if group_attachments
+                else None,
             }
         )
     return out
@@ -78,6 +103,7 @@ async def split_document(
     account: Account,
     document_id: str,
     create_documents: bool = False,
+    group_attachments: bool = False,
 ) -> Classification:
     """Segments of a multi-document file, stored and charged like one classification (credits
     per page, one ledger debit). Flushes only: the caller commits."""
@@ -91,7 +117,12 @@ async def split_document(
         if held.image_numbers:
             images = await page_images(state, held.document, held.image_numbers)
         results = await classify_each_page(state, spec, pages, images)
-        segments = plan_segments(pages, results)
+        segments = plan_segments(
+            pages,
+            results,
+            group_attachments=group_attachments,
+            review_threshold=state.settings.split_review_threshold,
+        )
         await begin_write(session)  # the documents and the charge are one write transaction
         for item in segments:
             first, end = item.pop("slice")

@@ -61,7 +61,7 @@ async def test_packet_splits_into_its_documents_even_two_invoices_in_a_row(
         assert set(scores) == set(LABELS) and abs(sum(scores.values()) - 1) <= 0.001
         assert segment["classification"] == max(scores, key=scores.get)
     # The second invoice starts a document because of what its page says, not its label.
-    assert {"title", "doc_number"} <= set(body["segments"][2]["boundary_signals"])
+    assert {"title", "doc_number_new"} <= set(body["segments"][2]["boundary_signals"])
     assert body["segments"][0]["boundary_signals"] is None
     assert body["credits_used"] == 5 and body["num_pages"] == 5
     # Every page classified on its own: five model calls of one page each.
@@ -206,3 +206,63 @@ async def test_errors_cost_nothing(client, harness, tenant, fake_backend):
     assert account["balance"] == 1000 and account["reserved"] == 0
     listed = (await client.get("/v1/documents", headers=tenant.headers)).json()
     assert listed["total"] == 2  # no segment documents were left behind
+
+
+RETURN = [
+    "Form\n1040\n2021\nU.S. Individual Income Tax Return\nSSN 123-45-6789",
+    "Form 1040 (2021)\nPage 2\nTax and Credits\nSSN 123-45-6789",
+    "SCHEDULE A\n(Form 1040)\nItemized Deductions\nAttach to Form 1040 or 1040-SR.",
+    "SCHEDULE 8812\n(Form 1040)\nCredits for Qualifying Children\nAttach to Form 1040.",
+    "Pay stub for period 2024-03. Employee: Jane Roe. Net pay 2,000.00",
+]
+TAX_SCHEMA = [
+    {"label": "form_1040", "description": "IRS Form 1040 or one of its schedules"},
+    {"label": "payslip", "description": "A pay stub"},
+]
+
+
+async def test_group_attachments_makes_a_return_and_its_schedules_one_segment(
+    client, harness, tenant, fake_backend
+):
+    def by_form(request: ClassifyRequest) -> dict[str, float]:
+        form = "1040" in " ".join(request.pages)
+        return {"form_1040": 0.9 if form else 0.1, "payslip": 0.1 if form else 0.9}
+
+    fake_backend.answer = by_form
+    doc = await make_document(harness, tenant, RETURN)
+
+    async def pages_of(**extra) -> list[tuple[str, str, list[str] | None]]:
+        body = {"document_id": doc, "classification_schema": TAX_SCHEMA, "query_model": "fake"}
+        response = await client.post("/v1/split", json=body | extra, headers=tenant.headers)
+        assert response.status_code == 200, response.text
+        for segment in response.json()["segments"]:
+            assert 0 <= segment["boundary_confidence"] <= 1
+            assert segment["review"] == (segment["boundary_confidence"] < 0.8)
+        return [
+            (s["pages"], s["classification"], s["attachments"]) for s in response.json()["segments"]
+        ]
+
+    # By default each schedule is a document of its own.
+    assert await pages_of() == [
+        ("1-2", "form_1040", None),
+        ("3", "form_1040", None),
+        ("4", "form_1040", None),
+        ("5", "payslip", None),
+    ]
+    assert await pages_of(group_attachments=True) == [
+        ("1-4", "form_1040", ["3", "4"]),
+        ("5", "payslip", []),
+    ]
+    bad = await client.post(
+        "/v1/split",
+        json={"document_id": doc, "classification_schema": TAX_SCHEMA, "group_attachments": "x"},
+        headers=tenant.headers,
+    )
+    assert bad.status_code == 400 and bad.json()["error"] == "invalid_request"
+
+
+async def test_unsure_boundaries_are_flagged_for_review(client, harness, tenant):
+    """Two pages that say nothing about where documents end: the split is a guess."""
+    doc = await make_document(harness, tenant, ["Pay stub Jane", "Pay stub notes"])
+    body = (await split(client, tenant, doc)).json()
+    assert any(s["review"] for s in body["segments"]), body["segments"]

@@ -48,6 +48,13 @@ PACKETS = [
         "payslip/payslip_nz_generated_minimal.pdf",
     ],
 ]
+# Issue 29's case: two different invoices back to back (2 and 3 pages, both French, neither
+# label nor language tells them apart), then a payslip.
+TWO_INVOICES = [
+    "invoice/invoice_free_fiber_telecom_fr.pdf",
+    "invoice/invoice_energy_bill_fr_fictiocorp.pdf",
+    "payslip/payslip_us_data_graphics.pdf",
+]
 MAX_TRAINING_PAGES = 12  # the long papers and manuals add little and cost upload time
 
 
@@ -107,7 +114,7 @@ async def test_real_packets_split_into_their_documents(local_app, dataset_dir):
         )
     ).json()
     cid = classifier["classifier_id"]
-    in_packets = {name for packet in PACKETS for name in packet}
+    in_packets = {name for packet in [*PACKETS, TWO_INVOICES] for name in packet}
     trained = 0
     for name, label in digital_pdfs(dataset_dir):
         if name in in_packets:
@@ -137,3 +144,19 @@ async def test_real_packets_split_into_their_documents(local_app, dataset_dir):
         got = [(s["pages"], s["classification"]) for s in body["segments"]]
         assert got == expected, (files, body["segments"])
         assert body["model"] == "local" and body["num_pages"] == int(expected[-1][0].split("-")[-1])
+
+    # Two invoices back to back stay two documents, each sure of its boundaries.
+    data, expected = glue(dataset_dir, TWO_INVOICES)
+    assert expected == [("1-2", "invoice"), ("3-5", "invoice"), ("6", "payslip")]
+    doc = await upload(client, tenant, "two-invoices.pdf", data)
+    response = await client.post(
+        "/v1/split", json={"document_id": doc, "classifier_id": cid}, headers=tenant.headers
+    )
+    assert response.status_code == 200, response.text
+    segments = response.json()["segments"]
+    assert [(s["pages"], s["classification"]) for s in segments] == expected, segments
+    for segment in segments:
+        assert 0.5 < segment["boundary_confidence"] <= 1, segment
+        assert segment["review"] == (segment["boundary_confidence"] < 0.8)
+    # Why the second invoice is a new document: another issuer, other dates and amounts.
+    assert {"ids_new", "dates_new"} <= set(segments[1]["boundary_signals"]), segments[1]
