@@ -63,6 +63,7 @@ class Running(NamedTuple):
     api_key: str
     startup_s: float  # process start to /healthz answering
     pid: int
+    ready_s: float  # process start to /readyz answering 200 (app and model path loaded)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -122,7 +123,7 @@ def docsift_server(model_base: str | None = None, extra_env: dict[str, str] | No
             sys.executable,
             "-m",
             "uvicorn",
-            "backend.main:app",
+            "backend.asgi:app",
             "--host",
             "127.0.0.1",
             "--port",
@@ -139,7 +140,9 @@ def docsift_server(model_base: str | None = None, extra_env: dict[str, str] | No
     try:
         url = f"http://127.0.0.1:{port}"
         wait_healthy(f"{url}/healthz")
-        yield Running(url, api_key, time.monotonic() - started, proc.pid)
+        live = time.monotonic() - started
+        wait_healthy(f"{url}/readyz")
+        yield Running(url, api_key, live, proc.pid, time.monotonic() - started)
     finally:
         proc.terminate()
         proc.wait(20)
