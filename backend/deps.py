@@ -8,13 +8,14 @@ from fastapi.security import APIKeyHeader
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.accounts.keys import authenticate
+from backend.accounts.keycache import KeyCache
 from backend.backends.registry import BackendRegistry
 from backend.config import Settings
 from backend.errors import Forbidden, InvalidApiKey
 from backend.models import Account, ApiKey
 from backend.state import AppState
 
+_NO_CACHE = KeyCache(0)
 api_key_header = APIKeyHeader(
     name="x-api-key", auto_error=False, description="Your DocSift API key"
 )
@@ -59,12 +60,16 @@ async def get_current_key(
 ) -> ApiKey:
     if not api_key:
         raise InvalidApiKey("Missing API key: send it in the x-api-key header.")
-    found = await authenticate(session, api_key)
+    state: AppState = request.app.state.docsift
+    # Cached per process for a few seconds (see backend/accounts/keycache.py).
+    found = await (state.key_cache or _NO_CACHE).authenticate(session, api_key)
     if found is None:
         raise InvalidApiKey("Invalid or revoked API key.")
     key, account = found
-    await request.app.state.docsift.rate_limiter.hit(key.id)
-    request.state.account = account
+    await state.rate_limiter.hit(key.id)
+    if state.key_usage is not None:
+        state.key_usage.touch(key.id)
+    request.state.account = account  # None on a cache hit: read when a route needs it
     request.state.api_key = key
     return key
 
@@ -72,8 +77,14 @@ async def get_current_key(
 CurrentKey = Annotated[ApiKey, Depends(get_current_key)]
 
 
-async def get_current_account(request: Request, _key: CurrentKey) -> Account:
-    return request.state.account
+async def get_current_account(request: Request, key: CurrentKey, session: SessionDep) -> Account:
+    account = request.state.account
+    if account is None:
+        account = await session.get(Account, key.account_id)
+        if account is None:  # deleted since the key was cached
+            raise InvalidApiKey("Invalid or revoked API key.")
+        request.state.account = account
+    return account
 
 
 CurrentAccount = Annotated[Account, Depends(get_current_account)]

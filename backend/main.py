@@ -42,7 +42,8 @@ def create_app(
                 app.state.docsift = state
                 await resume_unfinished(state)
                 # The MCP endpoint's task group lives as long as the app (see backend/mcp_server.py).
-                async with embedded_worker(state), mcp_endpoint.run():
+                usage = state.key_usage.flushing(settings.api_key_last_used_flush_seconds)  # type: ignore[union-attr]
+                async with embedded_worker(state), mcp_endpoint.run(), usage:
                     yield
         finally:
             executor.shutdown(wait=False, cancel_futures=True)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from datetime import timedelta
 
+from backend.accounts.keycache import KeyCache, KeyUsage
 from backend.backends.registry import BackendRegistry
 from backend.billing import ledger
 from backend.config import Settings
@@ -55,6 +56,8 @@ async def open_state(
                     ),
                     queue=queue,
                     executor=executor,
+                    key_cache=KeyCache(settings.api_key_cache_seconds),
+                    key_usage=KeyUsage(maker),
                 )
             finally:
                 await queue.close()

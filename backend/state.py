@@ -12,6 +12,7 @@ from backend.config import Settings
 from backend.ratelimit import KeyRateLimiter
 
 if TYPE_CHECKING:
+    from backend.accounts.keycache import KeyCache, KeyUsage
     from backend.queue import Queue
 
 
@@ -26,3 +27,6 @@ class AppState:
     queue: "Queue"
     # Worker processes for OCR (CPU-bound, GIL-holding); None runs it in the calling thread.
     executor: Executor | None = None
+    # API-key lookups cached per process, and keys' last use noted for a batched write.
+    key_cache: "KeyCache | None" = None
+    key_usage: "KeyUsage | None" = None

