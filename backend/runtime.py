@@ -11,6 +11,7 @@ from datetime import timedelta
 from backend.accounts.keycache import KeyCache, KeyUsage
 from backend.backends.registry import BackendRegistry
 from backend.billing import ledger
+from backend.classification.fastpath import open_store
 from backend.config import Settings
 from backend.db import create_engine, create_sessionmaker
 from backend.migrate import upgrade
@@ -43,6 +44,7 @@ async def open_state(
             await ledger.release_stale(maker, older_than=stale)
             queue = Queue(settings, pool_size=queue_pool_size)
             await queue.open()
+            fast_store = open_store(engine, settings.database_url)
             try:
                 yield AppState(
                     settings=settings,
@@ -58,8 +60,11 @@ async def open_state(
                     executor=executor,
                     key_cache=KeyCache(settings.api_key_cache_seconds),
                     key_usage=KeyUsage(maker),
+                    fast_store=fast_store,
                 )
             finally:
+                if fast_store is not None:
+                    await fast_store.close()
                 await queue.close()
         finally:
             await registry.shutdown()

@@ -13,6 +13,7 @@ from backend.ratelimit import KeyRateLimiter
 
 if TYPE_CHECKING:
     from backend.accounts.keycache import KeyCache, KeyUsage
+    from backend.classification.fastpath import FastStore
     from backend.queue import Queue
 
 
@@ -30,3 +31,5 @@ class AppState:
     # API-key lookups cached per process, and keys' last use noted for a batched write.
     key_cache: "KeyCache | None" = None
     key_usage: "KeyUsage | None" = None
+    # /v1/classify without the ORM (backend/classification/fastpath.py); None: the ORM path.
+    fast_store: "FastStore | None" = None

@@ -2,10 +2,11 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Response
 from pydantic import Field
 
 from backend.billing import idempotency
+from backend.classification.fastpath import classify_fast
 from backend.classification.schema import SchemaItem, validate_schema
 from backend.classification.service import (
     ClassifyResponse,
@@ -13,7 +14,9 @@ from backend.classification.service import (
     run_classification,
 )
 from backend.classification.spec import ModeFields, inline_spec
-from backend.deps import CurrentAccount, SessionDep, StateDep
+from backend.deps import CurrentKey, SessionDep, StateDep
+from backend.errors import InvalidApiKey
+from backend.models import Account
 
 router = APIRouter(tags=["classify"])
 
@@ -33,14 +36,14 @@ class ClassifyRequestBody(ModeFields):
     instructions: str | None = Field(default=None, max_length=4000)
 
 
-@router.post("/classify")
+@router.post("/classify", response_model=ClassifyResponse)
 async def classify(
     body: ClassifyRequestBody,
-    account: CurrentAccount,
+    key: CurrentKey,
     session: SessionDep,
     state: StateDep,
     idempotency_key: IdempotencyKey = None,
-) -> ClassifyResponse:
+) -> Response:
     """Classify a processed document against an inline schema."""
     spec = inline_spec(
         state,
@@ -50,6 +53,21 @@ async def classify(
         instructions=body.instructions,
         modes=body.modes_over(),
     )
+    if idempotency_key is None and state.fast_store is not None:
+        record = await classify_fast(
+            state,
+            state.fast_store,
+            spec,
+            account_id=key.account_id,
+            document_id=body.document_id,
+        )
+        # Serialized once, by pydantic-core, straight to bytes.
+        return Response(
+            classification_response(record).model_dump_json(), media_type="application/json"
+        )
+    account = await session.get(Account, key.account_id)
+    if account is None:
+        raise InvalidApiKey("Invalid or revoked API key.")
 
     async def work() -> dict:
         record = await run_classification(
@@ -66,4 +84,6 @@ async def classify(
         payload=body.model_dump(),
         work=work,
     )
-    return ClassifyResponse.model_validate(result)
+    return Response(
+        ClassifyResponse.model_validate(result).model_dump_json(), media_type="application/json"
+    )
