@@ -17,7 +17,12 @@ from backend.config import Settings, get_settings
 from backend.errors_handlers import install_error_handlers
 from backend.mcp_server import mount_mcp
 from backend.observability import RequestContextMiddleware, configure_logging
-from backend.runtime import embedded_worker, open_state, resume_unfinished
+from backend.runtime import (
+    check_web_concurrency,
+    embedded_worker,
+    open_state,
+    resume_unfinished,
+)
 
 log = logging.getLogger("docsift")
 
@@ -31,6 +36,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        check_web_concurrency(settings)
         # Spawned lazily on the first OCR job; "spawn" because forking a process that runs
         # an event loop and threads is unsafe.
         executor = ProcessPoolExecutor(

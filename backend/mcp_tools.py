@@ -225,8 +225,8 @@ def build_server(version: str = "") -> MCPServer:
             instructions=instructions,
         )
         async with tool_call(ctx) as call:
-            out = await classify_api.classify(
-                body, call.account, call.session, call.state, idempotency_key
+            out = await classify_api.classify_document(
+                body, call.account.id, call.session, call.state, idempotency_key
             )
         return out.model_dump(mode="json")
 

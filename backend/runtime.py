@@ -4,6 +4,7 @@ close them in reverse order. The API lifespan and `docsift worker` both go throu
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from datetime import timedelta
@@ -20,6 +21,20 @@ from backend.ratelimit import KeyRateLimiter
 from backend.state import AppState
 
 log = logging.getLogger("docsift")
+
+
+def check_web_concurrency(settings: Settings, environ: "dict[str, str] | None" = None) -> None:
+    """Several API processes (`WEB_CONCURRENCY`, which uvicorn reads for --workers) need
+    PostgreSQL: on SQLite each process would run its own in-memory queue (and re-run the
+    others' unfinished jobs at start-up), keep its own rate-limit counts, and its writers would
+    queue for the single writer lock by polling across processes instead of in turn."""
+    env = os.environ if environ is None else environ
+    workers = env.get("WEB_CONCURRENCY", "").strip()
+    if not settings.is_postgres and workers.isdigit() and int(workers) > 1:
+        raise RuntimeError(
+            f"WEB_CONCURRENCY={workers} needs PostgreSQL (DOCSIFT_DATABASE_URL=postgresql://...);"
+            " on SQLite run one API process."
+        )
 
 
 @contextlib.asynccontextmanager

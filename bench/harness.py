@@ -84,7 +84,7 @@ def docsift_server(model_base: str | None = None, extra_env: dict[str, str] | No
         "DOCSIFT_RATE_LIMIT_PER_MINUTE": "0",  # one key sends everything: no per-key limit
         **(extra_env or {}),
     }
-    if model_base:
+    if model_base and "DOCSIFT_MODELS" not in (extra_env or {}):
         env["DOCSIFT_MODELS"] = json.dumps(
             [
                 {
@@ -141,7 +141,7 @@ def docsift_server(model_base: str | None = None, extra_env: dict[str, str] | No
         url = f"http://127.0.0.1:{port}"
         wait_healthy(f"{url}/healthz")
         live = time.monotonic() - started
-        wait_healthy(f"{url}/readyz")
+        wait_healthy(f"{url}/readyz", timeout=600)
         yield Running(url, api_key, live, proc.pid, time.monotonic() - started)
     finally:
         proc.terminate()

@@ -7,8 +7,11 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from backend.asgi import BootingApp
+from backend.config import Settings
+from backend.runtime import check_web_concurrency
 from bench.harness import REPO, free_port
 
 
@@ -116,3 +119,13 @@ def test_uvicorn_answers_healthz_long_before_the_app_is_ready(tmp_path) -> None:
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_several_api_processes_need_postgres() -> None:
+    sqlite = Settings(_env_file=None, database_url="sqlite:///x.db")
+    postgres = Settings(_env_file=None, database_url="postgresql://u:p@h/db")
+    with pytest.raises(RuntimeError, match="needs PostgreSQL"):
+        check_web_concurrency(sqlite, {"WEB_CONCURRENCY": "2"})
+    check_web_concurrency(sqlite, {"WEB_CONCURRENCY": "1"})
+    check_web_concurrency(sqlite, {})
+    check_web_concurrency(postgres, {"WEB_CONCURRENCY": "4"})

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
 from pydantic import Field
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.billing import idempotency
 from backend.classification.fastpath import classify_fast
@@ -17,6 +18,7 @@ from backend.classification.spec import ModeFields, inline_spec
 from backend.deps import CurrentKey, SessionDep, StateDep
 from backend.errors import InvalidApiKey
 from backend.models import Account
+from backend.state import AppState
 
 router = APIRouter(tags=["classify"])
 
@@ -45,6 +47,19 @@ async def classify(
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Classify a processed document against an inline schema."""
+    out = await classify_document(body, key.account_id, session, state, idempotency_key)
+    # Serialized once, by pydantic-core, straight to bytes (no re-validation on the way out).
+    return Response(out.model_dump_json(), media_type="application/json")
+
+
+async def classify_document(
+    body: ClassifyRequestBody,
+    account_id: str,
+    session: AsyncSession,
+    state: AppState,
+    idempotency_key: str | None = None,
+) -> ClassifyResponse:
+    """The route's work (the MCP tool calls it too)."""
     spec = inline_spec(
         state,
         labels=validate_schema(body.classification_schema, state.settings),
@@ -55,17 +70,10 @@ async def classify(
     )
     if idempotency_key is None and state.fast_store is not None:
         record = await classify_fast(
-            state,
-            state.fast_store,
-            spec,
-            account_id=key.account_id,
-            document_id=body.document_id,
+            state, state.fast_store, spec, account_id=account_id, document_id=body.document_id
         )
-        # Serialized once, by pydantic-core, straight to bytes.
-        return Response(
-            classification_response(record).model_dump_json(), media_type="application/json"
-        )
-    account = await session.get(Account, key.account_id)
+        return classification_response(record)
+    account = await session.get(Account, account_id)
     if account is None:
         raise InvalidApiKey("Invalid or revoked API key.")
 
@@ -84,6 +92,4 @@ async def classify(
         payload=body.model_dump(),
         work=work,
     )
-    return Response(
-        ClassifyResponse.model_validate(result).model_dump_json(), media_type="application/json"
-    )
+    return ClassifyResponse.model_validate(result)
