@@ -295,7 +295,40 @@ class SqliteStore:
         self.lock = _WRITE_LOCKS[engine.sync_engine]
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docsift-sqlite")
         self.conn: Connection | None = None
-        self.charge_result = insert(RESULT)
+        # Built once: SQLAlchemy then only looks the compiled form up by its cache key.
+        self.take = (
+            update(ACCOUNT)
+            .where(
+                ACCOUNT.c.id == bindparam("account_id"),
+                ACCOUNT.c.balance - ACCOUNT.c.reserved >= bindparam("amount"),
+            )
+            .values(reserved=ACCOUNT.c.reserved + bindparam("amount"))
+        )
+        self.add_hold = insert(HOLD).values(
+            request_id=bindparam("request_id"),
+            account_id=bindparam("account_id"),
+            amount=bindparam("amount"),
+            created_at=bindparam("now"),
+        )
+        self.free_hold = (
+            delete(HOLD)
+            .where(HOLD.c.request_id == bindparam("request_id"))
+            .returning(HOLD.c.account_id, HOLD.c.amount)
+        )
+        self.covered = select(ACCOUNT.c.id).where(
+            ACCOUNT.c.id == bindparam("account_id"),
+            ACCOUNT.c.balance - ACCOUNT.c.reserved >= bindparam("amount"),
+        )
+        # One UPDATE settles a charge (balance down, hold released) or a release (amount 0).
+        self.settle = (
+            update(ACCOUNT)
+            .where(ACCOUNT.c.id == bindparam("account_id"))
+            .values(
+                balance=ACCOUNT.c.balance - bindparam("amount"),
+                reserved=ACCOUNT.c.reserved - bindparam("freed"),
+            )
+        )
+        self.add_result = insert(RESULT)
         self.debit = insert(LEDGER).values(
             account_id=bindparam("account_id"),
             amount=bindparam("debit"),
@@ -338,26 +371,18 @@ class SqliteStore:
                 _READ_PAGES, {"document_id": document_id, "numbers": numbers}
             ).all()
             conn.commit()  # ends the read; the write below takes SQLite's lock
-            taken = conn.execute(
-                update(ACCOUNT)
-                .where(
-                    ACCOUNT.c.id == account_id, ACCOUNT.c.balance - ACCOUNT.c.reserved >= credits
-                )
-                .values(reserved=ACCOUNT.c.reserved + credits)
-            )
-            if taken.rowcount != 1:
+            params = {
+                "account_id": account_id,
+                "amount": credits,
+                "request_id": request_id,
+                "now": utcnow(),
+            }
+            if conn.execute(self.take, params).rowcount != 1:
                 conn.rollback()
-                available = conn.execute(_AVAILABLE, {"account_id": account_id}).scalar()
+                available = conn.execute(_AVAILABLE, params).scalar()
                 conn.commit()
                 raise _insufficient(credits, available)
-            conn.execute(
-                insert(HOLD).values(
-                    request_id=request_id,
-                    account_id=account_id,
-                    amount=credits,
-                    created_at=utcnow(),
-                )
-            )
+            conn.execute(self.add_hold, params)
             conn.commit()
             return Held(request_id, document_id, numbers, [tuple(p) for p in pages], credits)
 
@@ -368,45 +393,31 @@ class SqliteStore:
         debit = _debit_values(record)
 
         def work(conn: Connection) -> None:
-            freed = conn.execute(
-                delete(HOLD).where(HOLD.c.request_id == record.id).returning(HOLD.c.amount)
-            ).first()
+            freed = conn.execute(self.free_hold, {"request_id": record.id}).first()
             amount = record.credits_used
-            if freed is None and amount > 0:
-                covered = conn.execute(
-                    select(ACCOUNT.c.id).where(
-                        ACCOUNT.c.id == record.account_id,
-                        ACCOUNT.c.balance - ACCOUNT.c.reserved >= amount,
-                    )
-                ).first()
-                if covered is None:
-                    raise InsufficientCredits("The account can no longer cover this request.")
-            conn.execute(self.charge_result, values)
+            params = {
+                "account_id": record.account_id,
+                "amount": amount,
+                "freed": freed.amount if freed else 0,
+            }
+            # The hold was swept (the request outlived the sweep window): as ledger.charge,
+            # debit only while the balance still covers it.
+            if freed is None and amount > 0 and conn.execute(self.covered, params).first() is None:
+                raise InsufficientCredits("The account can no longer cover this request.")
+            conn.execute(self.add_result, values)
             conn.execute(self.debit, debit)
-            conn.execute(
-                update(ACCOUNT)
-                .where(ACCOUNT.c.id == record.account_id)
-                .values(
-                    balance=ACCOUNT.c.balance - amount,
-                    reserved=ACCOUNT.c.reserved - (freed.amount if freed else 0),
-                )
-            )
+            conn.execute(self.settle, params)
             conn.commit()
 
         await self._run(work)
 
     async def release(self, request_id: str) -> None:
         def work(conn: Connection) -> None:
-            freed = conn.execute(
-                delete(HOLD)
-                .where(HOLD.c.request_id == request_id)
-                .returning(HOLD.c.account_id, HOLD.c.amount)
-            ).first()
+            freed = conn.execute(self.free_hold, {"request_id": request_id}).first()
             if freed is not None:
                 conn.execute(
-                    update(ACCOUNT)
-                    .where(ACCOUNT.c.id == freed.account_id)
-                    .values(reserved=ACCOUNT.c.reserved - freed.amount)
+                    self.settle,
+                    {"account_id": freed.account_id, "amount": 0, "freed": freed.amount},
                 )
             conn.commit()
 
