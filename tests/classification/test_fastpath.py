@@ -172,3 +172,27 @@ async def test_a_cancelled_request_gives_its_hold_back(app):
             break
         await asyncio.sleep(0.02)
     assert await money(app, tenant.account_id) == (10, 0, 10, 0, 0)
+
+
+async def test_sqlite_step_waits_in_its_thread_while_another_process_writes(tmp_path):
+    """Another process holding SQLite's write lock: the step cannot run on the event loop, so
+    it runs in the SQLite thread, which waits for the lock; the loop stays free meanwhile."""
+    import sqlite3
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'busy.db'}", tmp_path)
+    async for harness in start_harness(settings, [FlakyBackend(first_label_wins)]):
+        tenant = await harness.tenant(credits=5)
+        doc = await make_document(harness, tenant, ["INVOICE"])
+        other = sqlite3.connect(tmp_path / "busy.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # the write lock, as another process would hold it
+        body = {"document_id": doc, "classification_schema": SCHEMA, "query_model": "fake"}
+        request = asyncio.create_task(
+            harness.client.post("/v1/classify", json=body, headers=tenant.headers)
+        )
+        await asyncio.sleep(0.3)
+        assert not request.done()  # waiting for the lock, without blocking the event loop
+        other.execute("COMMIT")
+        other.close()
+        response = await request
+        assert response.status_code == 200, response.text
+        assert await money(harness, tenant.account_id) == (4, 0, 4, 0, 1)
