@@ -1,7 +1,7 @@
 """DocSift's own cost per classification, side by side with a bare LiteLLM call, in one run.
 
     python -m bench.overhead [--requests 200] [--clients 200] [--seconds 10]
-                             [--postgres postgresql://docsift:docsift@127.0.0.1:5432/docsift]
+                             [--postgres postgresql://docsift:docsift@127.0.0.1:5432/postgres]
 
 For SQLite (a fresh file) and PostgreSQL (a fresh database on the given server), each against a
 fake OpenAI-compatible model on 127.0.0.1 (its own process), DocSift under uvicorn as the
@@ -219,7 +219,7 @@ def fresh_postgres(server_url: str) -> str:
 
 def drop_postgres(url: str) -> None:
     server, name = url.rsplit("/", 1)
-    with psycopg.connect(server + "/docsift", autocommit=True) as conn:
+    with psycopg.connect(server + "/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -235,12 +235,15 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--delay", type=float, default=1.0)
-    parser.add_argument("--postgres", default="postgresql://docsift:docsift@127.0.0.1:5432/docsift")
+    parser.add_argument(
+        "--postgres", default="postgresql://docsift:docsift@127.0.0.1:5432/postgres"
+    )
     parser.add_argument("--only", choices=["sqlite", "postgres"])
     args = parser.parse_args()
     result: dict = {"command": "python -m bench.overhead " + " ".join(sys.argv[1:])}
     if args.only != "postgres":
         result["sqlite"] = asyncio.run(run_database("sqlite", {}, args))
+        write_result("overhead", result)  # kept should the PostgreSQL part fail
     if args.only != "sqlite":
         url = fresh_postgres(args.postgres)
         try:
