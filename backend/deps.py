@@ -58,20 +58,19 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
 async def get_current_key(
-    request: Request, session: SessionDep, api_key: str | None = Security(api_key_header)
+    request: Request, api_key: str | None = Security(api_key_header)
 ) -> ApiKey:
     if not api_key:
         raise InvalidApiKey("Missing API key: send it in the x-api-key header.")
     state: AppState = request.app.state.docsift
     # Cached per process for a few seconds (see backend/accounts/keycache.py).
-    found = await (state.key_cache or _NO_CACHE).authenticate(session, api_key)
-    if found is None:
+    key = await (state.key_cache or _NO_CACHE).authenticate(state.sessionmaker, api_key)
+    if key is None:
         raise InvalidApiKey("Invalid or revoked API key.")
-    key, account = found
     await state.rate_limiter.hit(key.id)
     if state.key_usage is not None:
         state.key_usage.touch(key.id)
-    request.state.account = account  # None on a cache hit: read when a route needs it
+    request.state.account = None  # read in the request's session when a route needs it
     request.state.api_key = key
     return key
 

@@ -91,3 +91,23 @@ async def test_last_used_at_is_written_in_batches(harness):
     keys = (await harness.client.get("/v1/account/keys", headers=tenant.headers)).json()
     used = keys["items"][0]["last_used_at"]
     assert used is not None and used >= before.isoformat()[:19]
+
+
+async def test_concurrent_requests_with_one_key_share_one_lookup(harness, monkeypatch):
+    from backend.accounts import keycache
+
+    lookups = []
+    real = keycache.authenticate
+
+    async def counted(session, plain):  # noqa: ANN001, ANN202
+        lookups.append(plain)
+        await asyncio.sleep(0.05)  # a slow database: every request arrives during the lookup
+        return await real(session, plain)
+
+    monkeypatch.setattr(keycache, "authenticate", counted)
+    tenant = await harness.tenant()
+    responses = await asyncio.gather(
+        *[harness.client.get("/v1/account", headers=tenant.headers) for _ in range(30)]
+    )
+    assert [r.status_code for r in responses] == [200] * 30
+    assert len(lookups) == 1

@@ -30,7 +30,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.accounts.keys import authenticate, hash_key
 from backend.db import begin_write
-from backend.models import Account, ApiKey, utcnow
+from backend.models import ApiKey, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -41,35 +41,48 @@ _CACHES: "weakref.WeakSet[KeyCache]" = weakref.WeakSet()
 class KeyCache:
     """hash -> (the key's row as read, expiry), this process only.
 
-    The cached `ApiKey` is detached and shared by concurrent requests: read it, never change it
-    or add it to a session (routes that change a key read it by id)."""
+    The cached `ApiKey` is a detached copy shared by concurrent requests: read it, never change
+    it or add it to a session (routes that change a key read it by id). Lookups run in a short
+    session of their own (no request holds a connection for its key), and concurrent requests
+    with the same key wait for one lookup instead of each sending one: when an entry expires
+    under load, 200 requests in flight would otherwise ask at once."""
 
     def __init__(self, ttl_seconds: float) -> None:
         self.ttl = ttl_seconds
         self._entries: dict[str, tuple[ApiKey, float]] = {}
+        self._lookups: dict[str, asyncio.Future[ApiKey | None]] = {}
         _CACHES.add(self)
 
     async def authenticate(
-        self, session: AsyncSession, plain: str
-    ) -> tuple[ApiKey, Account | None] | None:
-        """The live key, or None for an unknown or revoked key. The account comes along when it
-        was read (a miss); on a hit only `key.account_id` is known."""
+        self, maker: async_sessionmaker[AsyncSession], plain: str
+    ) -> ApiKey | None:
+        """The live key, or None for an unknown or revoked key."""
         digest = hash_key(plain)
-        now = time.monotonic()
         cached = self._entries.get(digest)
-        if cached is not None and cached[1] > now:
-            return cached[0], None
-        found = await authenticate(session, plain)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        lookup = self._lookups.get(digest)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._lookup(maker, plain, digest))
+            self._lookups[digest] = lookup
+            lookup.add_done_callback(lambda _: self._lookups.pop(digest, None))
+        # Shielded: one waiter going away must not cancel the lookup the others wait for.
+        return await asyncio.shield(lookup)
+
+    async def _lookup(
+        self, maker: async_sessionmaker[AsyncSession], plain: str, digest: str
+    ) -> ApiKey | None:
+        async with maker() as session:
+            found = await authenticate(session, plain)
         if found is None:
             self._entries.pop(digest, None)
             return None
-        key, account = found
+        key = ApiKey(**found[0].model_dump())  # a copy that belongs to no session
         if self.ttl > 0:
             if len(self._entries) > 100_000:  # keys are few; this only bounds a pathological case
                 self._entries.clear()
-            # A copy: the row read belongs to this request's session (a rollback expires it).
-            self._entries[digest] = (ApiKey(**key.model_dump()), now + self.ttl)
-        return key, account
+            self._entries[digest] = (key, time.monotonic() + self.ttl)
+        return key
 
     def forget(self, key_hash: str) -> None:
         self._entries.pop(key_hash, None)
