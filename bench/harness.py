@@ -131,6 +131,10 @@ def docsift_server(model_base: str | None = None, extra_env: dict[str, str] | No
             "--no-access-log",  # as the Procfile runs it: DocSift logs requests itself (INFO)
             "--backlog",
             "4096",
+            # With WEB_CONCURRENCY workers uvicorn kills one that does not answer its ping in 5 s,
+            # which a worker still loading the app on a busy machine may not (Procfile: the same).
+            "--timeout-worker-healthcheck",
+            "60",
         ],
         env=env,
         cwd=REPO,
