@@ -99,6 +99,13 @@ _READ_PAGES = (
     )
     .order_by(PAGE.c.page_number)
 )
+# Every page (no page range, the usual request): the document and its pages in one round trip.
+_READ_DOCUMENT_AND_PAGES = (
+    select(*_READ_DOCUMENT.selected_columns, PAGE.c.page_number, PAGE.c.text)
+    .select_from(DOCUMENT.outerjoin(PAGE, PAGE.c.document_id == DOCUMENT.c.id))
+    .where(DOCUMENT.c.id == bindparam("document_id"))
+    .order_by(PAGE.c.page_number)
+)
 _AVAILABLE = select(ACCOUNT.c.balance - ACCOUNT.c.reserved).where(
     ACCOUNT.c.id == bindparam("account_id")
 )
@@ -255,13 +262,28 @@ class PostgresStore:
         self, spec: RunSpec, *, account_id: str, document_id: str, request_id: str
     ) -> Held:
         async with self.engine.connect() as conn:
-            row = (await conn.execute(_READ_DOCUMENT, {"document_id": document_id})).first()
-            numbers, credits = _pages_to_read(
-                row, account_id=account_id, document_id=document_id, spec=spec
-            )
-            pages = (
-                await conn.execute(_READ_PAGES, {"document_id": document_id, "numbers": numbers})
-            ).all()
+            if spec.page_range is None:
+                rows = (
+                    await conn.execute(_READ_DOCUMENT_AND_PAGES, {"document_id": document_id})
+                ).all()
+                numbers, credits = _pages_to_read(
+                    rows[0] if rows else None,
+                    account_id=account_id,
+                    document_id=document_id,
+                    spec=spec,
+                )
+                wanted = set(numbers)
+                pages = [(r.page_number, r.text) for r in rows if r.page_number in wanted]
+            else:
+                row = (await conn.execute(_READ_DOCUMENT, {"document_id": document_id})).first()
+                numbers, credits = _pages_to_read(
+                    row, account_id=account_id, document_id=document_id, spec=spec
+                )
+                pages = (
+                    await conn.execute(
+                        _READ_PAGES, {"document_id": document_id, "numbers": numbers}
+                    )
+                ).all()
             params = {
                 "account_id": account_id,
                 "amount": credits,
