@@ -217,7 +217,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
             sys.executable,
             "-m",
             "uvicorn",
-            "backend.main:app",
+            "backend.asgi:app",
             "--host",
             args.host,
             "--port",

@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     webhook_block_private_networks: bool = False
 
     api_key_prefix: str = "dsk_"
+    # API-key lookups are cached per process this long (0: off); a key revoked in another
+    # process is refused here at most this long after (see backend/accounts/keycache.py).
+    api_key_cache_seconds: float = Field(default=5.0, ge=0)
+    # Keys' last_used_at is written in one batch this often (and when the process stops).
+    api_key_last_used_flush_seconds: float = Field(default=10.0, gt=0)
 
     # Data protection (README "Data protection"). Documents older than their retention (account
     # retention_days, or a classifier's) are erased by the periodic job on this cron (5 fields).

@@ -15,7 +15,12 @@ from backend.documents import ocr
 from backend.errors_handlers import install_error_handlers
 from backend.mcp_server import mount_mcp
 from backend.observability import RequestContextMiddleware, configure_logging
-from backend.runtime import embedded_worker, open_state, resume_unfinished
+from backend.runtime import (
+    check_web_concurrency,
+    embedded_worker,
+    open_state,
+    resume_unfinished,
+)
 
 log = logging.getLogger("docsift")
 
@@ -29,6 +34,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        check_web_concurrency(settings)
         # Spawned lazily on the first OCR job; "spawn" because forking a process that runs
         # an event loop and threads is unsafe.
         executor = ocr.make_pool(settings.ocr_workers)
@@ -37,7 +43,8 @@ def create_app(
                 app.state.docsift = state
                 await resume_unfinished(state)
                 # The MCP endpoint's task group lives as long as the app (see backend/mcp_server.py).
-                async with embedded_worker(state), mcp_endpoint.run():
+                usage = state.key_usage.flushing(settings.api_key_last_used_flush_seconds)  # type: ignore[union-attr]
+                async with embedded_worker(state), mcp_endpoint.run(), usage:
                     yield
         finally:
             executor.shutdown(wait=False, cancel_futures=True)

@@ -232,8 +232,9 @@ def build_server(version: str = "") -> MCPServer:
             instructions=instructions,
         )
         async with tool_call(ctx, "classify") as call:
-            out = await classify_api.classify(
-                call.request, body, call.account, call.session, call.state, idempotency_key
+            check_classifier(call.request, None)
+            out = await classify_api.classify_document(
+                body, call.account.id, call.session, call.state, idempotency_key
             )
         return out.model_dump(mode="json")
 

@@ -19,6 +19,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
 )
+# Seconds the current request has waited on models so far: one mutable cell per request, so
+# model calls made in tasks the request spawns (which copy the context) still add to it.
+model_seconds_var: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
+    "model_seconds", default=None
+)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
 REGISTRY = CollectorRegistry()
@@ -41,6 +46,14 @@ MODEL_CALLS = Counter(
 MODEL_LATENCY = Histogram(
     "docsift_model_call_seconds", "Model call latency", ["model"], registry=REGISTRY
 )
+OVERHEAD = Histogram(
+    "docsift_overhead_seconds",
+    "DocSift's own time per request: from receiving it to starting the response, minus the time "
+    "spent waiting on model calls",
+    ["method", "route"],
+    buckets=(0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+    registry=REGISTRY,
+)
 TOKENS = Counter("docsift_tokens_total", "Model tokens", ["model", "kind"], registry=REGISTRY)
 CREDITS = Counter("docsift_credits_charged_total", "Credits charged", ["model"], registry=REGISTRY)
 
@@ -48,6 +61,8 @@ CREDITS = Counter("docsift_credits_charged_total", "Credits charged", ["model"],
 def record_model_call(model: str, outcome: str, seconds: float) -> None:
     MODEL_CALLS.labels(model=model, outcome=outcome).inc()
     MODEL_LATENCY.labels(model=model).observe(seconds)
+    if (waited := model_seconds_var.get()) is not None:
+        waited[0] += seconds
 
 
 def record_usage(model: str, *, prompt_tokens: int, completion_tokens: int, credits: int) -> None:
@@ -57,7 +72,11 @@ def record_usage(model: str, *, prompt_tokens: int, completion_tokens: int, cred
 
 
 class RequestContextMiddleware:
-    """Assigns the request id, times the request, counts it (pure ASGI: no per-request task)."""
+    """Assigns the request id, times the request, counts it (pure ASGI: no per-request task).
+
+    Every response also says how long DocSift itself took, the time spent waiting on models
+    left out: `x-docsift-overhead-ms` and `Server-Timing: docsift;dur=..., model;dur=...`
+    (the same figure goes to the `docsift_overhead_seconds` histogram)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -69,6 +88,8 @@ class RequestContextMiddleware:
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        waited = [0.0]
+        waited_token = model_seconds_var.set(waited)
         started = time.perf_counter()
         status = 500
 
@@ -76,8 +97,20 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                model = waited[0]
+                own = max(time.perf_counter() - started - model, 0.0)
+                OVERHEAD.labels(
+                    method=scope.get("method", "GET"), route=_route_template(scope)
+                ).observe(own)
+                timing = f"docsift;dur={own * 1000:.2f}"
+                if model:
+                    timing += f", model;dur={model * 1000:.2f}"
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (b"x-request-id", request_id.encode()),
+                    (b"x-docsift-overhead-ms", f"{own * 1000:.2f}".encode()),
+                    (b"server-timing", timing.encode()),
+                ]
             await send(message)
 
         try:
@@ -95,6 +128,7 @@ class RequestContextMiddleware:
                 status,
                 extra={"status": status, "duration_ms": round(elapsed * 1000, 1), "route": path},
             )
+            model_seconds_var.reset(waited_token)
             request_id_var.reset(token)
 
 

@@ -4,12 +4,15 @@ close them in reverse order. The API lifespan and `docsift worker` both go throu
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from datetime import timedelta
 
+from backend.accounts.keycache import KeyCache, KeyUsage
 from backend.backends.registry import BackendRegistry
 from backend.billing import ledger
+from backend.classification.fastpath import open_store
 from backend.config import Settings
 from backend.db import create_engine, create_sessionmaker
 from backend.documents.crypto import Cipher
@@ -19,6 +22,20 @@ from backend.ratelimit import KeyRateLimiter
 from backend.state import AppState
 
 log = logging.getLogger("docsift")
+
+
+def check_web_concurrency(settings: Settings, environ: "dict[str, str] | None" = None) -> None:
+    """Several API processes (`WEB_CONCURRENCY`, which uvicorn reads for --workers) need
+    PostgreSQL: on SQLite each process would run its own in-memory queue (and re-run the
+    others' unfinished jobs at start-up), keep its own rate-limit counts, and its writers would
+    queue for the single writer lock by polling across processes instead of in turn."""
+    env = os.environ if environ is None else environ
+    workers = env.get("WEB_CONCURRENCY", "").strip()
+    if not settings.is_postgres and workers.isdigit() and int(workers) > 1:
+        raise RuntimeError(
+            f"WEB_CONCURRENCY={workers} needs PostgreSQL (DOCSIFT_DATABASE_URL=postgresql://...);"
+            " on SQLite run one API process."
+        )
 
 
 @contextlib.asynccontextmanager
@@ -44,6 +61,7 @@ async def open_state(
             await ledger.release_stale(maker, older_than=stale)
             queue = Queue(settings, pool_size=queue_pool_size)
             await queue.open()
+            fast_store = open_store(engine, settings.database_url)
             try:
                 yield AppState(
                     settings=settings,
@@ -58,8 +76,13 @@ async def open_state(
                     queue=queue,
                     executor=executor,
                     cipher=cipher,
+                    key_cache=KeyCache(settings.api_key_cache_seconds),
+                    key_usage=KeyUsage(maker),
+                    fast_store=fast_store,
                 )
             finally:
+                if fast_store is not None:
+                    await fast_store.close()
                 await queue.close()
         finally:
             await registry.shutdown()

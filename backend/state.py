@@ -12,6 +12,8 @@ from backend.config import Settings
 from backend.ratelimit import KeyRateLimiter
 
 if TYPE_CHECKING:
+    from backend.accounts.keycache import KeyCache, KeyUsage
+    from backend.classification.fastpath import FastStore
     from backend.documents.crypto import Cipher
     from backend.queue import Queue
 
@@ -29,3 +31,8 @@ class AppState:
     executor: Executor | None = None
     # Encrypts stored files when DOCSIFT_ENCRYPTION_KEY is set (backend/documents/crypto.py).
     cipher: "Cipher | None" = None
+    # API-key lookups cached per process, and keys' last use noted for a batched write.
+    key_cache: "KeyCache | None" = None
+    key_usage: "KeyUsage | None" = None
+    # /v1/classify without the ORM (backend/classification/fastpath.py); None: the ORM path.
+    fast_store: "FastStore | None" = None

@@ -63,6 +63,7 @@ class Running(NamedTuple):
     api_key: str
     startup_s: float  # process start to /healthz answering
     pid: int
+    ready_s: float  # process start to /readyz answering 200 (app and model path loaded)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -83,7 +84,7 @@ def docsift_server(model_base: str | None = None, extra_env: dict[str, str] | No
         "DOCSIFT_RATE_LIMIT_PER_MINUTE": "0",  # one key sends everything: no per-key limit
         **(extra_env or {}),
     }
-    if model_base:
+    if model_base and "DOCSIFT_MODELS" not in (extra_env or {}):
         env["DOCSIFT_MODELS"] = json.dumps(
             [
                 {
@@ -122,7 +123,7 @@ def docsift_server(model_base: str | None = None, extra_env: dict[str, str] | No
             sys.executable,
             "-m",
             "uvicorn",
-            "backend.main:app",
+            "backend.asgi:app",
             "--host",
             "127.0.0.1",
             "--port",
@@ -130,6 +131,10 @@ def docsift_server(model_base: str | None = None, extra_env: dict[str, str] | No
             "--no-access-log",  # as the Procfile runs it: DocSift logs requests itself (INFO)
             "--backlog",
             "4096",
+            # With WEB_CONCURRENCY workers uvicorn kills one that does not answer its ping in 5 s,
+            # which a worker still loading the app on a busy machine may not (Procfile: the same).
+            "--timeout-worker-healthcheck",
+            "60",
         ],
         env=env,
         cwd=REPO,
@@ -139,7 +144,9 @@ def docsift_server(model_base: str | None = None, extra_env: dict[str, str] | No
     try:
         url = f"http://127.0.0.1:{port}"
         wait_healthy(f"{url}/healthz")
-        yield Running(url, api_key, time.monotonic() - started, proc.pid)
+        live = time.monotonic() - started
+        wait_healthy(f"{url}/readyz", timeout=600)
+        yield Running(url, api_key, live, proc.pid, time.monotonic() - started)
     finally:
         proc.terminate()
         proc.wait(20)

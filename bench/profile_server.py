@@ -61,7 +61,7 @@ def start_py_spy(pid: int, out: Path, seconds: float) -> subprocess.Popen:
 
 async def profile(seconds: float, clients: int, delay: float, keep: Path | None) -> dict:
     out = keep or Path(tempfile.mkdtemp()) / "stacks.txt"
-    with fake_openai(delay) as base, docsift_server(base) as (url, key, _, pid):
+    with fake_openai(delay) as base, docsift_server(base) as (url, key, _, pid, _ready):
         client, doc = await _setup(url, key)
         for _ in range(20):
             await client.post("/v1/classify", json=_body(doc))

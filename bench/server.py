@@ -118,7 +118,7 @@ def _bare_call(base: str) -> Callable[[], Awaitable[None]]:
 
 
 async def overhead(requests: int) -> dict:
-    with fake_openai(0.0) as base, docsift_server(base, SERVER_ENV) as (url, key, _, pid):
+    with fake_openai(0.0) as base, docsift_server(base, SERVER_ENV) as (url, key, _, pid, _ready):
         client, doc = await _setup(url, key)
         for _ in range(10):  # warm both paths
             await client.post("/v1/classify", json=_body(doc))
@@ -206,7 +206,7 @@ def _against_ideal(result: dict, delay: float) -> dict:
 
 async def concurrency(clients: int, seconds: float, delay: float) -> dict:
     with fake_openai(delay) as base:
-        with docsift_server(base, SERVER_ENV) as (url, key, _, pid):
+        with docsift_server(base, SERVER_ENV) as (url, key, _, pid, _ready):
             client, doc = await _setup(url, key)
             await client.post("/v1/classify", json=_body(doc))  # warm (litellm import)
 
@@ -234,7 +234,7 @@ async def concurrency(clients: int, seconds: float, delay: float) -> dict:
 async def startup() -> dict:
     with fake_openai(0.0) as base:
         started = time.monotonic()
-        with docsift_server(base, SERVER_ENV) as (url, key, healthy_after, _):
+        with docsift_server(base, SERVER_ENV) as (url, key, healthy_after, _, _ready):
             client, doc = await _setup(url, key)
             response = await client.post("/v1/classify", json=_body(doc))
             first_classify = time.monotonic() - started

@@ -1,12 +1,16 @@
 """Request ids on every response, JSON log lines, Prometheus metrics, per-key rate limits."""
 
+import asyncio
 import json
 import logging
+import time
 
 import pytest
 
+from backend.backends.fake import FunctionBackend
 from backend.observability import JsonFormatter, request_id_var
 from tests.conftest import make_settings, start_harness
+from tests.fixtures.db import make_document
 
 
 async def test_every_response_has_a_request_id_and_keeps_a_sane_incoming_one(client, tenant):
@@ -65,3 +69,41 @@ async def test_rate_limit_is_per_key_with_retry_after(limited):
     assert blocked.json()["error"] == "rate_limited"
     assert 1 <= int(blocked.headers["Retry-After"]) <= 60
     assert (await limited.client.get("/v1/account", headers=second.headers)).status_code == 200
+
+
+class SlowBackend(FunctionBackend):
+    """A model that takes 0.3 s to answer."""
+
+    async def classify(self, request):  # noqa: ANN001, ANN201
+        await asyncio.sleep(0.3)
+        return await super().classify(request)
+
+
+async def test_overhead_header_and_histogram_leave_the_model_time_out(database_url, tmp_path):
+    settings = make_settings(database_url, tmp_path)
+    async for harness in start_harness(settings, [SlowBackend()]):
+        tenant = await harness.tenant()
+        doc = await make_document(harness, tenant, ["INVOICE 7. Amount due 120.00 EUR."])
+        body = {
+            "document_id": doc,
+            "classification_schema": [
+                {"label": "invoice", "description": "A request for payment"},
+                {"label": "other", "description": "Anything else"},
+            ],
+        }
+        started = time.perf_counter()
+        response = await harness.client.post("/v1/classify", json=body, headers=tenant.headers)
+        total_ms = (time.perf_counter() - started) * 1000
+        assert response.status_code == 200, response.text
+        own = float(response.headers["x-docsift-overhead-ms"])
+        timing = dict(
+            part.strip().split(";dur=") for part in response.headers["server-timing"].split(",")
+        )
+        assert float(timing["docsift"]) == own
+        assert float(timing["model"]) >= 300  # the model's wait is counted as the model's...
+        assert own + float(timing["model"]) <= total_ms  # ...and not as DocSift's own time
+        plain = await harness.client.get("/v1/account", headers=tenant.headers)
+        assert "model" not in plain.headers["server-timing"]
+        metrics = (await harness.client.get("/metrics")).text
+        count = 'docsift_overhead_seconds_count{method="POST",route="/v1/classify"}'
+        assert count in metrics

@@ -80,4 +80,8 @@ async def revoke_key(session: AsyncSession, key: ApiKey, when: datetime | None =
         key.revoked_at = when or utcnow()
         session.add(key)
         await session.flush()
+    # This process stops accepting it now; others within DOCSIFT_API_KEY_CACHE_SECONDS.
+    from backend.accounts.keycache import forget_everywhere
+
+    forget_everywhere(key.key_hash)
     return key

@@ -2,10 +2,12 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Request, Response
 from pydantic import Field
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.billing import idempotency
+from backend.classification.fastpath import SlowPathNeeded, classify_fast
 from backend.classification.schema import SchemaItem, validate_schema
 from backend.classification.service import (
     ClassifyResponse,
@@ -13,7 +15,10 @@ from backend.classification.service import (
     run_classification,
 )
 from backend.classification.spec import ModeFields, inline_spec
-from backend.deps import CurrentAccount, RequireScope, SessionDep, StateDep, check_classifier
+from backend.deps import CurrentKey, RequireScope, SessionDep, StateDep, check_classifier
+from backend.errors import InvalidApiKey
+from backend.models import Account
+from backend.state import AppState
 
 router = APIRouter(tags=["classify"])
 
@@ -33,17 +38,30 @@ class ClassifyRequestBody(ModeFields):
     instructions: str | None = Field(default=None, max_length=4000)
 
 
-@router.post("/classify", dependencies=[RequireScope("classify")])
+@router.post("/classify", response_model=ClassifyResponse, dependencies=[RequireScope("classify")])
 async def classify(
     request: Request,
     body: ClassifyRequestBody,
-    account: CurrentAccount,
+    key: CurrentKey,
     session: SessionDep,
     state: StateDep,
     idempotency_key: IdempotencyKey = None,
-) -> ClassifyResponse:
+) -> Response:
     """Classify a processed document against an inline schema."""
     check_classifier(request, None)
+    out = await classify_document(body, key.account_id, session, state, idempotency_key)
+    # Serialized once, by pydantic-core, straight to bytes (no re-validation on the way out).
+    return Response(out.model_dump_json(), media_type="application/json")
+
+
+async def classify_document(
+    body: ClassifyRequestBody,
+    account_id: str,
+    session: AsyncSession,
+    state: AppState,
+    idempotency_key: str | None = None,
+) -> ClassifyResponse:
+    """The route's work (the MCP tool calls it too)."""
     spec = inline_spec(
         state,
         labels=validate_schema(body.classification_schema, state.settings),
@@ -52,6 +70,19 @@ async def classify(
         instructions=body.instructions,
         modes=body.modes_over(),
     )
+    # The fast path covers the common case (text input, pages already read); anything else
+    # (page images, OCR on demand, idempotent retries) takes run_classification.
+    if idempotency_key is None and state.fast_store is not None and spec.modes.input_mode == "text":
+        try:
+            record = await classify_fast(
+                state, state.fast_store, spec, account_id=account_id, document_id=body.document_id
+            )
+            return classification_response(record)
+        except SlowPathNeeded:
+            pass
+    account = await session.get(Account, account_id)
+    if account is None:
+        raise InvalidApiKey("Invalid or revoked API key.")
 
     async def work() -> dict:
         record = await run_classification(

@@ -1,5 +1,7 @@
 """Reading documents and pages, always scoped to the account that owns them."""
 
+from typing import Any
+
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -19,11 +21,17 @@ async def get_processed_document(
     session: AsyncSession, *, account_id: str, document_id: str
 ) -> Document:
     document = await get_document(session, account_id=account_id, document_id=document_id)
+    return ensure_processed(document)
+
+
+def ensure_processed(document: Any) -> Any:
+    """The document if it can be classified, else why not (400). Takes any object with the
+    document's columns (the classify fast path passes a Core row)."""
     if document.status == "processing":
         raise DocumentNotProcessed(not_converted_yet(document))
     if document.status != "processed":
         raise DocumentNotProcessed(
-            f"Document {document_id} is '{document.status}'"
+            f"Document {document.id} is '{document.status}'"
             + (f" ({document.error})" if document.error else "")
             + ": process it with POST /v1/documents/{id}/extract first."
         )
