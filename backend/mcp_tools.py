@@ -288,6 +288,10 @@ def build_server(version: str = "") -> MCPServer:
         create_documents: Annotated[
             bool, Field(description="Also store each part as a document of its own")
         ] = False,
+        group_attachments: Annotated[
+            bool,
+            Field(description="Keep schedules and exhibits with the form or contract they follow"),
+        ] = False,
         idempotency_key: Annotated[
             str | None, Field(description="Retry safely: same key, same result, charged once")
         ] = None,
@@ -304,6 +308,7 @@ def build_server(version: str = "") -> MCPServer:
             query_model=query_model,
             page_range=page_range,
             create_documents=create_documents,
+            group_attachments=group_attachments,
         )
         async with tool_call(ctx, "classify") as call:
             out = await split_api.split(

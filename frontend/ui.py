@@ -130,7 +130,8 @@ def model_choices(client: DocSiftClient) -> tuple[list[str], str | None]:
     reply = call(client.models)
     if reply is None:
         return [], None
-    names = [str(m["name"]) for m in reply.get("models", [])]
+    # A model the server cannot use (e.g. no OPENAI_API_KEY) is not offered: it could only fail.
+    names = [str(m["name"]) for m in reply.get("models", []) if m.get("available", True)]
     return names, reply.get("default_model")
 
 

@@ -195,6 +195,16 @@ def render_estimate(estimate: JSON | None) -> None:
     cols[2].metric("Examples", estimate.get("n_examples", 0))
     if estimate.get("accuracy") is None:
         st.caption("Add examples for at least two labels to get an accuracy estimate.")
+    elif estimate.get("too_few_examples"):
+        st.warning(
+            "Too few examples for a trustworthy estimate: the figure above could be far off. "
+            "Add more examples (at least 30 in all) or run an evaluation."
+        )
+    if interval := estimate.get("accuracy_interval"):
+        st.caption(
+            f"95% interval for the accuracy: {fmt_pct(interval[0])} to {fmt_pct(interval[1])} "
+            f"(Wilson, from {estimate.get('n_examples', 0)} examples)."
+        )
     if per_label := estimate.get("per_label"):
         st.dataframe(pd.DataFrame.from_dict(per_label, orient="index"))
 

@@ -191,3 +191,19 @@ def test_delete_an_example(open_page, api: respx.MockRouter) -> None:
     at.button(key="classifiers_example_delete_clf-1").click().run()
     assert route.called
     assert "Example w9.pdf deleted" in at.success[0].value
+
+
+def test_an_estimate_from_few_examples_shows_its_interval(open_page, api: respx.MockRouter) -> None:
+    detail = fakes.classifier(versions=[fakes.version(1, fakes.SCHEMA)])
+    estimate = {
+        "accuracy": 1.0,
+        "accuracy_interval": [0.7, 1.0],
+        "too_few_examples": True,
+        "ece": 0.0,
+        "n_examples": 9,
+        "per_label": {},
+    }
+    api.get("/v1/classifiers/clf-1/examples").respond(json=fakes.page([], estimate=estimate))
+    at = open_classifier(open_page, api, detail)
+    assert any("Too few examples" in w.value for w in at.warning)
+    assert any("70.0% to 100.0%" in c.value for c in at.caption)

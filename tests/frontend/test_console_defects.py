@@ -157,3 +157,13 @@ def test_evaluation_items_show_file_names(open_page, api: respx.MockRouter) -> N
     items = at.dataframe[-1].value
     assert items["document"].tolist() == ["northwind invoice.pdf"]
     assert list(items.columns)[0] == "document" and list(items.columns)[-1] == "document_id"
+
+
+def test_models_the_server_cannot_use_are_not_offered(open_page, api: respx.MockRouter) -> None:
+    listing = fakes.models()
+    listing["models"][1] |= {"available": False, "unavailable_reason": "OPENAI_API_KEY is not set"}
+    api.get("/v1/models").respond(json=listing)
+    at = open_page("live_test")
+    options = at.selectbox(key="live_model").options
+    assert "local" in options
+    assert "gpt-4o-mini" not in options
