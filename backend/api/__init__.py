@@ -12,6 +12,7 @@ from backend.api import (
     evaluations,
     health,
     models,
+    reviews,
     split,
     webhooks,
 )
@@ -32,6 +33,7 @@ for module in (
     split,
     batches,
     webhooks,
+    reviews,
 ):
     v1.include_router(module.router)
 api_router.include_router(v1)

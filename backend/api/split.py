@@ -42,6 +42,9 @@ class Segment(BaseModel):
         default=None,
         description="Why a document starts at its first page: log-odds of each signal",
     )
+    review_status: str | None = Field(
+        default=None, description="pending (under the review threshold) or auto_accepted"
+    )
 
 
 class SplitOut(BaseModel):
@@ -54,6 +57,9 @@ class SplitOut(BaseModel):
     num_pages: int
     duration: float
     model: str
+    review_status: str | None = Field(
+        default=None, description="pending while any segment awaits review"
+    )
 
 
 @router.post("/split")
@@ -103,6 +109,7 @@ async def split(
             num_pages=record.num_pages,
             duration=record.duration,
             model=record.model,
+            review_status=record.review_status,
         ).model_dump(mode="json")
 
     result = await idempotency.run(
@@ -114,4 +121,5 @@ async def split(
         payload=body.model_dump(),
         work=work,
     )
+    await state.queue.after_commit(session)  # review_required webhook jobs (in memory)
     return SplitOut.model_validate(result)
