@@ -22,7 +22,7 @@ from backend.deps import CurrentAccount, SessionDep, StateDep
 from backend.documents.page_range import parse_page_range
 from backend.models import Classifier, ClassifierVersion, Example
 from backend.reviews import training
-from backend.reviews.policy import ResolvedPolicy, ReviewPolicy, resolve
+from backend.reviews.policy import ResolvedPolicy, ReviewPolicy, latest_evaluation, resolve
 
 router = APIRouter(tags=["classifiers"])
 ClassifierId = Annotated[str, Path(max_length=64)]
@@ -110,6 +110,16 @@ class TrainingState(BaseModel):
     trainings: int = Field(description="Example sets of this version trained so far")
 
 
+class ReviewTradeoff(BaseModel):
+    """What review thresholds did on the classifier's latest completed evaluation."""
+
+    evaluation_id: str
+    auroc: float | None = None
+    errors_caught: dict[str, float | None] = Field(default_factory=dict)
+    at_accuracy: dict[str, Any] = Field(default_factory=dict)
+    risk_coverage: list[dict[str, float]] = Field(default_factory=list)
+
+
 class ClassifierDetail(ClassifierOut):
     versions: list[VersionOut]
     estimate: Estimate | None = None
@@ -118,6 +128,10 @@ class ClassifierDetail(ClassifierOut):
         default=None,
         description="The review threshold in force; for a target accuracy, the coverage and "
         "accuracy measured on the latest evaluation",
+    )
+    review_tradeoff: ReviewTradeoff | None = Field(
+        default=None,
+        description="Coverage and accuracy per threshold on the latest completed evaluation",
     )
 
 
@@ -239,12 +253,17 @@ async def get_classifier(
         classifier_id=classifier.id,
         default=state.settings.review_threshold,
     )
+    evaluation = await latest_evaluation(session, classifier.id)
+    measured = ((evaluation.metrics or {}).get("review") if evaluation else None) or None
     return ClassifierDetail(
         **_out(classifier, snap.version, len(examples)),
         versions=[VersionOut.of(v) for v in versions],
         estimate=Estimate(**metrics),
         training=TrainingState(**training_now),
         review=policy,
+        review_tradeoff=ReviewTradeoff(evaluation_id=evaluation.id, **measured)
+        if evaluation and measured
+        else None,
     )
 
 

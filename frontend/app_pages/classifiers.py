@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from frontend.api_client import JSON, DocSiftClient, DocSiftError, documents_of
+from frontend.review_views import render_review_settings
 from frontend.schema import (
     EXAMPLE_SCHEMA,
     SchemaProblem,
@@ -263,13 +264,17 @@ def render_classifier(
     st.subheader(f"{detail['name']} - version {detail['version']}")
     if detail.get("description"):
         st.caption(detail["description"])
-    edit, versions, examples = st.tabs(["Labels and defaults", "Versions", "Examples"])
+    edit, versions, examples, review = st.tabs(
+        ["Labels and defaults", "Versions", "Examples", "Review"]
+    )
     with edit:
         render_edit(client, detail, models, default_model)
     with versions:
         render_versions(detail)
     with examples:
         render_examples(client, detail)
+    with review:
+        render_review_settings(client, detail)
 
 
 def main() -> None:

@@ -127,3 +127,54 @@ def test_a_conflict_is_a_readable_error(open_page, api) -> None:
     at = open_page("review")
     at.button(key="review_pick_3").click().run()
     assert "already reviewed" in at.error[0].value
+
+
+def test_classifier_review_tab_shows_threshold_tradeoff_and_saves_a_policy(
+    open_page, api: respx.MockRouter
+) -> None:
+    from tests.frontend.test_console_classifiers import open_classifier
+
+    detail = fakes.classifier(
+        versions=[fakes.version(1, fakes.SCHEMA)],
+        review_policy={"target_accuracy": 0.95},
+        review={
+            "threshold": 0.81,
+            "source": "target_accuracy",
+            "target_accuracy": 0.95,
+            "evaluation_id": "ev-1",
+            "coverage": 0.72,
+            "accuracy": 0.96,
+            "review_share": 0.28,
+        },
+        training={"state": "ready"},
+        review_tradeoff={
+            "evaluation_id": "ev-1",
+            "auroc": 0.88,
+            "errors_caught": {"5": 0.3, "10": 0.5, "20": 0.75},
+            "at_accuracy": {
+                "0.95": {
+                    "threshold": 0.81,
+                    "coverage": 0.72,
+                    "accuracy": 0.96,
+                    "review_share": 0.28,
+                },
+                "0.99": None,
+            },
+            "risk_coverage": [
+                {"threshold": 0.9, "coverage": 0.5, "accuracy": 1.0},
+                {"threshold": 0.2, "coverage": 1.0, "accuracy": 0.9},
+            ],
+        },
+    )
+    api.get("/v1/classifiers/clf-1/examples").respond(json=fakes.page([], estimate=None))
+    patch = api.patch("/v1/classifiers/clf-1").respond(json={**detail, "version": 2})
+    at = open_classifier(open_page, api, detail)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Review threshold"] == "0.81" and metrics["Set by"] == "Target accuracy"
+    assert any("72.0% auto-accepted at 96.0% accuracy" in c.value for c in at.caption)
+    table = at.dataframe[-1].value
+    assert table["sent to review"].tolist() == [0.28, 1.0]
+    at.radio(key="classifiers_review_mode_clf-1").set_value("threshold").run()
+    at.number_input(key="classifiers_review_value_clf-1_threshold").set_value(0.6).run()
+    at.button(key="classifiers_review_save_clf-1").click().run()
+    assert json.loads(patch.calls.last.request.content) == {"review_policy": {"threshold": 0.6}}
