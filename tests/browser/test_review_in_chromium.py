@@ -45,7 +45,11 @@ def test_review_page_accepts_with_one_click(stack, browser):  # noqa: F811
     base, api, key = stack
     results = pending_results(api, key, 2)
     page, errors = _open(browser, f"{base}/review")
-    page.wait_for_selector("[data-testid='stImage'] img", timeout=30_000)
+    try:
+        page.wait_for_selector("[data-testid='stImage'] img", timeout=90_000)
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / "review_failed.png"), full_page=True)
+        raise
     assert "awaiting review" in page.inner_text("[data-testid='stMain']")
     checked = page.locator("[data-testid='stRadio'] input:checked")
     assert checked.count() == 1
