@@ -1,6 +1,5 @@
 """Human review: the queue of low-confidence results, and a person's decisions."""
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -8,6 +7,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func
 from sqlmodel import select
 
+from backend.api.classifications import IsoDateTime, _parse_time
 from backend.api.pagination import PageDep, Paginated, paginate
 from backend.deps import CurrentAccount, CurrentKey, SessionDep, StateDep
 from backend.models import Classification
@@ -41,7 +41,7 @@ async def list_reviews(
     ] = "pending",
     classifier_id: Annotated[str | None, Query(max_length=64)] = None,
     label: Annotated[str | None, Query(max_length=200, description="The model's label")] = None,
-    since: Annotated[datetime | None, Query(description="Results created at or after")] = None,
+    since: IsoDateTime = None,
 ) -> ReviewQueue:
     """Results by review status, oldest first (default: those awaiting a person)."""
     query = service.queue_query(
@@ -49,7 +49,7 @@ async def list_reviews(
         status=None if status == "all" else status,
         classifier_id=classifier_id,
         label=label,
-        since=since,
+        since=_parse_time(since, "since") if since else None,
     )
     rows, total = await paginate(session, query, page)
     pending = (
