@@ -4,9 +4,8 @@ A classifier starts from one example per label; it classifies a pool of document
 those under the review threshold are pending, a person (here: the dataset's labels) decides
 each through POST /v1/reviews, each decision becomes an example, one background training
 follows the whole burst and its model then serves. Accuracy on documents no step has seen is
-measured before and after and printed (not asserted to rise: on these digital PDFs `local`
-already gets 26 of 27 right from one example per label, and the corrections fall on a few
-labels; see the README's "Human review" section for the measured figures).
+measured before and after and printed, not asserted to rise: on these digital PDFs it did not
+(README, "Human review").
 """
 
 import asyncio
