@@ -134,6 +134,13 @@ class Settings(BaseSettings):
     # Refuse webhook URLs whose host is a loopback, private or link-local address.
     webhook_block_private_networks: bool = False
 
+    # Human review: results under this confidence go to the review queue unless a classifier's
+    # review policy says otherwise (0.7 is the usual default of review tools).
+    review_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
+    # Background training of a classifier's `local` model waits until its examples stopped
+    # changing for this long, so many corrections in a row make one training.
+    training_debounce_seconds: float = Field(default=5.0, ge=0.0)
+
     api_key_prefix: str = "dsk_"
     # API-key lookups are cached per process this long (0: off); a key revoked in another
     # process is refused here at most this long after (see backend/accounts/keycache.py).

@@ -26,6 +26,7 @@ from starlette.requests import Request
 from backend.api import classifiers as classifiers_api
 from backend.api import classify as classify_api
 from backend.api import models as models_api
+from backend.api import reviews as reviews_api
 from backend.api import split as split_api
 from backend.api.documents import documents_out
 from backend.api.pagination import PageParams
@@ -35,6 +36,8 @@ from backend.documents import service as documents
 from backend.documents.queries import get_document
 from backend.errors import ApiError, InternalError, InvalidApiKey, InvalidRequest, PayloadTooLarge
 from backend.models import Account, ApiKey
+from backend.reviews import service as reviews_service
+from backend.reviews import training as reviews_training
 from backend.state import AppState
 
 log = logging.getLogger("docsift.mcp")
@@ -329,6 +332,60 @@ def build_server(version: str = "") -> MCPServer:
                 call.account, call.key, call.session, PageParams(limit=limit, offset=offset)
             )
         return out.model_dump(mode="json")
+
+    @server.tool(annotations=READ_ONLY)
+    @contract_errors
+    async def list_reviews(
+        ctx: Context,
+        status: Annotated[
+            str, Field(description="pending (default), auto_accepted, reviewed or all")
+        ] = "pending",
+        classifier_id: Annotated[str | None, Field(description="Only this classifier's")] = None,
+        label: Annotated[str | None, Field(description="Only results with this label")] = None,
+        limit: Annotated[int, Field(ge=1, le=200, description="Items per page")] = 50,
+        offset: Annotated[int, Field(ge=0, description="Items to skip")] = 0,
+    ) -> Json:
+        """List results awaiting human review (confidence under the threshold), oldest first."""
+        if status not in ("pending", "auto_accepted", "reviewed", "all"):
+            raise InvalidRequest("status must be pending, auto_accepted, reviewed or all.")
+        async with tool_call(ctx, "reviews") as call:
+            out = await reviews_api.list_reviews(
+                call.account,
+                call.session,
+                PageParams(limit=limit, offset=offset),
+                status=status,  # type: ignore[arg-type]
+                classifier_id=classifier_id,
+                label=label,
+                since=None,
+            )
+        return out.model_dump(mode="json")
+
+    @server.tool(annotations=WRITES)
+    @contract_errors
+    async def review_result(
+        ctx: Context,
+        request_id: Annotated[str, Field(description="The result's request_id")],
+        label: Annotated[str, Field(description="The right label (the suggested one confirms)")],
+        segment: Annotated[
+            int | None, Field(description="Split results: the segment (0-based)")
+        ] = None,
+    ) -> Json:
+        """Confirm or correct a result; on a saved classifier it becomes a labelled example and
+        the classifier retrains in the background. Repeating the same decision is a no-op."""
+        body = reviews_api.ReviewIn(label=label, segment=segment)
+        async with tool_call(ctx, "reviews") as call:
+            item, taught = await reviews_service.decide(
+                call.session,
+                call.state,
+                call.account,
+                request_id=request_id,
+                label=body.label,
+                segment=body.segment,
+                reviewed_by=call.key.id,
+            )
+        if taught and item.classifier_id:
+            await reviews_training.schedule(call.state, item.classifier_id)
+        return item.model_dump(mode="json")
 
     @server.tool(annotations=READ_ONLY)
     @contract_errors

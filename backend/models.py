@@ -194,6 +194,9 @@ class ClassifierVersion(SQLModel, table=True):
     instructions: str | None = Field(default=None, sa_column=Column(Text))
     # Modes that differ from the defaults (backend/classification/spec.py); None: all defaults.
     modes: dict[str, Any] | None = _json()
+    # When a result goes to human review: {"threshold": t} or {"target_accuracy": a}
+    # (backend/reviews/policy.py); None: the server's default threshold.
+    review_policy: dict[str, Any] | None = _json()
     created_at: datetime = _ts()
 
 
@@ -207,6 +210,9 @@ class Example(SQLModel, table=True):
     label: str
     # The document's text when it was labelled, so training never depends on a deleted file.
     text: str = Field(default="", sa_column=Column(Text))
+    # "api" (added directly) or "review" (a person's decision on the result `request_id`).
+    source: str = "api"
+    request_id: str | None = None
     created_at: datetime = _ts()
     deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
@@ -226,6 +232,10 @@ class TrainedModel(SQLModel, table=True):
     num_examples: int
     artifact: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     metrics: dict[str, Any] | None = _json()
+    # The examples it was trained on (set by background training; the model itself is stored
+    # by the backend under "classifier:version:examples_hash"), so it can serve until a newer
+    # set's model is ready. None: an accuracy estimate only.
+    example_ids: list[str] | None = _json()
     created_at: datetime = _ts()
 
 
@@ -259,6 +269,11 @@ class Classification(SQLModel, table=True):
     cost_usd: float | None = None
     examples_hash: str | None = None
     modes: dict[str, Any] | None = _json()
+    # pending (confidence under the threshold) | auto_accepted | reviewed; None: not reviewable
+    # (evaluation items). `review` keeps the threshold used and the person's decision beside
+    # the original result, which is never changed.
+    review_status: str | None = Field(default=None, index=True)
+    review: dict[str, Any] | None = _json()
     created_at: datetime = _ts(index=True)
 
 

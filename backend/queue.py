@@ -38,6 +38,7 @@ TASK_MODULES = (
     "backend.batches.tasks",
     "backend.documents.conversion",
     "backend.evaluation.runner",
+    "backend.reviews.training",
     "backend.webhooks.delivery",
 )
 RECOVER_TASK = "docsift.recover"
@@ -195,6 +196,25 @@ class Queue:
         if kwargs_list:
             deferrer = self.app.configure_task(name, **_options(lock, schedule_in))
             await deferrer.batch_defer_async(*kwargs_list)
+
+    async def defer_once(
+        self, name: str, kwargs: dict[str, Any], *, lock: str, schedule_in: float | None = None
+    ) -> bool:
+        """Defer a job unless one with this lock is still waiting (its queueing lock): many
+        requests in a row make one job. False when one was already waiting."""
+        deferrer = self.app.configure_task(name, queueing_lock=lock, **_options(lock, schedule_in))
+        try:
+            await deferrer.defer_async(**kwargs)
+        except procrastinate.exceptions.AlreadyEnqueued:
+            return False
+        return True
+
+    async def job_state(self, name: str, lock: str) -> str | None:
+        """ "doing" or "todo" for a job of `name` with this lock, else None."""
+        for status in ("doing", "todo"):
+            if await self.app.job_manager.list_jobs_async(task=name, lock=lock, status=status):
+                return status
+        return None
 
     async def has_unfinished_job(self, name: str, lock: str) -> bool:
         for status in ("todo", "doing"):

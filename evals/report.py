@@ -125,6 +125,7 @@ def markdown(report: dict[str, Any]) -> str:
     for row in report.get("coverage", []):
         lines.append(f"| {row['threshold']} | {_fmt(row['coverage'])} | {_fmt(row['accuracy'])} |")
     lines += _calibration_lines(report)
+    lines += review_lines(report.get("review"))
     wrong = [i for i in report["items"] if i["status"] == "completed" and not i["correct"]]
     if wrong:
         lines += ["", "Misclassified:", "", "| file | expected | predicted | confidence |"]
@@ -141,7 +142,11 @@ def markdown(report: dict[str, Any]) -> str:
     if problems:
         lines += ["", "Not classified:", ""]
         lines += [f"- {file}: {error}" for file, error in problems]
-    lines += ["", "![confusion matrix](confusion_matrix.png) ![reliability](reliability.png)"]
+    lines += [
+        "",
+        "![confusion matrix](confusion_matrix.png) ![reliability](reliability.png) "
+        "![risk-coverage](risk_coverage.png)",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -166,6 +171,57 @@ def _calibration_lines(report: dict[str, Any]) -> list[str]:
     if report.get("calibration_temperature"):
         lines += ["", f"Run with calibration T = {_fmt(report['calibration_temperature'])}."]
     return lines
+
+
+def review_lines(review: dict[str, Any] | None) -> list[str]:
+    """Does confidence pick out the errors a person should check? AUROC, errors caught, and the
+    share that must be reviewed for a target accuracy."""
+    if not review:
+        return []
+    auroc = review.get("auroc")
+    verdict = {
+        True: "confidence ranks errors usefully",
+        False: "confidence barely ranks errors: a low ECE does not make it useful for review",
+        None: "not measurable (every answer right, or every one wrong)",
+    }[review.get("ranking_useful")]
+    caught = review.get("errors_caught", {})
+    lines = [
+        "",
+        f"Review: AUROC of confidence (right vs wrong) {_fmt(auroc)}: {verdict}. Reviewing "
+        f"the least confident 5% / 10% / 20% catches {_fmt(caught.get('5'))} / "
+        f"{_fmt(caught.get('10'))} / {_fmt(caught.get('20'))} of the errors.",
+        "",
+        "| target accuracy | threshold | coverage (auto-accepted) | accuracy | sent to review |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for target, row in review.get("at_accuracy", {}).items():
+        if row is None:
+            lines.append(f"| {target} | - | 0 | - | 1 |")
+        else:
+            lines.append(
+                f"| {target} | {_fmt(row['threshold'])} | {_fmt(row['coverage'])} "
+                f"| {_fmt(row['accuracy'])} | {_fmt(row['review_share'])} |"
+            )
+    return lines
+
+
+def plot_risk_coverage(report: dict[str, Any], path: Path) -> None:
+    """Accuracy of the results kept against the share kept, keeping the most confident first."""
+    curve = (report.get("review") or {}).get("risk_coverage") or []
+    fig, ax = plt.subplots(figsize=(5, 4))
+    if curve:
+        ax.plot([r["coverage"] for r in curve], [r["accuracy"] for r in curve], marker=".")
+        ax.axhline(report.get("accuracy") or 0, linestyle="--", color="grey", label="all kept")
+        ax.legend(loc="lower left", fontsize=8)
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(max(0.0, min((r["accuracy"] for r in curve), default=0) - 0.05), 1.01)
+    ax.set_xlabel("coverage (share auto-accepted, most confident first)")
+    ax.set_ylabel("accuracy of the accepted")
+    auroc = (report.get("review") or {}).get("auroc")
+    ax.set_title(f"Risk-coverage ({report['model']}, AUROC {_fmt(auroc)})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def plot_confusion(report: dict[str, Any], path: Path) -> None:
@@ -272,6 +328,7 @@ def write(report: dict[str, Any], out: Path) -> None:
     plot_reliability(report, out / "reliability.png")
     if report.get("multi_label"):
         plot_multi_label_reliability(report, out / "reliability_per_label.png")
+    plot_risk_coverage(report, out / "risk_coverage.png")
 
 
 def _change(a: Any, b: Any) -> str:
@@ -290,6 +347,8 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> str:
     for key in HEADLINE:
         va, vb = a.get(key), b.get(key)
         lines.append(f"{key:<14}{_fmt(va):>10}{_fmt(vb):>10}{_change(va, vb):>10}")
+    va, vb = (a.get("review") or {}).get("auroc"), (b.get("review") or {}).get("auroc")
+    lines.append(f"{'review_auroc':<14}{_fmt(va):>10}{_fmt(vb):>10}{_change(va, vb):>10}")
     lines += ["", f"{'label F1':<20}{'A':>8}{'B':>8}{'change':>9}"]
     for label in sorted(set(a["per_label"]) | set(b["per_label"])):
         fa = a["per_label"].get(label, {}).get("f1")

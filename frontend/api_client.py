@@ -452,6 +452,24 @@ class DocSiftClient:
         """GET /v1/evaluations/{id}: progress, then metrics and items."""
         return self._json("GET", f"/v1/evaluations/{evaluation_id}")
 
+    # Human review
+    def reviews(
+        self,
+        status: str = "pending",
+        limit: int = 20,
+        offset: int = 0,
+        classifier_id: str | None = None,
+        label: str | None = None,
+    ) -> JSON:
+        """GET /v1/reviews: results by review status, oldest first, and the pending count."""
+        params = self._page(limit, offset, status=status, classifier_id=classifier_id, label=label)
+        return self._json("GET", "/v1/reviews", params=params)
+
+    def review(self, request_id: str, label: str, segment: int | None = None) -> JSON:
+        """POST /v1/reviews/{request_id}: confirm or correct a result."""
+        body = _drop_none(label=label, segment=segment)
+        return self._json("POST", f"/v1/reviews/{request_id}", json=body)
+
 
 def documents_of(upload_reply: JSON) -> list[JSON]:
     """The documents an upload made: one for a file, several for a zip."""

@@ -14,6 +14,7 @@ navigation = st.navigation(
         "Classify": [
             st.Page("app_pages/classifiers.py", title="Classifiers", icon=":material/label:"),
             st.Page("app_pages/live_test.py", title="Live test", icon=":material/science:"),
+            st.Page("app_pages/review.py", title="Review", icon=":material/fact_check:"),
             st.Page("app_pages/split.py", title="Split", icon=":material/call_split:"),
             st.Page("app_pages/batches.py", title="Batches", icon=":material/stacks:"),
             st.Page("app_pages/evaluations.py", title="Evaluations", icon=":material/analytics:"),

@@ -13,6 +13,7 @@ from backend.api import (
     health,
     limits,
     models,
+    reviews,
     split,
     webhooks,
 )
@@ -34,6 +35,7 @@ for module in (
     split,
     batches,
     webhooks,
+    reviews,
 ):
     v1.include_router(module.router)
 api_router.include_router(v1)

@@ -21,6 +21,8 @@ from backend.classifiers import service
 from backend.deps import CurrentAccount, CurrentKey, RequireScope, SessionDep, StateDep
 from backend.documents.page_range import parse_page_range
 from backend.models import Classifier, ClassifierVersion, Document, Example
+from backend.reviews import training
+from backend.reviews.policy import ResolvedPolicy, ReviewPolicy, latest_evaluation, resolve
 
 router = APIRouter(tags=["classifiers"])
 ClassifierId = Annotated[str, Path(max_length=64)]
@@ -39,6 +41,11 @@ class ClassifierIn(ModeFields):
         le=36500,
         description="Erase documents this classifier ran on after this many days (overrides the account's)",
     )
+    review_policy: ReviewPolicy | None = Field(
+        default=None,
+        description="When results go to human review: a confidence threshold, or a target "
+        "accuracy (default: the server's threshold)",
+    )
 
 
 class ClassifierPatch(ModeFields):
@@ -54,6 +61,7 @@ class ClassifierPatch(ModeFields):
         le=36500,
         description="Erase documents this classifier ran on after this many days (overrides the account's)",
     )
+    review_policy: ReviewPolicy | None = None
 
 
 class VersionOut(BaseModel):
@@ -63,6 +71,7 @@ class VersionOut(BaseModel):
     page_range: str | None
     instructions: str | None
     modes: Modes
+    review_policy: ReviewPolicy = Field(default_factory=ReviewPolicy)
     created_at: datetime
 
     @classmethod
@@ -74,6 +83,7 @@ class VersionOut(BaseModel):
             page_range=version.page_range,
             instructions=version.instructions,
             modes=Modes.from_stored(version.modes),
+            review_policy=ReviewPolicy.model_validate(version.review_policy or {}),
             created_at=version.created_at,
         )
 
@@ -98,15 +108,47 @@ class ClassifierOut(BaseModel):
     page_range: str | None
     instructions: str | None
     modes: Modes
+    review_policy: ReviewPolicy = Field(default_factory=ReviewPolicy)
     created_at: datetime
     updated_at: datetime
     num_examples: int
     retention_days: int | None = None
 
 
+class TrainingState(BaseModel):
+    state: str = Field(
+        description="ready (the current examples' model serves), queued, training, or stale"
+    )
+    examples_hash: str = Field(description="The current example set")
+    serving_examples_hash: str | None = Field(description="The set whose model serves now")
+    serving_num_examples: int | None = None
+    trained_at: datetime | None = None
+    trainings: int = Field(description="Example sets of this version trained so far")
+
+
+class ReviewTradeoff(BaseModel):
+    """What review thresholds did on the classifier's latest completed evaluation."""
+
+    evaluation_id: str
+    auroc: float | None = None
+    errors_caught: dict[str, float | None] = Field(default_factory=dict)
+    at_accuracy: dict[str, Any] = Field(default_factory=dict)
+    risk_coverage: list[dict[str, float]] = Field(default_factory=list)
+
+
 class ClassifierDetail(ClassifierOut):
     versions: list[VersionOut]
     estimate: Estimate | None = None
+    training: TrainingState | None = None
+    review: ResolvedPolicy | None = Field(
+        default=None,
+        description="The review threshold in force; for a target accuracy, the coverage and "
+        "accuracy measured on the latest evaluation",
+    )
+    review_tradeoff: ReviewTradeoff | None = Field(
+        default=None,
+        description="Coverage and accuracy per threshold on the latest completed evaluation",
+    )
 
 
 class RunIn(ModeFields):
@@ -150,6 +192,7 @@ def _out(classifier: Classifier, version: ClassifierVersion, num_examples: int) 
         "page_range": version.page_range,
         "instructions": version.instructions,
         "modes": Modes.from_stored(version.modes),
+        "review_policy": ReviewPolicy.model_validate(version.review_policy or {}),
         "created_at": classifier.created_at,
         "updated_at": classifier.updated_at,
         "num_examples": num_examples,
@@ -183,6 +226,7 @@ async def create_classifier(
         page_range=body.page_range,
         instructions=body.instructions,
         modes=modes,
+        review_policy=body.review_policy.stored() if body.review_policy else None,
     )
     snap.classifier.retention_days = body.retention_days
     session.add(snap.classifier)
@@ -225,10 +269,24 @@ async def get_classifier(
     snap = await service.snapshot(session, classifier)
     examples = await service.examples_of(session, classifier)
     versions = await service.list_versions(session, classifier)
+    metrics, training_now = await service.estimate(session, state, snap, examples)
+    policy = await resolve(
+        session,
+        snap.version.review_policy,
+        classifier_id=classifier.id,
+        default=state.settings.review_threshold,
+    )
+    evaluation = await latest_evaluation(session, classifier.id)
+    measured = ((evaluation.metrics or {}).get("review") if evaluation else None) or None
     return ClassifierDetail(
         **_out(classifier, snap.version, len(examples)),
         versions=[VersionOut.of(v) for v in versions],
-        estimate=Estimate(**await service.estimate(session, state, snap, examples)),
+        estimate=Estimate(**metrics),
+        training=TrainingState(**training_now),
+        review=policy,
+        review_tradeoff=ReviewTradeoff(evaluation_id=evaluation.id, **measured)
+        if evaluation and measured
+        else None,
     )
 
 
@@ -253,6 +311,8 @@ async def update_classifier(
         )
     elif "classification_schema" in changes:
         del changes["classification_schema"]
+    if "review_policy" in changes:
+        changes["review_policy"] = body.review_policy.stored() if body.review_policy else None
     _check_page_range(body.page_range)
     if body.query_model:
         state.backends.resolve(body.query_model)
@@ -318,6 +378,7 @@ async def run_classifier(
         payload=body.model_dump(),
         work=work,
     )
+    await state.queue.after_commit(session)  # review_required webhook jobs (in memory)
     return ClassifyResponse.model_validate(result)
 
 
@@ -327,7 +388,11 @@ async def run_classifier(
     dependencies=[RequireScope("classifiers:write")],
 )
 async def add_example(
-    classifier_id: ClassifierId, body: ExampleIn, account: CurrentAccount, session: SessionDep
+    classifier_id: ClassifierId,
+    body: ExampleIn,
+    account: CurrentAccount,
+    session: SessionDep,
+    state: StateDep,
 ) -> ExampleOut:
     """Label a processed document as an example of one of the classifier's labels."""
     classifier = await service.get_classifier(
@@ -337,6 +402,7 @@ async def add_example(
         session, classifier, document_id=body.document_id, label=body.label
     )
     await session.commit()
+    await training.schedule(state, classifier.id)
     return ExampleOut(
         example_id=example.id,
         document_id=example.document_id,
@@ -371,7 +437,7 @@ async def list_examples(
     }
     snap = await service.snapshot(session, classifier)
     examples = await service.examples_of(session, classifier)
-    estimate = Estimate(**await service.estimate(session, state, snap, examples))
+    estimate = Estimate(**(await service.estimate(session, state, snap, examples))[0])
     return ExamplesOut(
         items=[
             ExampleOut(
@@ -400,6 +466,7 @@ async def delete_example(
     example_id: Annotated[str, Path(max_length=64)],
     account: CurrentAccount,
     session: SessionDep,
+    state: StateDep,
 ) -> ExampleOut:
     """Remove a labelled example."""
     classifier = await service.get_classifier(
@@ -408,6 +475,7 @@ async def delete_example(
     await service.delete_example(session, classifier, example_id)
     example = await session.get(Example, example_id)
     await session.commit()
+    await training.schedule(state, classifier.id)
     return ExampleOut(
         example_id=example.id,
         document_id=example.document_id,

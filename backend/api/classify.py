@@ -99,4 +99,5 @@ async def classify_document(
         payload=body.model_dump(),
         work=work,
     )
+    await state.queue.after_commit(session)  # review_required webhook jobs (in memory)
     return ClassifyResponse.model_validate(result)

@@ -69,6 +69,9 @@ class Segment(BaseModel):
         default=None,
         description="group_attachments: the pages of each attachment grouped into this segment",
     )
+    review_status: str | None = Field(
+        default=None, description="pending (under the review threshold) or auto_accepted"
+    )
 
 
 class SplitOut(BaseModel):
@@ -81,6 +84,9 @@ class SplitOut(BaseModel):
     num_pages: int
     duration: float
     model: str
+    review_status: str | None = Field(
+        default=None, description="pending while any segment awaits review"
+    )
 
 
 @router.post("/split", dependencies=[RequireScope("classify")])
@@ -133,6 +139,7 @@ async def split(
             num_pages=record.num_pages,
             duration=record.duration,
             model=record.model,
+            review_status=record.review_status,
         ).model_dump(mode="json")
 
     result = await idempotency.run(
@@ -144,6 +151,7 @@ async def split(
         payload=body.model_dump(),
         work=work,
     )
+    await state.queue.after_commit(session)  # review_required webhook jobs (in memory)
     return SplitOut.model_validate(result)
 
 

@@ -22,6 +22,7 @@ from backend.documents.page_range import parse_page_range
 from backend.documents.queries import get_pages, get_processed_document
 from backend.models import Account, Classification, Document, Page, new_id
 from backend.observability import record_usage
+from backend.reviews import service as reviews
 from backend.state import AppState
 
 
@@ -62,6 +63,11 @@ class ClassifyResponse(BaseModel):
         default_factory=list, description="The pages sent to the model as images"
     )
     modes: Modes = Field(default_factory=Modes, description="The modes this result was made with")
+    review_status: str | None = Field(
+        default=None,
+        description="pending (confidence under the review threshold: in GET /v1/reviews), "
+        "auto_accepted, or reviewed",
+    )
     created_at: datetime
 
 
@@ -127,7 +133,9 @@ async def run_classification(
             examples_hash=spec.examples_hash,
             modes=spec.modes.stored(),
         )
+        reviews.mark(record, spec)
         await store_and_charge(session, record, held)
+        await reviews.announce(session, state, account, record)
     except BaseException:
         await session.rollback()
         await ledger.release(state.sessionmaker, request_id=request_id)
@@ -243,5 +251,6 @@ def classification_response(c: Classification) -> ClassifyResponse:
         pages_used=list(c.pages_used or []),
         image_pages=list(c.image_pages or []),
         modes=modes,
+        review_status=c.review_status,
         created_at=c.created_at,
     )

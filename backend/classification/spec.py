@@ -130,6 +130,8 @@ class RunSpec:
     classifier_version: int | None = None
     # The classifier version's enabled calibration for this model.
     temperature: float | None = None
+    # Results under this top confidence await human review (backend/reviews); None: not reviewed.
+    review_threshold: float | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -183,4 +185,5 @@ def inline_spec(
         page_range=page_range,
         instructions=instructions,
         modes=modes,
+        review_threshold=state.settings.review_threshold,
     )

@@ -1,17 +1,14 @@
 """Saved classifiers: immutable versions, labelled examples, how a run uses them."""
 
-import asyncio
 import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.backends.base import LabelledText, LabelSpec
-from backend.backends.local import estimate_accuracy
 from backend.classification.schema import schema_json, specs_from_json
 from backend.classification.spec import ExampleDoc, ModeFields, Modes, RunSpec, check_modes
 from backend.documents.queries import document_text, get_processed_document
@@ -22,13 +19,21 @@ from backend.models import (
     ClassifierVersion,
     Document,
     Example,
-    TrainedModel,
     utcnow,
 )
+from backend.reviews import policy as review_policy
+from backend.reviews import training
 from backend.state import AppState
 
 # What decides results: a change to any of these makes a new version.
-VERSIONED_FIELDS = ("classification_schema", "query_model", "page_range", "instructions", "modes")
+VERSIONED_FIELDS = (
+    "classification_schema",
+    "query_model",
+    "page_range",
+    "instructions",
+    "modes",
+    "review_policy",
+)
 EXAMPLE_TEXT_CHARS = 20_000
 
 
@@ -95,6 +100,7 @@ async def create(
     page_range: str | None,
     instructions: str | None,
     modes: Modes,
+    review_policy: dict[str, Any] | None = None,
 ) -> Snapshot:
     classifier = Classifier(
         account_id=account_id, name=name, description=description, latest_version=1
@@ -109,6 +115,7 @@ async def create(
         page_range=page_range,
         instructions=instructions,
         modes=modes.stored(),
+        review_policy=review_policy,
     )
     session.add(version)
     await session.flush()
@@ -276,9 +283,21 @@ async def run_spec(
         modes = overrides.modes_over(modes)
     check_modes(modes, info)
     stored = await examples_of(session, classifier)
+    digest = examples_hash(stored)
+    if info.trainable:
+        # The newest set with a trained model (the old model serves while the queue trains).
+        stored, digest = await training.serving_examples(
+            session, classifier.id, snap.version.version, stored, digest
+        )
     names = {s.label for s in snap.labels}
     fitted = await calibration.find(
         session, classifier_id=classifier.id, version=snap.version.version, model=model
+    )
+    policy = await review_policy.resolve(
+        session,
+        snap.version.review_policy,
+        classifier_id=classifier.id,
+        default=state.settings.review_threshold,
     )
     return RunSpec(
         labels=snap.labels,
@@ -292,48 +311,21 @@ async def run_spec(
             for e in stored
             if e.label in names
         ],
-        examples_hash=examples_hash(stored),
+        examples_hash=digest,
         classifier_id=classifier.id,
         classifier_version=snap.version.version,
         temperature=fitted.temperature if fitted is not None and fitted.enabled else None,
+        review_threshold=policy.threshold,
     )
 
 
 async def estimate(
     session: AsyncSession, state: AppState, snap: Snapshot, examples: list[Example]
-) -> dict[str, Any]:
-    """Cross-validated accuracy of `local` trained on the examples, computed once per example set
-    (cached in trained_model.metrics)."""
-    digest = examples_hash(examples)
-    cached = (
-        await session.exec(
-            select(TrainedModel.metrics).where(
-                TrainedModel.classifier_id == snap.classifier.id,
-                TrainedModel.version == snap.version.version,
-                TrainedModel.examples_hash == digest,
-            )
-        )
-    ).first()
-    if cached is not None:
-        return cached
-    labelled = training_examples(examples, snap.labels)
-    metrics = await asyncio.to_thread(estimate_accuracy, snap.labels, labelled)
-    kept = ("accuracy", "accuracy_interval", "too_few_examples", "ece", "n_examples", "per_label")
-    metrics = {k: metrics.get(k) for k in kept}
-    # A cache row, not the request's data: its own transaction, and a concurrent twin may win.
-    async with state.sessionmaker() as own:
-        own.add(
-            TrainedModel(
-                classifier_id=snap.classifier.id,
-                version=snap.version.version,
-                examples_hash=digest,
-                num_examples=len(labelled),
-                artifact=b"",
-                metrics=metrics,
-            )
-        )
-        try:
-            await own.commit()
-        except IntegrityError:
-            await own.rollback()
-    return metrics
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Cross-validated accuracy of the model trained on the newest trained example set, and the
+    training state of the current set. Never trains: a set not trained yet is trained by the
+    queue (backend/reviews/training.py) and the reading answers at once."""
+    state_now, metrics = await training.training_state(
+        session, state, snap.classifier, snap.version.version, examples_hash(examples)
+    )
+    return metrics or {"n_examples": len(training_examples(examples, snap.labels))}, state_now

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize_scalar
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score
 
 THRESHOLDS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 BINS = 10
@@ -157,6 +157,106 @@ def coverage(
     return rows
 
 
+REVIEW_SHARES = (0.05, 0.10, 0.20)
+TARGET_ACCURACIES = (0.9, 0.95, 0.98, 0.99)
+CURVE_POINTS = 50
+# Under this AUROC, confidence barely tells right answers from wrong ones (0.5 is chance).
+USEFUL_AUROC = 0.65
+
+
+def confidence_auroc(confidences: Sequence[float], correct: Sequence[bool]) -> float | None:
+    """AUROC of confidence as a score for "this answer is right" (0.5: no better than chance);
+    None when every answer is right or every one wrong."""
+    ok = np.asarray(correct, dtype=bool)
+    if ok.all() or not ok.any():
+        return None
+    return round(float(roc_auc_score(ok, np.asarray(confidences, dtype=float))), DIGITS)
+
+
+def _by_confidence(confidences: Sequence[float], correct: Sequence[bool]):  # noqa: ANN202
+    """Confidences and correctness, least confident first (ties: wrong answers last, so the
+    figures never flatter the ranking)."""
+    conf = np.asarray(confidences, dtype=float)
+    ok = np.asarray(correct, dtype=bool)
+    order = np.lexsort((~ok, conf))
+    return conf[order], ok[order]
+
+
+def errors_caught(
+    confidences: Sequence[float], correct: Sequence[bool], shares: Sequence[float] = REVIEW_SHARES
+) -> dict[str, float | None]:
+    """Share of all wrong answers among the lowest-confidence X% (what reviewing X% catches);
+    keys are percents ("5", "10", "20"). None when nothing is wrong."""
+    conf, ok = _by_confidence(confidences, correct)
+    errors = int((~ok).sum())
+    out: dict[str, float | None] = {}
+    for share in shares:
+        reviewed = math.ceil(share * conf.size - 1e-9)
+        caught = int((~ok[:reviewed]).sum())
+        out[f"{round(share * 100):g}"] = round(caught / errors, DIGITS) if errors else None
+    return out
+
+
+def risk_coverage(
+    confidences: Sequence[float], correct: Sequence[bool], points: int = CURVE_POINTS
+) -> list[dict[str, float]]:
+    """The accuracy of the results kept when only those at or above each threshold are kept,
+    thresholds at the items' own confidences (at most `points` of them, evenly by coverage)."""
+    conf, ok = _by_confidence(confidences, correct)
+    n = conf.size
+    if not n:
+        return []
+    rows = []
+    # Keeping the top k: thresholds where coverage changes, sampled evenly over k.
+    for k in sorted({max(1, round(n * i / points)) for i in range(1, points + 1)}):
+        kept = ok[n - k :]
+        rows.append(
+            {
+                "threshold": round(float(conf[n - k]), DIGITS),
+                "coverage": round(k / n, DIGITS),
+                "accuracy": round(float(kept.mean()), DIGITS),
+            }
+        )
+    return rows
+
+
+def threshold_for_accuracy(
+    confidences: Sequence[float], correct: Sequence[bool], target: float
+) -> dict[str, float] | None:
+    """The lowest confidence threshold whose accepted results (confidence >= threshold) reach
+    `target` accuracy, with the share accepted (coverage) and sent to review; None if no
+    threshold does."""
+    conf = np.asarray(confidences, dtype=float)
+    ok = np.asarray(correct, dtype=bool)
+    for threshold in np.unique(conf):  # ascending
+        kept = ok[conf >= threshold]
+        if kept.size and kept.mean() >= target:
+            covered = kept.size / ok.size
+            return {
+                "threshold": round(float(threshold), DIGITS),
+                "coverage": round(covered, DIGITS),
+                "accuracy": round(float(kept.mean()), DIGITS),
+                "review_share": round(1 - covered, DIGITS),
+            }
+    return None
+
+
+def review_metrics(confidences: Sequence[float], correct: Sequence[bool]) -> dict[str, Any]:
+    """How well confidence picks out the answers a person should check."""
+    auroc = confidence_auroc(confidences, correct)
+    return {
+        "auroc": auroc,
+        # Visible on its own: a well-calibrated ECE says nothing about ranking.
+        "ranking_useful": None if auroc is None else auroc >= USEFUL_AUROC,
+        "errors_caught": errors_caught(confidences, correct),
+        "at_accuracy": {
+            f"{target:g}": threshold_for_accuracy(confidences, correct, target)
+            for target in TARGET_ACCURACIES
+        },
+        "risk_coverage": risk_coverage(confidences, correct),
+    }
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     """The q-th percentile (linear interpolation), None without values."""
     if not values:
@@ -191,6 +291,7 @@ def summarize(
         "brier": brier(labels, expected, scores),
         "reliability": reliability(confidences, correct),
         "coverage": coverage(confidences, correct),
+        "review": review_metrics(confidences, correct),
         "credits": credits,
         "cost_usd": None if cost_usd is None else round(cost_usd, 6),
         "prompt_tokens": prompt_tokens,

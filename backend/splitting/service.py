@@ -15,6 +15,7 @@ from backend.db import begin_write
 from backend.documents.page_images import page_images
 from backend.documents.page_range import format_pages
 from backend.models import Account, Classification, Page
+from backend.reviews import service as reviews
 from backend.splitting import attachments
 from backend.splitting.boundaries import PageEvidence, gap_scores, segment
 from backend.splitting.documents import SegmentWriter
@@ -160,7 +161,9 @@ async def split_document(
             examples_hash=spec.examples_hash,
             modes=spec.modes.stored(),
         )
+        reviews.mark(record, spec)
         await store_and_charge(session, record, held)
+        await reviews.announce(session, state, account, record)
     except BaseException:
         await session.rollback()
         await ledger.release(state.sessionmaker, request_id=request_id)

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from frontend.api_client import JSON, ApiError, DocSiftClient, DocSiftError, documents_of
+from frontend.review_views import render_review_settings
 from frontend.schema import (
     EXAMPLE_SCHEMA,
     SchemaProblem,
@@ -321,8 +322,8 @@ def render_classifier(
     if detail.get("description"):
         st.caption(detail["description"])
     # Keyed, so the open tab survives the rerun after an upload or a delete.
-    edit, versions, examples = st.tabs(
-        ["Labels and defaults", "Versions", "Examples"],
+    edit, versions, examples, review = st.tabs(
+        ["Labels and defaults", "Versions", "Examples", "Review"],
         key=f"classifiers_tabs_{classifier_id}",
         on_change="rerun",
     )
@@ -332,6 +333,8 @@ def render_classifier(
         render_versions(detail)
     with examples:
         render_examples(client, detail)
+    with review:
+        render_review_settings(client, detail)
 
 
 def main() -> None:

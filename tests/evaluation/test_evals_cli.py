@@ -108,7 +108,10 @@ def test_cli_writes_a_report_that_agrees_with_its_items(server, dataset, tmp_pat
     assert run["metrics"]["accuracy"] == report["accuracy"] and run["status"] == "completed"
     assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "risk_coverage.png").read_bytes()[:4] == b"\x89PNG"
+    assert set(report["review"]) >= {"auroc", "errors_caught", "risk_coverage", "at_accuracy"}
     markdown = (out / "report.md").read_text()
+    assert "Review: AUROC of confidence" in markdown
     assert "| invoice |" in markdown and "other/1.pdf | other | invoice" in markdown
 
     # below --min-accuracy: exit 1, for CI

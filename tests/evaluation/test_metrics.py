@@ -17,7 +17,10 @@ from backend.evaluation.metrics import (
     per_label,
     percentile,
     reliability,
+    review_metrics,
+    risk_coverage,
     summarize,
+    threshold_for_accuracy,
 )
 
 LABELS = ["a", "b", "c"]
@@ -202,3 +205,41 @@ def test_multi_label_metrics_and_per_label_reliability_plot(tmp_path):
     path = tmp_path / "per_label.png"
     plot_multi_label_reliability({"model": "m", "multi_label": summary}, path)
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_review_metrics_against_sklearn_and_hand_counts():
+    from sklearn.metrics import roc_auc_score
+
+    rng = random.Random(3)
+    confidences = [rng.random() for _ in range(200)]
+    correct = [rng.random() < c for c in confidences]
+    review = review_metrics(confidences, correct)
+    assert review["auroc"] == round(roc_auc_score(correct, confidences), 4)
+    assert review["ranking_useful"] is True
+    # Reviewing the lowest 10% (20 items) catches exactly the errors among them.
+    lowest = sorted(zip(confidences, correct, strict=True))[:20]
+    errors = correct.count(False)
+    assert review["errors_caught"]["10"] == round(sum(not ok for _, ok in lowest) / errors, 4)
+    curve = review["risk_coverage"]
+    assert curve[-1]["coverage"] == 1.0 and curve[-1]["accuracy"] == round(sum(correct) / 200, 4)
+
+
+def test_useless_ranking_is_visible_even_when_calibrated():
+    # Every answer at 0.8, 80% right: perfectly calibrated, but confidence ranks nothing.
+    confidences = [0.8] * 100
+    correct = [i % 5 != 0 for i in range(100)]
+    assert expected_calibration_error(confidences, correct) == 0.0
+    review = review_metrics(confidences, correct)
+    assert review["auroc"] == 0.5 and review["ranking_useful"] is False
+    # Ties never flatter: with equal confidences, the errors are taken last.
+    assert review["errors_caught"]["20"] == 0.0
+
+
+def test_threshold_for_accuracy_is_the_lowest_that_reaches_the_target():
+    confidences = [0.3, 0.5, 0.6, 0.7, 0.9, 0.95]
+    correct = [False, False, True, True, True, True]
+    found = threshold_for_accuracy(confidences, correct, 0.98)
+    assert found == {"threshold": 0.6, "coverage": 0.6667, "accuracy": 1.0, "review_share": 0.3333}
+    assert threshold_for_accuracy(confidences, correct, 0.6)["threshold"] == 0.3
+    assert threshold_for_accuracy([0.9], [False], 0.5) is None
+    assert risk_coverage([], []) == []

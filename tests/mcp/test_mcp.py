@@ -104,6 +104,8 @@ async def test_the_tools_are_listed_with_their_inputs(served: Harness):
         "split_document",
         "list_classifiers",
         "list_models",
+        "list_reviews",
+        "review_result",
     }
     classify = tools["classify"].input_schema
     assert set(classify["required"]) == {"document_id", "classification_schema"}
@@ -381,3 +383,33 @@ async def test_tools_check_the_key_scopes_like_the_routes(served: Harness):
         result = await client.call_tool("list_classifiers", {})
         assert result.is_error and payload(result)["error"] == "forbidden"
     assert await balance(served, tenant) == 50
+
+
+async def test_review_tools_list_and_decide_like_rest(served: Harness):
+    tenant = await served.tenant()
+    async with mcp_session(served, tenant.api_key) as client:
+        document = await upload(client, INVOICE)
+        # The fake backend's 0.7 top score is under a 0.8 threshold: pending.
+        result = payload(
+            await client.call_tool(
+                "classify",
+                {"document_id": document["document_id"], "classification_schema": SCHEMA},
+            )
+        )
+        assert result["review_status"] in ("pending", "auto_accepted")
+        queue = payload(await client.call_tool("list_reviews", {"status": "all"}))
+        decided = payload(
+            await client.call_tool(
+                "review_result", {"request_id": result["request_id"], "label": "contract"}
+            )
+        )
+        wrong = await client.call_tool(
+            "review_result", {"request_id": result["request_id"], "label": "nope"}
+        )
+    assert [i["request_id"] for i in queue["items"]] == [result["request_id"]]
+    assert decided["review_status"] == "reviewed" and decided["decision"]["reviewed_by"] == "mcp"
+    assert wrong.is_error and payload(wrong)["error"] == "invalid_request"
+    rest = (
+        await served.client.get(f"/v1/reviews/{result['request_id']}", headers=tenant.headers)
+    ).json()
+    assert rest == decided
