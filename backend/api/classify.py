@@ -18,6 +18,7 @@ from backend.classification.spec import ModeFields, inline_spec
 from backend.deps import CurrentKey, RequireScope, SessionDep, StateDep, check_classifier
 from backend.errors import InvalidApiKey
 from backend.models import Account
+from backend.reviews import service as reviews
 from backend.state import AppState
 
 router = APIRouter(tags=["classify"])
@@ -77,9 +78,18 @@ async def classify_document(
             record = await classify_fast(
                 state, state.fast_store, spec, account_id=account_id, document_id=body.document_id
             )
-            return classification_response(record)
         except SlowPathNeeded:
             pass
+        else:
+            if record.review_status == reviews.PENDING:
+                # Rare next to the hot path: the review_required event in a short transaction
+                # of its own, right after the result's (its event_key makes it once only).
+                async with state.sessionmaker() as own:
+                    owner = await own.get(Account, account_id)
+                    if owner is not None:
+                        await reviews.announce(own, state, owner, record)
+                        await state.queue.commit(own)
+            return classification_response(record)
     account = await session.get(Account, account_id)
     if account is None:
         raise InvalidApiKey("Invalid or revoked API key.")

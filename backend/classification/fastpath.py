@@ -72,6 +72,7 @@ from backend.models import (
     utcnow,
 )
 from backend.observability import record_usage
+from backend.reviews import service as reviews
 from backend.state import AppState
 
 T = TypeVar("T")
@@ -581,6 +582,7 @@ async def classify_fast(
             examples_hash=spec.examples_hash,
             modes=spec.modes.stored(),
         )
+        reviews.mark(record, spec)
         record.duration = round(time.perf_counter() - started, 3)
         await store.store_and_charge(record)
     except BaseException:
