@@ -172,3 +172,23 @@ def schema_picker(
         return SchemaChoice(schema=schema_from_rows(rows))
     except SchemaProblem as exc:
         return SchemaChoice(problem=str(exc))
+
+
+INPUT_MODES = ["text", "image", "text+image", "auto"]
+
+
+def input_mode_controls(
+    prefix: str, compare_label: str, compare_help: str
+) -> tuple[str | None, bool]:
+    """The input mode picker (None: the classifier's or text) and the text-vs-image compare box,
+    side by side; keys `<prefix>_input_mode` and `<prefix>_compare`."""
+    col_input, col_compare = st.columns(2)
+    input_mode = col_input.selectbox(
+        "Input",
+        [None, *INPUT_MODES],
+        format_func=lambda mode: mode or "Default (text, or the classifier's)",
+        key=f"{prefix}_input_mode",
+        help="What the model reads: the pages' text, their images (vision models), or both",
+    )
+    compare = col_compare.checkbox(compare_label, key=f"{prefix}_compare", help=compare_help)
+    return input_mode, compare

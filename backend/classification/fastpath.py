@@ -55,7 +55,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.classification.engine import classify_pages
-from backend.classification.schema import schema_json
+from backend.classification.service import result_record
 from backend.classification.spec import RunSpec
 from backend.db import _WRITE_LOCKS, _sqlite_pragmas, is_sqlite, sync_url
 from backend.documents.page_range import parse_page_range
@@ -72,7 +72,6 @@ from backend.models import (
     utcnow,
 )
 from backend.observability import record_usage
-from backend.reviews import service as reviews
 from backend.state import AppState
 
 T = TypeVar("T")
@@ -558,31 +557,16 @@ async def classify_fast(
         raise
     try:
         result = await classify_pages(state, spec, held.pages, document_id=document_id)
-        scores = spec.calibrated(result.scores)
-        # The same columns as run_classification's record (keep the two in step).
-        record = Classification(
-            id=request_id,
+        record = result_record(
+            spec,
+            result,
+            request_id=request_id,
             account_id=account_id,
             document_id=document_id,
+            numbers=held.numbers,
+            credits=held.credits,
             kind=kind,
-            classifier_id=spec.classifier_id,
-            classifier_version=spec.classifier_version,
-            model=spec.model,
-            classification_schema=schema_json(spec.labels),
-            page_range=spec.page_range,
-            pages_used=held.numbers,
-            classification=max(scores, key=lambda k: scores[k]),
-            confidence_scores=scores,
-            confidence_method=result.confidence_method,
-            credits_used=held.credits,
-            num_pages=len(held.numbers),
-            prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens,
-            cost_usd=result.cost_usd,
-            examples_hash=spec.examples_hash,
-            modes=spec.modes.stored(),
         )
-        reviews.mark(record, spec)
         record.duration = round(time.perf_counter() - started, 3)
         await store.store_and_charge(record)
     except BaseException:

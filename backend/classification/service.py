@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backend.backends.base import ClassifyResult
 from backend.billing import ledger
 from backend.classification.engine import classify_pages
 from backend.classification.schema import schema_json
@@ -71,6 +72,52 @@ class ClassifyResponse(BaseModel):
     created_at: datetime
 
 
+def result_record(
+    spec: RunSpec,
+    result: ClassifyResult,
+    *,
+    request_id: str,
+    account_id: str,
+    document_id: str,
+    numbers: list[int],
+    credits: int,
+    kind: str,
+    evaluation_id: str | None = None,
+    images: dict[int, bytes] | None = None,
+) -> Classification:
+    """The stored result of one classification (both classify paths build it here), marked for
+    review by the run's threshold."""
+    scores = spec.calibrated(result.scores)
+    record = Classification(
+        id=request_id,
+        account_id=account_id,
+        document_id=document_id,
+        kind=kind,
+        classifier_id=spec.classifier_id,
+        classifier_version=spec.classifier_version,
+        evaluation_id=evaluation_id,
+        model=spec.model,
+        classification_schema=schema_json(spec.labels),
+        page_range=spec.page_range,
+        pages_used=numbers,
+        classification=max(scores, key=lambda k: scores[k]),
+        confidence_scores=scores,
+        confidence_method=result.confidence_method,
+        credits_used=credits,
+        num_pages=len(numbers),
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        image_tokens=int(result.details.get("image_tokens", 0) or 0),
+        # What the backend sent (an LLM leaves out images past the budget), else all asked.
+        image_pages=result.details.get("image_pages") or sorted(images or {}) or None,
+        cost_usd=result.cost_usd,
+        examples_hash=spec.examples_hash,
+        modes=spec.modes.stored(),
+    )
+    reviews.mark(record, spec)
+    return record
+
+
 async def run_classification(
     session: AsyncSession,
     state: AppState,
@@ -106,34 +153,18 @@ async def run_classification(
             document_id=held.document.id,
             images=images,
         )
-        scores = spec.calibrated(result.scores)
-        record = Classification(
-            id=request_id,
+        record = result_record(
+            spec,
+            result,
+            request_id=request_id,
             account_id=account.id,
             document_id=held.document.id,
+            numbers=held.numbers,
+            credits=held.credits,
             kind=kind,
-            classifier_id=spec.classifier_id,
-            classifier_version=spec.classifier_version,
             evaluation_id=evaluation_id,
-            model=spec.model,
-            classification_schema=schema_json(spec.labels),
-            page_range=spec.page_range,
-            pages_used=held.numbers,
-            classification=max(scores, key=lambda k: scores[k]),
-            confidence_scores=scores,
-            confidence_method=result.confidence_method,
-            credits_used=held.credits,
-            num_pages=len(held.numbers),
-            prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens,
-            image_tokens=int(result.details.get("image_tokens", 0) or 0),
-            # What the backend sent (an LLM leaves out images past the budget), else all asked.
-            image_pages=result.details.get("image_pages") or sorted(images) or None,
-            cost_usd=result.cost_usd,
-            examples_hash=spec.examples_hash,
-            modes=spec.modes.stored(),
+            images=images,
         )
-        reviews.mark(record, spec)
         await store_and_charge(session, record, held)
         await reviews.announce(session, state, account, record)
     except BaseException:

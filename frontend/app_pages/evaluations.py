@@ -22,14 +22,13 @@ from frontend.ui import (
     show_flashes,
     upload_limit_mb,
 )
-from frontend.widgets import SchemaChoice, model_select, schema_picker
+from frontend.widgets import SchemaChoice, input_mode_controls, model_select, schema_picker
 
 ACTIVE = "evaluations_active"  # the run being watched
 PICKED = "evaluations_picked"
 PENDING_PICK = "evaluations_pending_pick"
 TERMINAL = {"completed", "failed", "cancelled"}
 POLL_SECONDS = 2
-INPUT_MODES = ["text", "image", "text+image", "auto"]
 ZIP, UPLOADED = "Zip with a folder per label", "Documents already uploaded"
 PREPARED = "evaluations_prepared"  # {"zip": uploader file id, "items": [...]} once uploaded
 
@@ -223,18 +222,10 @@ def render_new_run(
         st.warning(choice.problem)
     blank = "Classifier default" if choice.classifier else f"Server default ({default_model})"
     model = model_select("Model", models, "evaluations_model", blank_means=blank)
-    col_input, col_compare = st.columns(2)
-    input_mode = col_input.selectbox(
-        "Input",
-        [None, *INPUT_MODES],
-        format_func=lambda mode: mode or "Default (text, or the classifier's)",
-        key="evaluations_input_mode",
-        help="What the model reads: the pages' text, their images (vision models), or both",
-    )
-    compare = col_compare.checkbox(
+    input_mode, compare = input_mode_controls(
+        "evaluations",
         "Run text and image on the same set",
-        key="evaluations_compare",
-        help="Two runs, input text and input image, side by side in Compare runs",
+        "Two runs, input text and input image, side by side in Compare runs",
     )
     items = pick_uploaded(client, choice.labels) if source == UPLOADED else []
     unknown = sorted(set(labelled.labels) - set(choice.labels)) if labelled else []

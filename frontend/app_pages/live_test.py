@@ -21,10 +21,15 @@ from frontend.ui import (
     table,
     upload_limit_mb,
 )
-from frontend.widgets import UPLOAD_TYPES, SchemaChoice, model_select, schema_picker
+from frontend.widgets import (
+    UPLOAD_TYPES,
+    SchemaChoice,
+    input_mode_controls,
+    model_select,
+    schema_picker,
+)
 
 RESULTS = "live_results"
-INPUT_MODES = ["text", "image", "text+image", "auto"]
 COMPARED = ("text", "image")  # the side-by-side comparison's two input modes
 UPLOADED = "live_uploaded"  # (uploader file id, documents): re-classifying skips upload and OCR
 MAX_PREVIEWS = 4
@@ -284,18 +289,10 @@ def main() -> None:
         placeholder="all pages (e.g. 1-2 or 1,3)",
         help="Leave blank to classify every page; each page used is billed.",
     )
-    col_input, col_compare = st.columns(2)
-    input_mode = col_input.selectbox(
-        "Input",
-        [None, *INPUT_MODES],
-        format_func=lambda mode: mode or "Default (text, or the classifier's)",
-        key="live_input_mode",
-        help="What the model reads: the pages' text, their images (vision models), or both",
-    )
-    compare = col_compare.checkbox(
+    input_mode, compare = input_mode_controls(
+        "live",
         "Compare text and image side by side",
-        key="live_compare",
-        help="Classifies twice, as text and as page images (a model that takes images)",
+        "Classifies twice, as text and as page images (a model that takes images)",
     )
     ready = upload is not None and choice.problem is None
     if st.button("Classify", type="primary", disabled=not ready, key="live_classify"):
