@@ -407,7 +407,10 @@ async def test_review_tools_list_and_decide_like_rest(served: Harness):
             "review_result", {"request_id": result["request_id"], "label": "nope"}
         )
     assert [i["request_id"] for i in queue["items"]] == [result["request_id"]]
-    assert decided["review_status"] == "reviewed" and decided["decision"]["reviewed_by"] == "mcp"
+    keys = (await served.client.get("/v1/account/keys", headers=tenant.headers)).json()
+    (key_id,) = [k["key_id"] for k in keys["items"]]
+    # Recorded as the key that decided, as over REST.
+    assert decided["review_status"] == "reviewed" and decided["decision"]["reviewed_by"] == key_id
     assert wrong.is_error and payload(wrong)["error"] == "invalid_request"
     rest = (
         await served.client.get(f"/v1/reviews/{result['request_id']}", headers=tenant.headers)
