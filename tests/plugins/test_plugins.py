@@ -70,6 +70,14 @@ async def test_the_plugin_model_is_listed(plugged: Harness):
         "confidence_method": "keyword_softmax",
         "trainable": False,
         "description": "Example plugin",
+        # What a plugin that declares no more gets: usable, text only, one label, no debiasing.
+        "available": True,
+        "unavailable_reason": None,
+        "supports_multi_label": False,
+        "debias_methods": [],
+        "debias_costs": {},
+        "supports_vision": False,
+        "credits_per_image_page": None,
     }
 
 
