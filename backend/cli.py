@@ -30,6 +30,9 @@ from backend.documents.storage import FileStore
 from backend.migrate import upgrade
 from backend.models import Account, ApiKey, utcnow
 
+# The checkout the console runs from (`docsift dev` works from any directory).
+REPO = Path(__file__).resolve().parent.parent
+
 
 def _run(work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
     async def main() -> Any:
@@ -245,7 +248,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
                     "-m",
                     "streamlit",
                     "run",
-                    "frontend/streamlit_app.py",
+                    str(REPO / "frontend" / "streamlit_app.py"),
                     "--server.address",
                     args.host,
                     "--server.port",
@@ -258,6 +261,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
                     "minimal",
                 ],
                 env=env,
+                cwd=REPO,  # .streamlit/config.toml and the `frontend` package, wherever we run
             )
         )
     print("\n" + "=" * 72)
