@@ -81,6 +81,23 @@ def _error_from(response: httpx.Response) -> ApiError:
     return ApiError(response.status_code, f"http_{response.status_code}", text)
 
 
+def _evaluation_body(
+    items: list[EvaluationItem],
+    classifier_id: str | None,
+    schema: list[SchemaItem] | None,
+    query_model: str | None,
+    input_mode: str | None,
+) -> JSON:
+    """What an evaluation run is, for starting it and for pricing it alike."""
+    return _drop_none(
+        classifier_id=classifier_id,
+        classification_schema=schema,
+        query_model=query_model,
+        input_mode=input_mode,
+        items=items,
+    )
+
+
 def _drop_none(**fields: Any) -> JSON:
     """Only the fields that were given, so the server's defaults apply to the rest."""
     return {name: value for name, value in fields.items() if value is not None}
@@ -417,15 +434,8 @@ class DocSiftClient:
         input_mode: str | None = None,
     ) -> JSON:
         """POST /v1/evaluations: start a run in the background."""
-        body = _drop_none(
-            name=name,
-            classifier_id=classifier_id,
-            classification_schema=schema,
-            query_model=query_model,
-            input_mode=input_mode,
-            items=items,
-        )
-        return self._json("POST", "/v1/evaluations", json=body)
+        body = _evaluation_body(items, classifier_id, schema, query_model, input_mode)
+        return self._json("POST", "/v1/evaluations", json=_drop_none(name=name) | body)
 
     def estimate_evaluation(
         self,
@@ -434,14 +444,10 @@ class DocSiftClient:
         classifier_id: str | None = None,
         schema: list[SchemaItem] | None = None,
         query_model: str | None = None,
+        input_mode: str | None = None,
     ) -> JSON:
-        """POST /v1/evaluations/estimate: what the run would cost; starts nothing."""
-        body = _drop_none(
-            classifier_id=classifier_id,
-            classification_schema=schema,
-            query_model=query_model,
-            items=items,
-        )
+        """POST /v1/evaluations/estimate: what the same run would cost; starts nothing."""
+        body = _evaluation_body(items, classifier_id, schema, query_model, input_mode)
         return self._json("POST", "/v1/evaluations/estimate", json=body)
 
     def list_evaluations(self, limit: int = 50, offset: int = 0) -> JSON:

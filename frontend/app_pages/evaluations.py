@@ -171,17 +171,33 @@ def start_run(
 
 
 def render_estimate(
-    client: DocSiftClient, items: list[EvaluationItem], choice: SchemaChoice, model: str | None
+    client: DocSiftClient,
+    items: list[EvaluationItem],
+    choice: SchemaChoice,
+    model: str | None,
+    input_mode: str | None = None,
+    compare: bool = False,
 ) -> bool:
-    """Show what the run will cost before it starts; False when the account cannot pay it."""
+    """Show what the run (both runs, when comparing) will cost before it starts; False when the
+    account cannot pay it. Image pages have their own rate, so the mode is part of the price."""
     classifier_id = choice.classifier["classifier_id"] if choice.classifier else None
-    estimate = call(
-        client.estimate_evaluation,
-        items,
-        classifier_id=classifier_id,
-        schema=None if classifier_id else choice.schema,
-        query_model=model,
-    )
+    estimate = None
+    for mode in ["text", "image"] if compare else [input_mode]:
+        one = call(
+            client.estimate_evaluation,
+            items,
+            classifier_id=classifier_id,
+            schema=None if classifier_id else choice.schema,
+            query_model=model,
+            input_mode=mode,
+        )
+        if one is None:
+            return False
+        if estimate is not None:  # the second run of a comparison, on the same pages
+            one["credits_estimate"] += estimate["credits_estimate"]
+            one["pages"] += estimate["pages"]
+            one["enough"] = one["credits_estimate"] <= one["available"]
+        estimate = one
     if estimate is None:
         return False
     text = (
@@ -243,7 +259,11 @@ def render_new_run(
             st.session_state[PREPARED] = {"zip": upload.file_id, "items": items}
             if not items:
                 st.error("No document could be uploaded, so there is nothing to evaluate.")
-    affordable = bool(items) and usable and render_estimate(client, items, choice, model)
+    affordable = (
+        bool(items)
+        and usable
+        and render_estimate(client, items, choice, model, input_mode, compare)
+    )
     if st.button(
         "Start evaluation", type="primary", disabled=not affordable, key="evaluations_start"
     ):

@@ -191,3 +191,28 @@ def test_compare_two_runs_shows_deltas(open_page, api: respx.MockRouter) -> None
     assert round(deltas.loc["invoice", "delta"], 4) == 0.2333
     chart = json.loads(at.get("vega_lite_chart")[-1].proto.spec)
     assert chart["encoding"]["xOffset"]["field"] == "run"
+
+
+def test_the_cost_shown_is_the_runs_own_mode_and_both_runs_when_comparing(
+    open_page, api: respx.MockRouter
+) -> None:
+    api.post("/v1/documents").mock(side_effect=numbered_uploads)
+    estimates = api.post("/v1/evaluations/estimate").mock(
+        side_effect=lambda request: httpx.Response(
+            200,
+            json=fakes.estimate(
+                credits=27 if json.loads(request.content).get("input_mode") == "image" else 3,
+                available=983,
+            ),
+        )
+    )
+    at = open_page("evaluations")
+    at.file_uploader(key="evaluations_zip").set_value(
+        ("set.zip", labelled_zip(), "application/zip")
+    ).run()
+    at.checkbox(key="evaluations_compare").check().run()
+    at.button(key="evaluations_upload").click().run()
+    sent = [json.loads(call.request.content).get("input_mode") for call in estimates.calls]
+    assert sent[-2:] == ["text", "image"]
+    # The text run and the image run (at the image rate) together.
+    assert "This run will cost 30 credits" in at.info[0].value
