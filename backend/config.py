@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +38,38 @@ class ModelConfig(BaseSettings):
     image_detail: Literal["low", "high"] = "high"
     # Credits for a page sent as an image; None = derived from LiteLLM's prices (images.py).
     credits_per_image_page: int | None = None
+    # What the model reads when neither the request nor the classifier version says: text,
+    # image, text+image, or auto (images for pages without a text layer on a vision model,
+    # text otherwise, so auto suits any model).
+    input_mode: Literal["text", "image", "text+image", "auto"] = "text"
+
+    @model_validator(mode="after")
+    def _images_need_vision(self) -> "ModelConfig":
+        """A default that sends images to a model that cannot take them would fail every
+        request that relies on it: refuse it when the settings load, naming the fix."""
+        if self.input_mode in ("image", "text+image") and not self.takes_images:
+            why = (
+                "its supports_vision is false"
+                if self.supports_vision is False
+                else f"LiteLLM's model data gives {self.litellm_model} no supports_vision"
+            )
+            raise ValueError(
+                f"DOCSIFT_MODELS: model '{self.name}' has input_mode '{self.input_mode}' but "
+                f"does not take images ({why}): set supports_vision true if it does, or "
+                "input_mode text or auto"
+            )
+        return self
+
+    @property
+    def takes_images(self) -> bool:
+        """`supports_vision` when set, else what LiteLLM's model data says."""
+        if self.supports_vision is not None:
+            return self.supports_vision
+        # Imported here: the module reads LiteLLM's JSON without importing LiteLLM, and the
+        # backends package imports this one.
+        from backend.backends.llm.images import supports_vision
+
+        return supports_vision(self.litellm_model)
 
 
 class Settings(BaseSettings):

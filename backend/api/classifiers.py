@@ -16,13 +16,15 @@ from backend.classification.service import (
     classification_response,
     run_classification,
 )
-from backend.classification.spec import ModeFields, Modes, check_modes
+from backend.classification.spec import ModeFields, Modes, check_modes, with_model_default
 from backend.classifiers import service
 from backend.deps import CurrentAccount, CurrentKey, RequireScope, SessionDep, StateDep
 from backend.documents.page_range import parse_page_range
+from backend.errors import InvalidRequest
 from backend.models import Classifier, ClassifierVersion, Document, Example
 from backend.reviews import training
 from backend.reviews.policy import ResolvedPolicy, ReviewPolicy, latest_evaluation, resolve
+from backend.state import AppState
 
 router = APIRouter(tags=["classifiers"])
 ClassifierId = Annotated[str, Path(max_length=64)]
@@ -75,14 +77,14 @@ class VersionOut(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, version: ClassifierVersion) -> "VersionOut":
+    def of(cls, version: ClassifierVersion, state: AppState) -> "VersionOut":
         return cls(
             version=version.version,
             classification_schema=version.classification_schema,
             query_model=version.query_model,
             page_range=version.page_range,
             instructions=version.instructions,
-            modes=Modes.from_stored(version.modes),
+            modes=_shown_modes(version, state),
             review_policy=ReviewPolicy.model_validate(version.review_policy or {}),
             created_at=version.created_at,
         )
@@ -181,7 +183,22 @@ class Deleted(BaseModel):
     deleted: bool
 
 
-def _out(classifier: Classifier, version: ClassifierVersion, num_examples: int) -> dict:
+def _shown_modes(version: ClassifierVersion, state: AppState) -> Modes:
+    """The version's modes as a run on its model would use them: an input mode the version did
+    not choose is that model's default (as stored when the model is gone)."""
+    modes = Modes.from_stored(version.modes)
+    try:
+        _, info = state.backends.resolve(
+            version.query_model or state.settings.resolved_default_model
+        )
+    except InvalidRequest:
+        return modes
+    return with_model_default(modes, info)
+
+
+def _out(
+    classifier: Classifier, version: ClassifierVersion, num_examples: int, state: AppState
+) -> dict:
     return {
         "classifier_id": classifier.id,
         "name": classifier.name,
@@ -191,7 +208,7 @@ def _out(classifier: Classifier, version: ClassifierVersion, num_examples: int) 
         "query_model": version.query_model,
         "page_range": version.page_range,
         "instructions": version.instructions,
-        "modes": Modes.from_stored(version.modes),
+        "modes": _shown_modes(version, state),
         "review_policy": ReviewPolicy.model_validate(version.review_policy or {}),
         "created_at": classifier.created_at,
         "updated_at": classifier.updated_at,
@@ -215,7 +232,7 @@ async def create_classifier(
     modes = body.modes_over()
     if body.query_model:
         _, info = state.backends.resolve(body.query_model)
-        check_modes(modes, info)
+        check_modes(with_model_default(modes, info), info)
     snap = await service.create(
         session,
         account_id=account.id,
@@ -231,12 +248,12 @@ async def create_classifier(
     snap.classifier.retention_days = body.retention_days
     session.add(snap.classifier)
     await session.commit()
-    return ClassifierOut(**_out(snap.classifier, snap.version, 0))
+    return ClassifierOut(**_out(snap.classifier, snap.version, 0, state))
 
 
 @router.get("/classifiers", dependencies=[RequireScope("classifiers:read")])
 async def list_classifiers(
-    account: CurrentAccount, key: CurrentKey, session: SessionDep, page: PageDep
+    account: CurrentAccount, key: CurrentKey, session: SessionDep, page: PageDep, state: StateDep
 ) -> Paginated[ClassifierOut]:
     """List this account's classifiers, newest first (only its own for a limited key)."""
     query = (
@@ -252,7 +269,12 @@ async def list_classifiers(
         version = await service.get_version(session, classifier)
         items.append(
             ClassifierOut(
-                **_out(classifier, version, await service.count_examples(session, classifier.id))
+                **_out(
+                    classifier,
+                    version,
+                    await service.count_examples(session, classifier.id),
+                    state,
+                )
             )
         )
     return Paginated(items=items, total=total, limit=page.limit, offset=page.offset)
@@ -279,8 +301,8 @@ async def get_classifier(
     evaluation = await latest_evaluation(session, classifier.id)
     measured = ((evaluation.metrics or {}).get("review") if evaluation else None) or None
     return ClassifierDetail(
-        **_out(classifier, snap.version, len(examples)),
-        versions=[VersionOut.of(v) for v in versions],
+        **_out(classifier, snap.version, len(examples), state),
+        versions=[VersionOut.of(v, state) for v in versions],
         estimate=Estimate(**metrics),
         training=TrainingState(**training_now),
         review=policy,
@@ -319,7 +341,7 @@ async def update_classifier(
     snap = await service.update(session, classifier, changes)
     count = await service.count_examples(session, classifier.id)
     await session.commit()
-    return ClassifierOut(**_out(snap.classifier, snap.version, count))
+    return ClassifierOut(**_out(snap.classifier, snap.version, count, state))
 
 
 @router.delete("/classifiers/{classifier_id}", dependencies=[RequireScope("classifiers:write")])

@@ -142,7 +142,7 @@ def _summary(e: Evaluation) -> dict:
         "credits_estimate": e.credits_estimate,
         "created_at": e.created_at,
         "accuracy": (e.metrics or {}).get("accuracy"),
-        "modes": Modes.from_stored(e.modes),
+        "modes": Modes.frozen(e.modes),
     }
 
 
@@ -169,6 +169,10 @@ class EstimateOut(BaseModel):
     credits_estimate: int = Field(description="What the run will cost (credits per page x pages)")
     pages: int
     model: str
+    input_mode: str = Field(
+        description="What the model would read: the request's, the classifier version's or "
+        "the model's default input mode"
+    )
     available: int = Field(description="Credits the account can spend now")
     enough: bool
 
@@ -245,6 +249,7 @@ async def estimate_evaluation(
         credits_estimate=plan.estimate,
         pages=plan.pages,
         model=plan.spec.model,
+        input_mode=plan.spec.modes.input_mode,
         available=plan.available,
         enough=plan.estimate <= plan.available,
     )
@@ -371,7 +376,7 @@ async def fit_calibration(
     evaluation = await _get(session, account.id, evaluation_id)
     if evaluation.status != "completed" or not evaluation.classifier_id:
         raise InvalidRequest("Calibration needs a completed evaluation of a saved classifier.")
-    if Modes.from_stored(evaluation.modes).multi_label:
+    if Modes.frozen(evaluation.modes).multi_label:
         raise InvalidRequest("Temperature calibration fits single-label runs, not multi_label.")
     completed = (
         await session.exec(

@@ -34,6 +34,11 @@ class ModelOut(BaseModel):
     credits_per_image_page: int | None = Field(
         default=None, description="Credits for a page sent as an image (vision models only)"
     )
+    default_input_mode: str = Field(
+        default="text",
+        description="The input_mode used when neither the request nor the classifier version "
+        "sets one (DOCSIFT_MODELS input_mode)",
+    )
 
 
 class ModelsOut(BaseModel):
@@ -73,6 +78,7 @@ async def list_models(
                 debias_costs=m.debias_costs,
                 supports_vision=m.supports_vision,
                 credits_per_image_page=m.image_page_credits if m.supports_vision else None,
+                default_input_mode=m.default_input_mode,
             )
             for m in _current(backends)
         ],

@@ -93,6 +93,9 @@ class ModelInfo:
     debias_costs: dict[str, str] = field(default_factory=dict)
     # Credits for a page sent as an image (None: credits_per_page).
     credits_per_image_page: int | None = None
+    # The input mode used when neither the request nor the classifier version chooses one
+    # (DOCSIFT_MODELS `input_mode`; image and text+image only on a model with supports_vision).
+    default_input_mode: str = "text"
 
     @property
     def image_page_credits(self) -> int:

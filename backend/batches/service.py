@@ -90,7 +90,7 @@ async def resolve_spec(
 async def item_spec(session: AsyncSession, state: AppState, batch: Batch) -> RunSpec:
     """The spec frozen on the batch, for one of its items: the classifier version it was
     accepted with (even if the classifier changed or was deleted since), or its inline schema."""
-    modes = Modes.from_stored(batch.modes)
+    modes = Modes.frozen(batch.modes)
     if batch.classifier_id is None:
         return inline_spec(
             state,

@@ -259,7 +259,7 @@ def labels_over_threshold(scores: dict[str, float]) -> list[str]:
 
 def classification_response(c: Classification) -> ClassifyResponse:
     scores = c.confidence_scores or {}
-    modes = Modes.from_stored(c.modes)
+    modes = Modes.frozen(c.modes)
     return ClassifyResponse(
         request_id=c.id,
         document_id=c.document_id,

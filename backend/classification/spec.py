@@ -7,6 +7,12 @@ new mode is one field here rather than a keyword argument threaded through every
 `Modes` are the request-level switches (multi-label, input mode, debiasing). They are validated
 data: stored as JSON on classifier versions, batches, evaluations and results, and overridable
 per request (`ModeFields`: a field left out inherits the classifier version's value).
+
+The input mode alone has a default that depends on the model (DOCSIFT_MODELS `input_mode`), so
+it is resolved in one place, `with_model_default`: the request's, else the classifier version's
+(an explicit `text` included), else the model's default, else text. A version keeps an input
+mode it chose even when that is `text` (`Modes.stored`); a run's rows (results, batches,
+evaluations) hold the mode resolved for it, read back with `Modes.frozen`.
 """
 
 from collections.abc import Sequence
@@ -49,12 +55,25 @@ class Modes(BaseModel):
     )
 
     def stored(self) -> dict[str, object] | None:
-        """The JSON kept on rows: only what differs from the defaults (None when nothing does)."""
-        return self.model_dump(exclude_defaults=True) or None
+        """The JSON kept on rows: what differs from the defaults, plus an input mode that was
+        chosen (an explicit text must outrank a model whose default is image); None when
+        nothing is. Rows written before kept no explicit text: they read as not chosen."""
+        data = self.model_dump(exclude_defaults=True)
+        if "input_mode" in self.model_fields_set:
+            data["input_mode"] = self.input_mode
+        return data or None
 
     @classmethod
     def from_stored(cls, data: dict[str, object] | None) -> "Modes":
+        """A classifier version's modes: an input mode it did not store is not chosen (the
+        model's default applies, see `with_model_default`)."""
         return cls.model_validate(data or {})
+
+    @classmethod
+    def frozen(cls, data: dict[str, object] | None) -> "Modes":
+        """A run's modes (result, batch, evaluation), resolved before they were stored: a
+        missing input mode is text, as it always meant, and is not resolved again."""
+        return cls.model_validate({"input_mode": "text", **(data or {})})
 
 
 DEFAULT_MODES = Modes()
@@ -69,7 +88,9 @@ class ModeFields(BaseModel):
         "over their threshold (default false)",
     )
     input_mode: InputMode | None = Field(
-        default=None, description="text (default), image, text+image, or auto"
+        default=None,
+        description="text, image, text+image, or auto (default: the classifier version's, else "
+        "the model's default input mode from GET /v1/models, else text)",
     )
     debias: Debias | None = Field(
         default=None, description="none (default), permutations, or contextual"
@@ -87,6 +108,15 @@ class ModeFields(BaseModel):
     def exactly(cls, modes: Modes) -> "ModeFields":
         """Overrides that reproduce `modes` whatever the base (for settings frozen on a row)."""
         return cls.model_validate(modes.model_dump())
+
+
+def with_model_default(modes: Modes, info: ModelInfo) -> Modes:
+    """`modes` with the input mode resolved for the model: the one chosen (by the request, else
+    the classifier version), else the model's default (text unless configured). The one place
+    this order lives: every path that builds a RunSpec calls it."""
+    if "input_mode" in modes.model_fields_set or info.default_input_mode == modes.input_mode:
+        return modes
+    return modes.model_copy(update={"input_mode": info.default_input_mode})
 
 
 def check_modes(modes: Modes, info: ModelInfo) -> None:
@@ -173,10 +203,11 @@ def inline_spec(
     instructions: str | None = None,
     modes: Modes = DEFAULT_MODES,
 ) -> RunSpec:
-    """A spec for an inline schema: the model resolved (400 for an unknown one) and the modes
-    checked against it, before any work or charge."""
+    """A spec for an inline schema: the model resolved (400 for an unknown one), its default
+    input mode applied and the modes checked against it, before any work or charge."""
     model = model or state.settings.resolved_default_model
     _, info = state.backends.resolve(model)
+    modes = with_model_default(modes, info)
     check_modes(modes, info)
     return RunSpec(
         labels=labels,

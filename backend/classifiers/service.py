@@ -10,7 +10,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.backends.base import LabelledText, LabelSpec
 from backend.classification.schema import schema_json, specs_from_json
-from backend.classification.spec import ExampleDoc, ModeFields, Modes, RunSpec, check_modes
+from backend.classification.spec import (
+    ExampleDoc,
+    ModeFields,
+    Modes,
+    RunSpec,
+    check_modes,
+    with_model_default,
+)
 from backend.documents.queries import document_text, get_processed_document
 from backend.errors import Conflict, InvalidRequest, NotFound
 from backend.evaluation import calibration
@@ -272,15 +279,17 @@ async def run_spec(
 ) -> RunSpec:
     """How a run of this classifier classifies: the version (latest, or pinned), the model
     (per-call, else the version's, else the server's default), the page range (per-call, else
-    the version's), the modes (per-call overrides of the version's), the examples and the
-    version's enabled calibration for that model. Unknown models and modes the model cannot
-    serve are refused here (400), before any work."""
+    the version's), the modes (per-call overrides of the version's; an input mode neither
+    chose is the model's default), the examples and the version's enabled calibration for that
+    model. Unknown models and modes the model cannot serve are refused here (400), before any
+    work."""
     snap = await snapshot(session, classifier, version)
     model = query_model or snap.version.query_model or state.settings.resolved_default_model
     _, info = state.backends.resolve(model)
     modes = Modes.from_stored(snap.version.modes)
     if overrides is not None:
         modes = overrides.modes_over(modes)
+    modes = with_model_default(modes, info)
     check_modes(modes, info)
     stored = await examples_of(session, classifier)
     digest = examples_hash(stored)

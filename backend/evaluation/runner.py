@@ -72,7 +72,7 @@ async def _spec(state: AppState, evaluation: Evaluation) -> RunSpec:
     """How every item is classified: as the evaluated classifier version would run it (its page
     range, instructions, examples and enabled calibration), or the inline schema; with the modes
     frozen on the run. A model gone since makes the run fail."""
-    modes = Modes.from_stored(evaluation.modes)
+    modes = Modes.frozen(evaluation.modes)
     if not evaluation.classifier_id:
         return inline_spec(
             state,

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from backend.backends.base import Backend, ClassifyRequest, ClassifyResult, LabelSpec, ModelInfo
 from backend.backends.llm import client, confidence
 from backend.backends.llm.budget import fit_pages
-from backend.backends.llm.images import ImageMarkers, PageImage, fit_images, supports_vision
+from backend.backends.llm.images import ImageMarkers, PageImage, fit_images
 from backend.backends.llm.images import credits_per_image_page as image_rate
 from backend.backends.llm.label_codes import assign_codes, available_codes, encoder_for
 from backend.backends.llm.prompts import LabelPrompt, render_classify
@@ -125,9 +125,7 @@ class LiteLLMBackend(Backend):
 
     def vision(self, config: ModelConfig) -> bool:
         """DOCSIFT_MODELS' `supports_vision` when set, else LiteLLM's model data."""
-        if config.supports_vision is not None:
-            return config.supports_vision
-        return supports_vision(config.litellm_model)
+        return config.takes_images
 
     def image_credits_for(self, name: str) -> int | None:
         config = self.configs[name]
@@ -167,6 +165,7 @@ class LiteLLMBackend(Backend):
                     debias_costs=dict(DEBIAS_COSTS),
                     supports_vision=self.vision(config),
                     credits_per_image_page=self.image_credits_for(name),
+                    default_input_mode=config.input_mode,
                 )
             )
         return infos
