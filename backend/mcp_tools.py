@@ -329,7 +329,11 @@ def build_server(version: str = "") -> MCPServer:
         """List the account's saved classifiers (id, name, labels, defaults), newest first."""
         async with tool_call(ctx, "classifiers:read") as call:
             out = await classifiers_api.list_classifiers(
-                call.account, call.key, call.session, PageParams(limit=limit, offset=offset)
+                call.account,
+                call.key,
+                call.session,
+                PageParams(limit=limit, offset=offset),
+                call.state,
             )
         return out.model_dump(mode="json")
 

@@ -131,6 +131,7 @@ async def test_evaluation_estimate_before_starting(client, tenant):
         "credits_estimate": 6,  # 1 + 2 + 3 pages at the fake model's 1 credit a page
         "pages": 6,
         "model": "fake",
+        "input_mode": "text",
         "available": 1000,
         "enough": True,
     }

@@ -282,6 +282,7 @@ def estimate(credits: int = 6, available: int = 983) -> dict[str, Any]:
         "credits_estimate": credits,
         "pages": credits,
         "model": "local",
+        "input_mode": "text",
         "available": available,
         "enough": credits <= available,
     }

@@ -78,6 +78,7 @@ async def test_the_plugin_model_is_listed(plugged: Harness):
         "debias_costs": {},
         "supports_vision": False,
         "credits_per_image_page": None,
+        "default_input_mode": "text",
     }
 
 
