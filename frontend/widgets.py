@@ -180,13 +180,13 @@ INPUT_MODES = ["text", "image", "text+image", "auto"]
 def input_mode_controls(
     prefix: str, compare_label: str, compare_help: str
 ) -> tuple[str | None, bool]:
-    """The input mode picker (None: the classifier's or text) and the text-vs-image compare box,
-    side by side; keys `<prefix>_input_mode` and `<prefix>_compare`."""
+    """The input mode picker (None: the classifier's, else the model's default) and the
+    text-vs-image compare box, side by side; keys `<prefix>_input_mode` and `<prefix>_compare`."""
     col_input, col_compare = st.columns(2)
     input_mode = col_input.selectbox(
         "Input",
         [None, *INPUT_MODES],
-        format_func=lambda mode: mode or "Default (text, or the classifier's)",
+        format_func=lambda mode: mode or "Default (the classifier's, else the model's)",
         key=f"{prefix}_input_mode",
         help="What the model reads: the pages' text, their images (vision models), or both",
     )
