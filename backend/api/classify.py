@@ -72,7 +72,8 @@ async def classify_document(
         modes=body.modes_over(),
     )
     # The fast path covers the common case (text input, pages already read); anything else
-    # (page images, OCR on demand, idempotent retries) takes run_classification.
+    # (page images, OCR on demand, idempotent retries) takes run_classification. The input mode
+    # is already resolved here (a model whose default is image never takes the fast path).
     if idempotency_key is None and state.fast_store is not None and spec.modes.input_mode == "text":
         try:
             record = await classify_fast(
