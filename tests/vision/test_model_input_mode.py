@@ -12,6 +12,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from backend.api import classify as classify_api
 from backend.backends.base import ModelInfo
 from backend.classification.spec import Modes, with_model_default
 from backend.config import ModelConfig, Settings
@@ -72,7 +73,17 @@ async def test_models_show_their_default_input_mode(llm):
     assert shown["llm-auto"] == "auto" and shown["gpt-4o"] == "text" and shown["fake"] == "text"
 
 
-async def test_a_model_default_of_image_sends_images_unless_the_request_says_text(llm, fake_server):
+async def test_a_model_default_of_image_sends_images_unless_the_request_says_text(
+    llm, fake_server, monkeypatch
+):
+    fast: list[str] = []  # the fast path (text only) sees the resolved mode
+    real = classify_api.classify_fast
+
+    async def counted(state, store, spec, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        fast.append(spec.modes.input_mode)
+        return await real(state, store, spec, **kwargs)
+
+    monkeypatch.setattr(classify_api, "classify_fast", counted)
     tenant = await llm.tenant(credits=1000)
     doc = await make_document(llm, tenant, PAGES, with_file=True)
 
@@ -91,6 +102,8 @@ async def test_a_model_default_of_image_sends_images_unless_the_request_says_tex
     body = text.json()
     assert body["modes"]["input_mode"] == "text" and body["image_pages"] == []
     assert body["credits_used"] == 3 and body["usage"]["image_tokens"] == 0
+    if llm.app.state.docsift.fast_store is not None:
+        assert fast == ["text"]  # the image default took run_classification
 
     # Idempotent retries (the ORM path) resolve the same way.
     retried = await llm.client.post(
