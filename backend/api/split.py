@@ -10,7 +10,7 @@ from backend.api.classify import IdempotencyKey
 from backend.api.documents import DocumentId, DocumentOut, documents_out
 from backend.billing import idempotency
 from backend.classification.schema import SchemaItem, validate_schema
-from backend.classification.spec import ModeFields, inline_spec
+from backend.classification.spec import ModeFields, Modes, inline_spec
 from backend.classifiers import service as classifiers
 from backend.db import begin_write
 from backend.deps import CurrentAccount, RequireScope, SessionDep, StateDep, check_classifier
@@ -87,6 +87,12 @@ class SplitOut(BaseModel):
     review_status: str | None = Field(
         default=None, description="pending while any segment awaits review"
     )
+    modes: Modes | None = Field(
+        default=None, description="The modes the pages were classified with (input_mode resolved)"
+    )
+    image_pages: list[int] | None = Field(
+        default=None, description="The pages sent to the model as images"
+    )
 
 
 @router.post("/split", dependencies=[RequireScope("classify")])
@@ -140,6 +146,8 @@ async def split(
             duration=record.duration,
             model=record.model,
             review_status=record.review_status,
+            modes=Modes.frozen(record.modes),
+            image_pages=record.image_pages or [],
         ).model_dump(mode="json")
 
     result = await idempotency.run(

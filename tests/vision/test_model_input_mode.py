@@ -220,6 +220,11 @@ async def test_batches_split_and_evaluations_take_the_model_default(llm, fake_se
     )
     assert split.status_code == 200, split.text
     assert _image_pages(fake_server) == [1, 2, 3]
+    assert split.json()["modes"]["input_mode"] == "image" and split.json()["image_pages"] == [
+        1,
+        2,
+        3,
+    ]
 
     for mode, credits in ((None, 9), ("text", 3)):
         body = {
