@@ -8,6 +8,8 @@ and their estimate.
 
 import asyncio
 import json
+import subprocess
+import sys
 
 import pytest
 from pydantic import ValidationError
@@ -16,6 +18,7 @@ from backend.api import classify as classify_api
 from backend.backends.base import ModelInfo
 from backend.classification.spec import Modes, with_model_default
 from backend.config import ModelConfig, Settings
+from bench.harness import REPO, free_port
 from tests.fake_openai import FakeOpenAI, image_parts, vision_reply
 from tests.fixtures.db import make_document
 from tests.vision.test_vision_api import PAGES, SCHEMA, _classify, _harness
@@ -294,3 +297,28 @@ def test_stored_modes_keep_an_explicit_text_and_runs_rows_read_as_they_were_made
     # Defaults other than the input mode are still left out of stored rows.
     assert Modes(multi_label=False, debias="none").stored() is None
     assert Modes().stored() is None
+
+
+def test_the_server_stops_at_start_up_on_such_a_default(tmp_path) -> None:  # noqa: ANN001
+    """The real entry point: the process ends, its log naming the model and the fix."""
+    bad = [{"name": "tiny", "litellm_model": "openai/tiny", "input_mode": "text+image"}]
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(REPO),
+        "DOCSIFT_DATABASE_URL": f"sqlite:///{tmp_path / 'boot.db'}",
+        "DOCSIFT_STORAGE_DIR": str(tmp_path / "files"),
+        "DOCSIFT_MODELS": json.dumps(bad),
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "HF_HUB_OFFLINE": "1",
+    }
+    port = str(free_port())
+    done = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "backend.asgi:app", "--port", port],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert "DocSift failed to start" in done.stderr, done.stderr[-2000:]
+    assert "model 'tiny' has input_mode 'text+image' but does not take images" in done.stderr
