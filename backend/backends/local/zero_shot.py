@@ -80,6 +80,8 @@ CUE_SCALE = 2.0  # cues for about two thirds of the genre evidence: 1 - exp(-2 /
 # A label naming this many form numbers names a family of forms ("W-9, W-2, W-4, 1099"): a
 # document of the family may carry a number the list leaves out, so neither identifier gate.
 FAMILY_IDENTIFIERS = 3
+# A description enumerating this many known kinds makes its label a category (_name_terms).
+CATEGORY_KINDS = 2
 TEMPERATURE = 0.6  # of the softmax over logits: lowest ECE on docs-v1 5-way + label2
 TITLE_CHARS = 400
 TITLE_BOOST = 2.0
@@ -183,6 +185,12 @@ def _known_kinds(terms: set[str]) -> set[str]:
 def _name_terms(spec: LabelSpec) -> set[str]:
     name_words = tokens(spec.label.replace("_", " "))
     names = {"".join(name_words)} if len(name_words) > 1 else {stem(w) for w in name_words}
+    # A label whose description lists the kinds it covers names a category ("financial: ...:
+    # invoice, receipt, bank statement"): documents call themselves by the kinds, and use the
+    # category's word in passing ("financial institution"). Unless the name is a kind itself.
+    enumerated = [_known_kinds(_phrase_terms(p)) for p in _enumerated_phrases(spec.description)]
+    if not _known_kinds(names) and sum(bool(k) for k in enumerated) >= CATEGORY_KINDS:
+        names = set()
     previous: list[str] = []
     for phrase in _opening_phrases(spec.description):
         # Coordinated heads share the modifier before them: "tax form or return" -> "tax return"
