@@ -37,7 +37,7 @@ from backend.backends.local.zero_shot import zero_shot_logits
 from backend.config import Settings
 from bench.dataset import load
 from bench.harness import write_result
-from bench.label_sets import NAMES, schema, truths
+from bench.label_sets import CHECK_NAMES, NAMES, schema, truths
 
 FIVE_WAY = schema("five_way")
 LABEL2 = schema("label2")
@@ -215,7 +215,9 @@ def latency(items) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sets", default=",".join(NAMES), help="label sets, comma separated")
+    parser.add_argument(
+        "--sets", default=",".join(NAMES + CHECK_NAMES), help="label sets, comma separated"
+    )
     parser.add_argument("--zero-shot-only", action="store_true", help="skip training and latency")
     parser.add_argument("--rounds", type=int, default=10, help="seeds of the trained protocol")
     parser.add_argument(

@@ -148,6 +148,18 @@ def stem(word: str) -> str:
     return stemmer.stemWord(word)
 
 
+def singular(word: str) -> str:
+    """An English plural's singular, roughly ("slips" -> "slip", "policies" -> "policy"): the
+    head of a joined compound ("pay slips" -> "payslip"), which is not stemmed."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 4 and word.endswith(("sses", "xes", "ches", "shes")):
+        return word[:-2]
+    if len(word) > 2 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
 def tokens(text: str) -> list[str]:
     return _TOKEN.findall(normalize(text))
 

@@ -42,7 +42,14 @@ from wordfreq import zipf_frequency
 from backend.backends.base import LabelSpec
 from backend.backends.local.genres import genre_evidence, genres_named
 from backend.backends.local.lexicon import kinds_named, title_kind, translations
-from backend.backends.local.text import STOPWORDS, is_identifier, normalize, stem, tokens
+from backend.backends.local.text import (
+    STOPWORDS,
+    is_identifier,
+    normalize,
+    singular,
+    stem,
+    tokens,
+)
 
 CATCH_ALL_NAMES = frozenset(
     {"other", "others", "misc", "miscellaneous", "unknown", "none", "unclassified"}
@@ -172,8 +179,8 @@ def _phrase_terms(phrase: list[str]) -> set[str]:
     head = phrase[-1]
     terms = {head if is_identifier(head) else stem(head)}
     if len(phrase) > 1:
-        terms.add(phrase[-2] + head)
-        terms.add("".join(phrase))
+        terms.add(phrase[-2] + singular(head))
+        terms.add("".join(phrase[:-1]) + singular(head))
     return terms
 
 
@@ -205,7 +212,7 @@ def _name_terms(spec: LabelSpec) -> set[str]:
         if modifier is None or is_identifier(head) or modifier.endswith(("ly", "ing", "ed")):
             names.add(head if is_identifier(head) else stem(head))  # "bill", "w9", "agreement"
         else:  # a compound: "pay stub" -> "paystub", which also matches "paystub" written as one
-            names.add(modifier + head)
+            names.add(modifier + singular(head))
     # Enumerated kinds are names when they are known kinds or genres: a list's other items
     # ("Request for ...", "charge or earnings") need not be what the document calls itself.
     for phrase in _enumerated_phrases(spec.description):
