@@ -1,5 +1,5 @@
-"""What common kinds of documents call themselves in French, German, Spanish, Italian, Dutch and
-Portuguese, so that zero-shot name evidence works for a label named in English ("invoice") on a
+"""What common kinds of documents call themselves in French, German, Spanish, Italian, Dutch,
+Portuguese, Hebrew, Arabic and Russian, so that zero-shot name evidence works for a label named in English ("invoice") on a
 document titled in another language ("Facture", "Rechnung").
 
 General vocabulary, not fitted to any dataset: the standard titles of each kind in each
@@ -16,6 +16,11 @@ _INVOICE = [
     "factuur",
     "fatura",
     "nota fiscal",
+    "חשבונית",
+    "חשבונית מס",
+    "فاتورة",
+    "فاتورة ضريبية",
+    "счет фактура",
 ]
 _PAYSLIP = [
     "bulletin de paie",
@@ -34,8 +39,26 @@ _PAYSLIP = [
     "holerite",
     "contracheque",
     "recibo de vencimento",
+    "תלוש שכר",
+    "תלוש משכורת",
+    "قسيمة راتب",
+    "كشف راتب",
+    "расчетный листок",
+    "расчетный лист",
 ]
-_CONTRACT = ["contrat", "vertrag", "contrato", "contratto", "overeenkomst", "contract"]
+_CONTRACT = [
+    "contrat",
+    "vertrag",
+    "contrato",
+    "contratto",
+    "overeenkomst",
+    "contract",
+    "חוזה",
+    "הסכם",
+    "عقد",
+    "договор",
+    "контракт",
+]
 _PURCHASE_ORDER = [
     "bon de commande",
     "bestellung",
@@ -47,8 +70,23 @@ _PURCHASE_ORDER = [
     "bestelbon",
     "pedido de compra",
     "ordem de compra",
+    "הזמנת רכש",
+    "أمر شراء",
+    "заказ на поставку",
 ]
-_RECEIPT = ["recu", "quittung", "kassenbon", "recibo", "ricevuta", "scontrino", "kwitantie"]
+_RECEIPT = [
+    "recu",
+    "quittung",
+    "kassenbon",
+    "recibo",
+    "ricevuta",
+    "scontrino",
+    "kwitantie",
+    "קבלה",
+    "إيصال",
+    "квитанция",
+    "кассовый чек",
+]
 _BANK_STATEMENT = [
     "releve de compte",
     "releve bancaire",
@@ -57,6 +95,10 @@ _BANK_STATEMENT = [
     "estratto conto",
     "rekeningafschrift",
     "extrato bancario",
+    "דף חשבון",
+    "كشف حساب",
+    "выписка по счету",
+    "банковская выписка",
 ]
 _QUOTE = ["devis", "angebot", "presupuesto", "cotizacion", "preventivo", "offerte", "orcamento"]
 # Not the French "avoir" alone: it is also the verb "to have".
@@ -69,7 +111,7 @@ _DELIVERY_NOTE = [
     "pakbon",
     "guia de remessa",
 ]
-_RESUME = ["curriculum vitae", "lebenslauf"]
+_RESUME = ["curriculum vitae", "lebenslauf", "קורות חיים", "سيرة ذاتية", "резюме"]
 
 # Kinds of documents: the English names that identify a kind (as a label or a description's
 # head noun gives them), and the names a document of the kind is titled with, in English and

@@ -94,7 +94,7 @@ TITLE_CHARS = 400
 TITLE_BOOST = 2.0
 DECAY_CHARS = 2000
 FAR_WEIGHT = 0.1
-_WORD = re.compile(r"[a-z0-9]+")
+_WORD = re.compile(r"[^\W_]+")
 # What follows a field label's name: a colon, then a value that is not a number or code (a
 # title may read "FACTURE: ABC12345"; a field reads "E-mail: ann@example.com").
 _FIELD = re.compile(r"\s?:(?!\s*\S*\d)")
@@ -134,7 +134,7 @@ def _opening_phrases(description: str) -> list[list[str]]:
     text = re.sub(r"(?<=\b[a-z])\.", "", normalize(description))  # "u.s." -> "us"
     text = re.sub(r"(?<=[a-z])-(?=[a-z])", "", text)  # "buyer-issued" -> "buyerissued"
     phrases, current = [], []
-    for match in re.finditer(r"[a-z0-9]+|[^\sa-z0-9]", text):
+    for match in re.finditer(r"[^\W_]+|\S", text):
         word = match.group()
         if word in ("or", "and"):
             if current:
@@ -267,8 +267,9 @@ def document_counts(text: str) -> tuple[Counter, Counter]:
     fields: Counter = Counter()
     normalized = normalize(text)
     previous = before = None
+    position = 0  # characters of words before this one: a table's numbers do not push it down
     for match in _WORD.finditer(normalized):
-        word, position = match.group(), match.start()
+        word = match.group()
         weight = max(FAR_WEIGHT, math.exp(-position / DECAY_CHARS))
         weight += TITLE_BOOST if position < TITLE_CHARS else 0.0
         field = _FIELD.match(normalized, match.end()) is not None
@@ -282,6 +283,8 @@ def document_counts(text: str) -> tuple[Counter, Counter]:
             if before is not None:  # "bon de commande" -> "bondecommande" (lexicon.py)
                 counts[before + previous + word] += weight
         previous, before = word, previous
+        if not word.isdigit():
+            position += len(word) + 1
     return counts, fields
 
 
