@@ -172,6 +172,18 @@ _FIELD_WORDS = frozenset({"no", "nr", "number", "num", "date", "id", "ref", "ref
 _TITLE_LINE_WORDS = 8
 
 
+def kinds_hallmarked(words: list[str]) -> set[str]:
+    """The name terms of the kinds whose hallmark lines these words contain: a description
+    saying "with deductions and net pay" describes a pay slip, whatever its label is called."""
+    joined = {a + b for a, b in zip(words, words[1:], strict=False)}
+    joined |= {a + b + c for a, b, c in zip(words, words[1:], words[2:], strict=False)}
+    return {
+        name_term(kind)
+        for kind, hallmarks in HALLMARKS.items()
+        if any(name_term(h) in joined for h in hallmarks)
+    }
+
+
 def translations(names: set[str]) -> set[str]:
     """The titles (and hallmark lines) of the kinds that these name terms identify."""
     return set().union(*(_BY_TERM.get(n, frozenset()) for n in names))

@@ -41,7 +41,7 @@ from wordfreq import zipf_frequency
 
 from backend.backends.base import LabelSpec
 from backend.backends.local.genres import genre_evidence, genres_named
-from backend.backends.local.lexicon import kinds_named, title_kind, translations
+from backend.backends.local.lexicon import kinds_hallmarked, kinds_named, title_kind, translations
 from backend.backends.local.text import (
     STOPWORDS,
     is_identifier,
@@ -218,6 +218,7 @@ def _name_terms(spec: LabelSpec) -> set[str]:
     for phrase in _enumerated_phrases(spec.description):
         if phrase[-1] not in GENERIC_HEADS or len(phrase) > 1:
             names |= {t for t in _known_kinds(_phrase_terms(phrase)) if t not in GENERIC_HEADS}
+    names |= kinds_hallmarked(tokens(spec.description))
     return (names | translations(names)) - FIELD_WORDS
 
 
