@@ -138,6 +138,11 @@ KINDS: list[tuple[list[str], list[str]]] = [
     (["credit note", "credit memo"], ["credit note", "credit memo", *_CREDIT_NOTE]),
     (["delivery note", "packing slip"], ["delivery note", "packing slip", *_DELIVERY_NOTE]),
     (["resume", "cv"], ["resume", "curriculum vitae", *_RESUME]),
+    # Kinds that look like the ones above (amounts, parties, goods) but are none of them.
+    (["sales order", "order confirmation"], ["sales order", "order confirmation"]),
+    (["bill of lading", "waybill"], ["bill of lading", "waybill", "consignment note"]),
+    (["warranty", "guarantee"], ["warranty", "warranty certificate", "warranty card"]),
+    (["packing list"], ["packing list"]),
 ]
 # Lines only a document of the kind carries, whatever it calls itself (a US pay stub may never
 # say "pay stub"): they count as the kind's names in the text, not as titles.
