@@ -177,7 +177,7 @@ def _phrase_terms(phrase: list[str]) -> set[str]:
     """The head and the compound of a phrase, as name terms ("bank statement" ->
     "bankstatement", "statement")."""
     head = phrase[-1]
-    terms = {head if is_identifier(head) else stem(head)}
+    terms = {head if is_identifier(head) else stem(singular(head))}
     if len(phrase) > 1:
         terms.add(phrase[-2] + singular(head))
         terms.add("".join(phrase[:-1]) + singular(head))
@@ -210,7 +210,9 @@ def _name_terms(spec: LabelSpec) -> set[str]:
             continue
         modifier = phrase[-2] if len(phrase) > 1 else None
         if modifier is None or is_identifier(head) or modifier.endswith(("ly", "ing", "ed")):
-            names.add(head if is_identifier(head) else stem(head))  # "bill", "w9", "agreement"
+            names.add(
+                head if is_identifier(head) else stem(singular(head))
+            )  # "bill", "w9", "agreement"
         else:  # a compound: "pay stub" -> "paystub", which also matches "paystub" written as one
             names.add(modifier + singular(head))
     # Enumerated kinds are names when they are known kinds or genres: a list's other items
