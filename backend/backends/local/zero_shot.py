@@ -76,14 +76,14 @@ PHRASE_BREAKS = (STOPWORDS | {"between", "among", "against", "within", "without"
 NAME_WEIGHT = 1.0  # name evidence relative to description evidence
 LEXICAL_WEIGHT = 8.0
 SEMANTIC_WEIGHT = 6.0
-CATCH_ALL_LOGIT = 3.0
+CATCH_ALL_LOGIT = 2.6
 IDENTIFIER_GATE = 0.3  # evidence kept by a label whose form number is absent
 # Evidence kept by a label the title contradicts (another form number or kind): stronger than an
 # absent number, which OCR or a terse filled form may explain.
 CONTRADICTION_GATE = 0.2
 UNNAMED_FACTOR = 0.5  # lexical evidence kept when the document never uses the label's name
-GENRE_WEIGHT = 5.0  # of the genre cues (genres.py) of the genres a label names
-CUE_SCALE = 2.0  # cues for about two thirds of the genre evidence: 1 - exp(-2 / CUE_SCALE)
+GENRE_WEIGHT = 6.0  # of the genre cues (genres.py) of the genres a label names
+CUE_SCALE = 3.0  # three cues for about two thirds of the genre evidence: 1 - exp(-3 / CUE_SCALE)
 # A label naming this many form numbers names a family of forms ("W-9, W-2, W-4, 1099"): a
 # document of the family may carry a number the list leaves out, so neither identifier gate.
 FAMILY_IDENTIFIERS = 3
