@@ -24,6 +24,9 @@ Only what the user wrote is used, with general rules about how documents name th
 - Enumerated kinds: the kinds a description lists after a colon, a comma or "such as" ("...:
   invoice, receipt, bank statement, check or pay slip") are names too, when they are known kinds
   (lexicon.py) or genres (genres.py).
+- Categories: a label whose description enumerates two or more known kinds ("financial: ...:
+  invoice, receipt, ...") is found by those kinds; its own word is not a name unless it is a
+  kind itself. A description quoting a kind's hallmark line ("net pay") names that kind.
 - Genre evidence: a label naming a genre (a letter, a paper, a resume, ...) gets the genre's cues
   found in the document (genres.py), whatever the document calls itself.
 Most constants were chosen on docs-v1's 5-way label set and checked on its `label2` set;
