@@ -65,6 +65,10 @@ GENRES: dict[str, Genre] = {
             r"\bet al\b",
             r"\bdoi\b|\barxiv\b",
             _HEADING + r"(?:keywords|key words|index terms)\b",
+            # The abstract's heading in French, Spanish, German, Italian, Dutch: "Résumé. Une ..."
+            r"^\s*(?:resume|resumen|zusammenfassung|sommario|samenvatting|riassunto)\s*[.:]\s+\w",
+            r"\b(?:in this|this) (?:paper|article|thesis|dissertation)\b",
+            r"~\bwe (?:propose|present|show|describe|introduce|study)\b",
             _HEADING + r"(?:conclusions?|discussion|related work|methodology)\s*$",
             r"~\[\d{1,3}\]",
         ],
@@ -78,7 +82,7 @@ GENRES: dict[str, Genre] = {
             r"~\brequirements?\b",
             r"\bthis (?:standard|specification|code|document)\b",
             r"~\b(?:compliance|conformance|conform)\b",
-            r"^\s*\d+\.\d+(?:\.\d+)?\s+[a-z]{4,}[a-z ]*$",  # "4.2 Scope of work", not "1.00 kg"
+            r"^[ \t]*\d+\.\d+(?:\.\d+)?[ \t]+[a-z]{4,}[a-z ]*$",  # "4.2 Scope of work", not "1.00 kg"
         ],
     ),
     "manual": _genre(
@@ -103,6 +107,9 @@ GENRES: dict[str, Genre] = {
             r"~\byou (?:can|will|should|must|may)\b",
             r"^\s*(?:note|tip|warning|caution)\b",
             r"~\b(?:example|syntax|usage)\b",
+            # A reference's section headings and code ("getContext( string contextId)").
+            _HEADING + r"(?:parameters|arguments|methods|attributes|properties|return values?)\s*$",
+            r"~\b[a-z_]\w*\(\s*(?:[a-z_]\w*\s+[a-z_]\w*\s*,?\s*)*\)",
         ],
     ),
     "resume": _genre(
@@ -143,8 +150,18 @@ GENRES: dict[str, Genre] = {
             r"~\bsub ?total\b",
             r"~\bpaid\b",
             r"~\b(?:visa|mastercard|amex|debit card|credit card)\b",
-            r"\b(?:payment received|amount paid|total paid|tendered)\b",
-            r"\breceipt\b",
+            r"\b(?:payment received|amount paid|total paid|tendered|tend)\b",
+            # A line naming a receipt, not "Place of receipt:", "Payment due upon receipt".
+            r"^\s*(?:(?!of |upon |on )[a-z]+ ){0,2}receipt\b(?!\s*(?:of\b|date\b|no\b|number\b|:))",
+            r"\b(?:cashier|clerk)\b",
+            r"\bchange due\b",
+            r"\bitems? (?:sold|purchased)\b|\b(?:number|no) of items\b|\bitem count\b",
+            r"\b(?:customer|merchant|cardholder) copy\b",
+            r"\b(?:approval|auth|authorization) (?:code|#|no)\b",
+            r"\bfolio\b",  # a hotel's receipt
+            r"\bbalance\s*(?:due)?\s*:?\s*\$?0\.00\b",  # paid in full
+            r"~\b(?:store|terminal|register)\b",
+            r"~\brefunds?\b|\breturn policy\b",
         ],
     ),
     "bank": _genre(

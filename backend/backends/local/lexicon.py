@@ -1,5 +1,5 @@
-"""What common kinds of documents call themselves in French, German, Spanish, Italian, Dutch and
-Portuguese, so that zero-shot name evidence works for a label named in English ("invoice") on a
+"""What common kinds of documents call themselves in French, German, Spanish, Italian, Dutch,
+Portuguese, Hebrew, Arabic and Russian, so that zero-shot name evidence works for a label named in English ("invoice") on a
 document titled in another language ("Facture", "Rechnung").
 
 General vocabulary, not fitted to any dataset: the standard titles of each kind in each
@@ -16,6 +16,11 @@ _INVOICE = [
     "factuur",
     "fatura",
     "nota fiscal",
+    "חשבונית",
+    "חשבונית מס",
+    "فاتورة",
+    "فاتورة ضريبية",
+    "счет фактура",
 ]
 _PAYSLIP = [
     "bulletin de paie",
@@ -34,8 +39,26 @@ _PAYSLIP = [
     "holerite",
     "contracheque",
     "recibo de vencimento",
+    "תלוש שכר",
+    "תלוש משכורת",
+    "قسيمة راتب",
+    "كشف راتب",
+    "расчетный листок",
+    "расчетный лист",
 ]
-_CONTRACT = ["contrat", "vertrag", "contrato", "contratto", "overeenkomst", "contract"]
+_CONTRACT = [
+    "contrat",
+    "vertrag",
+    "contrato",
+    "contratto",
+    "overeenkomst",
+    "contract",
+    "חוזה",
+    "הסכם",
+    "عقد",
+    "договор",
+    "контракт",
+]
 _PURCHASE_ORDER = [
     "bon de commande",
     "bestellung",
@@ -47,8 +70,23 @@ _PURCHASE_ORDER = [
     "bestelbon",
     "pedido de compra",
     "ordem de compra",
+    "הזמנת רכש",
+    "أمر شراء",
+    "заказ на поставку",
 ]
-_RECEIPT = ["recu", "quittung", "kassenbon", "recibo", "ricevuta", "scontrino", "kwitantie"]
+_RECEIPT = [
+    "recu",
+    "quittung",
+    "kassenbon",
+    "recibo",
+    "ricevuta",
+    "scontrino",
+    "kwitantie",
+    "קבלה",
+    "إيصال",
+    "квитанция",
+    "кассовый чек",
+]
 _BANK_STATEMENT = [
     "releve de compte",
     "releve bancaire",
@@ -57,6 +95,10 @@ _BANK_STATEMENT = [
     "estratto conto",
     "rekeningafschrift",
     "extrato bancario",
+    "דף חשבון",
+    "كشف حساب",
+    "выписка по счету",
+    "банковская выписка",
 ]
 _QUOTE = ["devis", "angebot", "presupuesto", "cotizacion", "preventivo", "offerte", "orcamento"]
 # Not the French "avoir" alone: it is also the verb "to have".
@@ -69,7 +111,7 @@ _DELIVERY_NOTE = [
     "pakbon",
     "guia de remessa",
 ]
-_RESUME = ["curriculum vitae", "lebenslauf"]
+_RESUME = ["curriculum vitae", "lebenslauf", "קורות חיים", "سيرة ذاتية", "резюме"]
 
 # Kinds of documents: the English names that identify a kind (as a label or a description's
 # head noun gives them), and the names a document of the kind is titled with, in English and
@@ -96,6 +138,11 @@ KINDS: list[tuple[list[str], list[str]]] = [
     (["credit note", "credit memo"], ["credit note", "credit memo", *_CREDIT_NOTE]),
     (["delivery note", "packing slip"], ["delivery note", "packing slip", *_DELIVERY_NOTE]),
     (["resume", "cv"], ["resume", "curriculum vitae", *_RESUME]),
+    # Kinds that look like the ones above (amounts, parties, goods) but are none of them.
+    (["sales order", "order confirmation"], ["sales order", "order confirmation"]),
+    (["bill of lading", "waybill"], ["bill of lading", "waybill", "consignment note"]),
+    (["warranty", "guarantee"], ["warranty", "warranty certificate", "warranty card"]),
+    (["packing list"], ["packing list"]),
 ]
 # Lines only a document of the kind carries, whatever it calls itself (a US pay stub may never
 # say "pay stub"): they count as the kind's names in the text, not as titles.
@@ -128,6 +175,18 @@ for _kind, (_identifying, _titles) in enumerate(KINDS):
 # which a document of another kind may carry above its own title.
 _FIELD_WORDS = frozenset({"no", "nr", "number", "num", "date", "id", "ref", "reference", "to"})
 _TITLE_LINE_WORDS = 8
+
+
+def kinds_hallmarked(words: list[str]) -> set[str]:
+    """The name terms of the kinds whose hallmark lines these words contain: a description
+    saying "with deductions and net pay" describes a pay slip, whatever its label is called."""
+    joined = {a + b for a, b in zip(words, words[1:], strict=False)}
+    joined |= {a + b + c for a, b, c in zip(words, words[1:], words[2:], strict=False)}
+    return {
+        name_term(kind)
+        for kind, hallmarks in HALLMARKS.items()
+        if any(name_term(h) in joined for h in hallmarks)
+    }
 
 
 def translations(names: set[str]) -> set[str]:

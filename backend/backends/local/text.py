@@ -11,7 +11,7 @@ import snowballstemmer
 _IDENT_JOIN = re.compile(r"\b([a-z]{1,2})([-\s]?)(\d{1,4})\b")
 _NOT_A_PREFIX = frozenset({"a", "an", "at", "by", "in", "is", "no", "of", "on", "or", "to", "and"})
 _YEAR = re.compile(r"(19|20)\d\d")
-_TOKEN = re.compile(r"[a-z0-9]+")
+_TOKEN = re.compile(r"[^\W_]+")  # letters and digits of any script: "תלוש", "فاتورة"
 _COMBINING = re.compile(r"[\u0300-\u036f]")  # accents, once NFKD has split them off
 # Snowball stemmers keep per-word state: one per thread (the model runs in worker threads).
 _STEMMERS = threading.local()
@@ -134,7 +134,7 @@ def _join(match: re.Match) -> str:
 
 def normalize(text: str) -> str:
     """Lower case without accents ("Relevé" -> "releve"), so that words of other languages stay
-    whole words for the `[a-z0-9]+` tokenizers; form numbers joined ("W-9" -> "w9")."""
+    whole words for the tokenizers; form numbers joined ("W-9" -> "w9")."""
     text = unicodedata.normalize("NFKD", text.lower()).replace("ß", "ss")
     text = unicodedata.normalize("NFKC", _COMBINING.sub("", text))
     return _IDENT_JOIN.sub(_join, text)
@@ -146,6 +146,18 @@ def stem(word: str) -> str:
     if stemmer is None:
         stemmer = _STEMMERS.english = snowballstemmer.stemmer("english")
     return stemmer.stemWord(word)
+
+
+def singular(word: str) -> str:
+    """An English plural's singular, roughly ("slips" -> "slip", "policies" -> "policy"): the
+    head of a joined compound ("pay slips" -> "payslip"), which is not stemmed."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 4 and word.endswith(("sses", "xes", "ches", "shes")):
+        return word[:-2]
+    if len(word) > 2 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
 
 
 def tokens(text: str) -> list[str]:

@@ -24,6 +24,9 @@ Only what the user wrote is used, with general rules about how documents name th
 - Enumerated kinds: the kinds a description lists after a colon, a comma or "such as" ("...:
   invoice, receipt, bank statement, check or pay slip") are names too, when they are known kinds
   (lexicon.py) or genres (genres.py).
+- Categories: a label whose description enumerates two or more known kinds ("financial: ...:
+  invoice, receipt, ...") is found by those kinds; its own word is not a name unless it is a
+  kind itself. A description quoting a kind's hallmark line ("net pay") names that kind.
 - Genre evidence: a label naming a genre (a letter, a paper, a resume, ...) gets the genre's cues
   found in the document (genres.py), whatever the document calls itself.
 Most constants were chosen on docs-v1's 5-way label set and checked on its `label2` set;
@@ -41,8 +44,15 @@ from wordfreq import zipf_frequency
 
 from backend.backends.base import LabelSpec
 from backend.backends.local.genres import genre_evidence, genres_named
-from backend.backends.local.lexicon import kinds_named, title_kind, translations
-from backend.backends.local.text import STOPWORDS, is_identifier, normalize, stem, tokens
+from backend.backends.local.lexicon import kinds_hallmarked, kinds_named, title_kind, translations
+from backend.backends.local.text import (
+    STOPWORDS,
+    is_identifier,
+    normalize,
+    singular,
+    stem,
+    tokens,
+)
 
 CATCH_ALL_NAMES = frozenset(
     {"other", "others", "misc", "miscellaneous", "unknown", "none", "unclassified"}
@@ -69,23 +79,25 @@ PHRASE_BREAKS = (STOPWORDS | {"between", "among", "against", "within", "without"
 NAME_WEIGHT = 1.0  # name evidence relative to description evidence
 LEXICAL_WEIGHT = 8.0
 SEMANTIC_WEIGHT = 6.0
-CATCH_ALL_LOGIT = 3.0
+CATCH_ALL_LOGIT = 2.6
 IDENTIFIER_GATE = 0.3  # evidence kept by a label whose form number is absent
 # Evidence kept by a label the title contradicts (another form number or kind): stronger than an
 # absent number, which OCR or a terse filled form may explain.
 CONTRADICTION_GATE = 0.2
 UNNAMED_FACTOR = 0.5  # lexical evidence kept when the document never uses the label's name
-GENRE_WEIGHT = 5.0  # of the genre cues (genres.py) of the genres a label names
-CUE_SCALE = 2.0  # cues for about two thirds of the genre evidence: 1 - exp(-2 / CUE_SCALE)
+GENRE_WEIGHT = 6.0  # of the genre cues (genres.py) of the genres a label names
+CUE_SCALE = 3.0  # three cues for about two thirds of the genre evidence: 1 - exp(-3 / CUE_SCALE)
 # A label naming this many form numbers names a family of forms ("W-9, W-2, W-4, 1099"): a
 # document of the family may carry a number the list leaves out, so neither identifier gate.
 FAMILY_IDENTIFIERS = 3
+# A description enumerating this many known kinds makes its label a category (_name_terms).
+CATEGORY_KINDS = 2
 TEMPERATURE = 0.6  # of the softmax over logits: lowest ECE on docs-v1 5-way + label2
 TITLE_CHARS = 400
 TITLE_BOOST = 2.0
 DECAY_CHARS = 2000
 FAR_WEIGHT = 0.1
-_WORD = re.compile(r"[a-z0-9]+")
+_WORD = re.compile(r"[^\W_]+")
 # What follows a field label's name: a colon, then a value that is not a number or code (a
 # title may read "FACTURE: ABC12345"; a field reads "E-mail: ann@example.com").
 _FIELD = re.compile(r"\s?:(?!\s*\S*\d)")
@@ -125,7 +137,7 @@ def _opening_phrases(description: str) -> list[list[str]]:
     text = re.sub(r"(?<=\b[a-z])\.", "", normalize(description))  # "u.s." -> "us"
     text = re.sub(r"(?<=[a-z])-(?=[a-z])", "", text)  # "buyer-issued" -> "buyerissued"
     phrases, current = [], []
-    for match in re.finditer(r"[a-z0-9]+|[^\sa-z0-9]", text):
+    for match in re.finditer(r"[^\W_]+|\S", text):
         word = match.group()
         if word in ("or", "and"):
             if current:
@@ -168,10 +180,10 @@ def _phrase_terms(phrase: list[str]) -> set[str]:
     """The head and the compound of a phrase, as name terms ("bank statement" ->
     "bankstatement", "statement")."""
     head = phrase[-1]
-    terms = {head if is_identifier(head) else stem(head)}
+    terms = {head if is_identifier(head) else stem(singular(head))}
     if len(phrase) > 1:
-        terms.add(phrase[-2] + head)
-        terms.add("".join(phrase))
+        terms.add(phrase[-2] + singular(head))
+        terms.add("".join(phrase[:-1]) + singular(head))
     return terms
 
 
@@ -183,6 +195,12 @@ def _known_kinds(terms: set[str]) -> set[str]:
 def _name_terms(spec: LabelSpec) -> set[str]:
     name_words = tokens(spec.label.replace("_", " "))
     names = {"".join(name_words)} if len(name_words) > 1 else {stem(w) for w in name_words}
+    # A label whose description lists the kinds it covers names a category ("financial: ...:
+    # invoice, receipt, bank statement"): documents call themselves by the kinds, and use the
+    # category's word in passing ("financial institution"). Unless the name is a kind itself.
+    enumerated = [_known_kinds(_phrase_terms(p)) for p in _enumerated_phrases(spec.description)]
+    if not _known_kinds(names) and sum(bool(k) for k in enumerated) >= CATEGORY_KINDS:
+        names = set()
     previous: list[str] = []
     for phrase in _opening_phrases(spec.description):
         # Coordinated heads share the modifier before them: "tax form or return" -> "tax return"
@@ -195,14 +213,17 @@ def _name_terms(spec: LabelSpec) -> set[str]:
             continue
         modifier = phrase[-2] if len(phrase) > 1 else None
         if modifier is None or is_identifier(head) or modifier.endswith(("ly", "ing", "ed")):
-            names.add(head if is_identifier(head) else stem(head))  # "bill", "w9", "agreement"
+            names.add(
+                head if is_identifier(head) else stem(singular(head))
+            )  # "bill", "w9", "agreement"
         else:  # a compound: "pay stub" -> "paystub", which also matches "paystub" written as one
-            names.add(modifier + head)
+            names.add(modifier + singular(head))
     # Enumerated kinds are names when they are known kinds or genres: a list's other items
     # ("Request for ...", "charge or earnings") need not be what the document calls itself.
     for phrase in _enumerated_phrases(spec.description):
         if phrase[-1] not in GENERIC_HEADS or len(phrase) > 1:
             names |= {t for t in _known_kinds(_phrase_terms(phrase)) if t not in GENERIC_HEADS}
+    names |= kinds_hallmarked(tokens(spec.description))
     return (names | translations(names)) - FIELD_WORDS
 
 
@@ -252,8 +273,9 @@ def document_counts(text: str) -> tuple[Counter, Counter]:
     fields: Counter = Counter()
     normalized = normalize(text)
     previous = before = None
+    position = 0  # characters of words before this one: a table's numbers do not push it down
     for match in _WORD.finditer(normalized):
-        word, position = match.group(), match.start()
+        word = match.group()
         weight = max(FAR_WEIGHT, math.exp(-position / DECAY_CHARS))
         weight += TITLE_BOOST if position < TITLE_CHARS else 0.0
         field = _FIELD.match(normalized, match.end()) is not None
@@ -267,6 +289,8 @@ def document_counts(text: str) -> tuple[Counter, Counter]:
             if before is not None:  # "bon de commande" -> "bondecommande" (lexicon.py)
                 counts[before + previous + word] += weight
         previous, before = word, previous
+        if not word.isdigit():
+            position += len(word) + 1
     return counts, fields
 
 
