@@ -135,6 +135,17 @@ def evidence(items, combos, scorer: Scorer, shape: str) -> dict:
     }
 
 
+def margins(logits: np.ndarray, catch_all: np.ndarray) -> np.ndarray:
+    """(parts x labels): how far a named label's logit is over the catch-all threshold (no
+    competition between named labels), and for a catch-all label how far the threshold is over
+    the best named label (a variant the module does not ship)."""
+    out = logits - CATCH_ALL_LOGIT
+    named = logits[:, ~catch_all]
+    best = named.max(axis=1) if named.size else np.full(len(logits), -np.inf)
+    out[:, catch_all] = (CATCH_ALL_LOGIT - best)[:, None]
+    return out
+
+
 def log_odds(scores: np.ndarray) -> np.ndarray:
     return np.log(np.clip(scores, ml.EPSILON, 1 - ml.EPSILON) / np.clip(1 - scores, ml.EPSILON, 1))
 
@@ -150,35 +161,53 @@ def presence(ev: dict, score: str, catch_all_rule: str) -> np.ndarray:
         if score == "softmax":
             per_part = log_odds(ml.softmax(logits / TEMPERATURE))
         else:
-            per_part = ml.margins(logits, catch)
+            per_part = margins(logits, catch)
         row = per_part.max(axis=0)
         if catch.any() and catch_all_rule == "long":
             long = lengths >= MIN_CATCH_ALL_CHARS
             row[catch] = per_part[long][:, catch].max() if long.any() else per_part[:, catch].min()
         if catch.any() and catch_all_rule == "complement":
-            row[catch] = -ml.margins(logits, catch)[:, ~catch].max()
+            row[catch] = -margins(logits, catch)[:, ~catch].max()
         rows.append(row)
     return np.array(rows)
 
 
 MIN_CATCH_ALL_CHARS = 300
-VARIANTS = {  # name -> (part score, catch-all rule)
-    f"{score}/{rule}": (score, rule)
+VARIANTS = {  # name -> (part score, catch-all rule, offset grows with log(parts))
+    f"{score}/{rule}": (score, rule, False)
     for score in ("softmax", "margin")
     for rule in ("max", "long", "complement")
 }
+VARIANTS["softmax/max/parts"] = ("softmax", "max", True)
+VARIANTS["softmax/long/parts"] = ("softmax", "long", True)
 
 
-def fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """OFFSET and SCALE minimizing the log-loss of sigmoid((x - OFFSET) / SCALE) against y."""
+def fit(x: np.ndarray, y: np.ndarray, log_parts: np.ndarray | None) -> dict:
+    """OFFSET, SCALE (and with log_parts, PARTS_SLOPE) minimizing the log-loss of
+    calibrated(x) against y."""
     x = np.clip(x, -50, 50)
+    n = np.zeros_like(x) if log_parts is None else log_parts
 
     def loss(params: np.ndarray) -> float:
-        z = (x - params[0]) / np.exp(params[1])
+        z = (x - params[0] - params[2] * n) / np.exp(params[1])
         return float(np.mean(np.logaddexp(0, -z) * y + np.logaddexp(0, z) * (1 - y)))
 
-    best = minimize(loss, np.array([0.0, 0.0]), method="Nelder-Mead")
-    return float(best.x[0]), float(np.exp(best.x[1]))
+    start = np.zeros(3)
+    if log_parts is None:
+        best = minimize(lambda w: loss(np.append(w, 0.0)), start[:2], method="Nelder-Mead")
+        params = np.append(best.x, 0.0)
+    else:
+        params = minimize(loss, start, method="Nelder-Mead", options={"maxiter": 2000}).x
+    return {
+        "offset": round(float(params[0]), 4),
+        "scale": round(float(np.exp(params[1])), 4),
+        "parts_slope": round(float(params[2]), 4),
+    }
+
+
+def calibrated(x: np.ndarray, log_parts: np.ndarray, constants: dict) -> np.ndarray:
+    z = (x - constants["offset"] - constants["parts_slope"] * log_parts) / constants["scale"]
+    return sigmoid(z)
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -265,23 +294,25 @@ def main() -> None:
         data = evidences(items, truth, fold_of, rng, started)
         CACHE.write_bytes(pickle.dumps(data))
     for ev in data.values():
-        ev["features"] = {v: presence(ev, *rule) for v, rule in VARIANTS.items()}
+        ev["features"] = {v: presence(ev, score, rule) for v, (score, rule, _) in VARIANTS.items()}
+        parts = np.log(np.array(ev["parts"], dtype=float))[:, None]
+        ev["log_parts"] = np.repeat(parts, len(ev["names"]), axis=1)
     fits: dict = {variant: [] for variant in VARIANTS}
     held_out: dict = {key: {} for key in data}
     for k in range(FOLDS):
         train_truth = np.concatenate(
             [ev["truth"][ev["folds"] != k].ravel() for ev in data.values()]
         )
-        for variant in VARIANTS:
-            train_features = np.concatenate(
-                [ev["features"][variant][ev["folds"] != k].ravel() for ev in data.values()]
-            )
-            offset, scale = fit(train_features, train_truth)
-            fits[variant].append({"offset": round(offset, 4), "scale": round(scale, 4)})
+        for variant, (_, _, by_parts) in VARIANTS.items():
+            train = [ev for ev in data.values()]
+            x = np.concatenate([ev["features"][variant][ev["folds"] != k].ravel() for ev in train])
+            log_parts = np.concatenate([ev["log_parts"][ev["folds"] != k].ravel() for ev in train])
+            constants = fit(x, train_truth, log_parts if by_parts else None)
+            fits[variant].append(constants)
             for key, ev in data.items():
                 test = ev["folds"] == k
                 held_out[key].setdefault(variant, []).append(
-                    sigmoid((ev["features"][variant][test] - offset) / scale)
+                    calibrated(ev["features"][variant][test], ev["log_parts"][test], constants)
                 )
         for key, ev in data.items():
             test = ev["folds"] == k
@@ -308,9 +339,7 @@ def main() -> None:
             entry[method]["combinations_with_every_label_found"] = round(statistics.mean(both), 4)
         results[f"{name}/{shape}"] = entry
     shipped = {
-        variant: {
-            key: round(statistics.median(f[key] for f in fs), 3) for key in ("offset", "scale")
-        }
+        variant: {key: round(statistics.median(f[key] for f in fs), 3) for key in fs[0]}
         for variant, fs in fits.items()
     }
     result = {
@@ -319,13 +348,30 @@ def main() -> None:
         "shipped_constants": shipped,
         "module_constants": {"OFFSET": ml.OFFSET, "SCALE": ml.SCALE},
         "fits_per_fold": fits,
+        "summary": {
+            key: {
+                method: {
+                    m: entry[method][m]
+                    for m in (
+                        "micro_f1",
+                        "macro_f1",
+                        "exact_match",
+                        "mean_ece",
+                        "combinations_with_every_label_found",
+                    )
+                }
+                for method in entry
+                if isinstance(entry[method], dict) and "micro_f1" in entry[method]
+            }
+            for key, entry in results.items()
+        },
         "held_out": results,
-        "latency": latency(items),
+        "latency": latency(items) if "--reuse" not in sys.argv else None,
         "documents": len(items),
         "seconds": round(time.monotonic() - started),
         "command": "python -m bench.local_multilabel",
     }
-    print(json.dumps(result, indent=1))
+    print(json.dumps(result["summary"], indent=1))
     print(f"written to {write_result('local_multilabel', result)}")
 
 

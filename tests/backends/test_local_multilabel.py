@@ -45,6 +45,11 @@ INVOICE = (
     "Subtotal 6,320.00   Tax 0.00   Total amount due 6,320.00 USD\n"
     "Payment due within 30 days. Please pay by bank transfer to account 12-3456-789.\n"
 )
+INVOICE_PAGE_2 = (
+    "Invoice 2024-117 (continued), page 2 of 2\n"
+    "Expenses detail: train tickets 180.00, hotel 140.00. Amount due 6,320.00 USD.\n"
+    "Payment terms: net 30 days. Late payments bear interest of 1% a month.\n"
+)
 
 
 @pytest.fixture
@@ -99,7 +104,7 @@ async def test_a_text_file_with_two_documents_back_to_back_is_both(local):
 
 async def test_a_single_kind_document_is_one_label(local):
     harness, tenant = local
-    doc = await make_document(harness, tenant, [INVOICE, "Thank you for your business."])
+    doc = await make_document(harness, tenant, [INVOICE, INVOICE_PAGE_2])
     body = await classify(harness, tenant, doc, multi_label=True)
     assert body["classifications"] == ["invoice"], body["confidence_scores"]
     contract = await make_document(harness, tenant, [CONTRACT])

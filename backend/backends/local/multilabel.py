@@ -1,20 +1,24 @@
 """Multi-label for the embedded `local` model: an independent probability per label.
 
 The single-label evidence reads a document's opening (its embedding takes the first
-TITLE_CHARS characters, its lexical evidence weighs the top most), and a softmax makes the
-labels compete, so a contract followed by an invoice reads as a contract alone. Multi-label
-therefore reads the document part by part:
+TITLE_CHARS characters, its lexical evidence weighs the top most) and a softmax makes the
+labels compete, so a contract followed by an invoice reads as a contract alone (a sigmoid of
+the whole document's logits gave that contract 0.05). Multi-label reads the document part by
+part, where each part is one kind of document:
 
-- parts: its pages when it has several, else windows of its one text (WINDOW characters every
-  STRIDE, each starting at a line, so the title of a document that begins mid-text opens one);
-- per part, the usual evidence (zero_shot.zero_shot_logits on the part's text and the embedding
-  of its opening) as a distribution q over the labels (a part is one kind of document, so the
-  labels compete within it), or, with examples, the trained model's distribution for the part;
-- a label is present when some part is that kind: s_k = max over parts of q_k; a catch-all
-  label ("other") is present when some part is none of the named labels, i.e. like the others;
-- mapped to a probability by a sigmoid on the log-odds: p_k = sigmoid((logit(s_k) - OFFSET) /
-  SCALE), OFFSET and SCALE fitted by log-loss on folds of docs-v1 (bench/local_multilabel.py),
-  so that p_k is calibrated and 0.5 is the decision the threshold makes.
+- parts: its pages when it has several, else windows of its one text (WINDOW characters, a new
+  one at most every STRIDE, opening at a paragraph or line when one is near), so that the title
+  of a document that begins mid-text is near the top of some window;
+- per part, the single-label evidence of the part (zero_shot.zero_shot_logits on its text and
+  the embedding of its opening) as the usual distribution q = softmax(z / TEMPERATURE): within
+  one part the labels compete, as they should;
+- a label is present when some part is that kind: s_k = max over parts of q_k (the catch-all
+  label too: some part is none of the named kinds);
+- p_k = sigmoid((logit(s_k) - OFFSET) / SCALE), OFFSET and SCALE fitted by log-loss on
+  combinations of docs-v1 documents in 5 folds (bench/local_multilabel.py): p_k is calibrated,
+  so the 0.5 threshold is the decision it should be.
+
+With examples, the trained model's distribution of each part replaces q (same max, same map).
 """
 
 import math
@@ -24,7 +28,7 @@ import numpy as np
 from backend.backends.base import ClassifyRequest, ClassifyResult, LabelSpec
 from backend.backends.local.embedder import EMBEDDER
 from backend.backends.local.trained import TrainedModel
-from backend.backends.local.zero_shot import CATCH_ALL_LOGIT, TEMPERATURE, zero_shot_logits
+from backend.backends.local.zero_shot import TEMPERATURE, zero_shot_logits
 
 WINDOW = 1500  # characters of a window: the opening the embedding reads and some body
 STRIDE = 500  # a document's title lies in the top third (the lexical title area) of a window
@@ -33,8 +37,8 @@ MAX_PARTS = 64  # a longer document's windows are spread further apart; pages pa
 TITLE_CHARS = 1000  # of a part, embedded (as document_embedding does for the whole document)
 # Fitted on 5 folds of docs-v1 (bench/local_multilabel.py, BENCHMARKS.md issue 25): the median
 # of the folds' log-loss fits.
-OFFSET = 0.0
-SCALE = 1.0
+OFFSET = 0.57
+SCALE = 1.415
 EPSILON = 1e-4  # log-odds of a part score are clipped to +-9.2
 
 
@@ -90,17 +94,6 @@ def part_distributions(
 def softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
-
-
-def margins(logits: np.ndarray, catch_all: np.ndarray) -> np.ndarray:
-    """(parts x labels): how far a named label's logit is over the catch-all threshold (no
-    competition between named labels), and for a catch-all label how far the threshold is over
-    the best named label."""
-    out = logits - CATCH_ALL_LOGIT
-    named = logits[:, ~catch_all]
-    best = named.max(axis=1) if named.size else np.full(len(logits), -np.inf)
-    out[:, catch_all] = (CATCH_ALL_LOGIT - best)[:, None]
-    return out
 
 
 def presence(distributions: np.ndarray) -> np.ndarray:
