@@ -10,12 +10,20 @@ combinations of the other 4 folds (all label sets and both input shapes pooled) 
 are computed on the fold's own: held-out numbers. The constants shipped are the folds' medians.
 
 Two shapes of input: `pages` (each document's pages kept: a part per page) and `text` (every
-page joined into one text, as a .txt upload gives: windows). Baselines on the same
-combinations: the single-label distribution thresholded at 0.5 (`softmax`), and a sigmoid of the
-whole document's zero-shot logits, sigmoid((z - 3.0) / 0.6) (`whole_document_sigmoid`, the
-attempt that missed the second document).
+page joined into one text, as a .txt upload gives: windows; five_way and label2 only, windows
+cost several times the pages). Variants of the design are scored on the same folds: the part
+score (`softmax`: each part's distribution, shipped; `margin`: each named label's logit over the
+catch-all threshold, without competition), the catch-all rule (`max` like the other labels,
+shipped; `long`: parts of 300+ characters only; `complement`: only when no part is a named
+kind) and `/parts` (the offset grows with log(parts), a third constant). Baselines on the same
+combinations: the single-label distribution thresholded at 0.5 (`softmax`), and a sigmoid of
+the whole document's zero-shot logits, sigmoid((z - 3.0) / 0.6) (`whole_document_sigmoid`, the
+attempt that missed the second document). With examples: for each fold a model trained on at
+most 15 documents per label of the other folds scores the fold's combinations (pages shape).
 
-    python -m bench.local_multilabel     # writes bench/results/local_multilabel.json
+    python -m bench.local_multilabel          # writes bench/results/local_multilabel.json
+    python -m bench.local_multilabel --reuse  # the evidence of the last run (/tmp), refit only
+    (--no-trained, --no-latency leave those parts out)
 """
 
 import backend.offline  # noqa: F401, I001
