@@ -194,3 +194,50 @@ async def test_batches_split_and_evaluations_take_multi_label_with_local(local):
         "support": 1,
     }
     assert sum(r["count"] for r in metrics["reliability_per_label"]["invoice"]) == 3
+
+
+async def test_a_classifier_with_examples_reads_each_page_with_its_trained_model(
+    database_url, tmp_path
+):
+    settings = make_settings(database_url, tmp_path, training_debounce_seconds=0.2)
+    async for harness in start_harness(settings, [LocalBackend(settings)]):
+        tenant = await harness.tenant()
+        client = harness.client
+        labels = [
+            {"label": "alpha", "description": "first"},
+            {"label": "beta", "description": "second"},
+        ]
+        created = await client.post(
+            "/v1/classifiers",
+            json={"name": "t", "classification_schema": labels, "query_model": "local"},
+            headers=tenant.headers,
+        )
+        cid = created.json()["classifier_id"]
+        harbour, music = "harbour crane container vessel", "violin orchestra symphony concerto"
+        for i in range(4):
+            for label, words in (("alpha", harbour), ("beta", music)):
+                doc = await make_document(harness, tenant, [f"{words} {i}"])
+                await client.post(
+                    f"/v1/classifiers/{cid}/examples",
+                    json={"document_id": doc, "label": label},
+                    headers=tenant.headers,
+                )
+        both = await make_document(
+            harness,
+            tenant,
+            ["the vessel left the harbour crane", "the orchestra played a symphony"],
+        )
+        one = await make_document(harness, tenant, ["a violin concerto", "the symphony orchestra"])
+        results = []
+        for doc in (both, one):
+            response = await client.post(
+                f"/v1/classifiers/{cid}/run",
+                json={"document_id": doc, "multi_label": True},
+                headers=tenant.headers,
+            )
+            assert response.status_code == 200, response.text
+            results.append(response.json())
+        assert all(r["confidence_method"] == "local_trained" for r in results)
+        assert set(results[0]["classifications"]) == {"alpha", "beta"}, results[0]
+        assert results[1]["classifications"] == ["beta"], results[1]
+        assert sum(results[0]["confidence_scores"].values()) > 1.2
