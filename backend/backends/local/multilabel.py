@@ -33,8 +33,10 @@ from backend.backends.local.zero_shot import TEMPERATURE, zero_shot_logits
 WINDOW = 1500  # characters of a window: the opening the embedding reads and some body
 STRIDE = 500  # a document's title lies in the top third (the lexical title area) of a window
 MIN_TAIL = 250  # a shorter end of a text is read within the window before it
-MAX_PARTS = 64  # a longer document's windows are spread further apart; pages past it are merged
-TITLE_CHARS = 1000  # of a part, embedded (as document_embedding does for the whole document)
+# Pages past it are merged into the last part; a text's windows step len/MAX_PARTS apart when
+# that is wider than STRIDE (about MAX_PARTS windows: a step may stop short at a line).
+MAX_PARTS = 64
+TITLE_CHARS = 1000  # of a part, embedded (as local.document_embedding, which imports this module)
 # Fitted on 5 folds of docs-v1 (bench/local_multilabel.py, BENCHMARKS.md issue 25): the median
 # of the folds' log-loss fits.
 OFFSET = 0.57
@@ -82,13 +84,6 @@ def part_logits(labels: list[LabelSpec], texts: list[str], label_vectors: np.nda
             for t, e in zip(texts, embeddings, strict=True)
         ]
     )
-
-
-def part_distributions(
-    labels: list[LabelSpec], texts: list[str], label_vectors: np.ndarray
-) -> np.ndarray:
-    """(parts x labels): the zero-shot distribution of each part."""
-    return softmax(part_logits(labels, texts, label_vectors) / TEMPERATURE)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
