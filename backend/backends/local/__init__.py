@@ -23,6 +23,7 @@ from backend.backends.base import (
     LabelSpec,
     ModelInfo,
 )
+from backend.backends.local import multilabel
 from backend.backends.local.embedder import EMBEDDER
 from backend.backends.local.trained import TrainedModel, fit
 from backend.backends.local.zero_shot import (
@@ -148,6 +149,7 @@ class LocalBackend(Backend):
                 # they say local_trained (the description says so).
                 confidence_method="local_zero_shot",
                 trainable=True,
+                supports_multi_label=True,
                 description=(
                     "Embedded model (MiniLM + lexical + genre cues): zero-shot from the label "
                     "descriptions (local_zero_shot), or trained on your examples "
@@ -222,10 +224,13 @@ class LocalBackend(Backend):
             log.warning("Could not store trained model %s: %s", path.name, error)
 
     def _classify(self, request: ClassifyRequest) -> ClassifyResult:
+        taught = {e.label for e in request.examples} & {s.label for s in request.labels}
+        if request.multi_label:  # its own path: the document read part by part (multilabel.py)
+            trained = self._trained(request) if len(taught) >= 2 else None
+            return multilabel.classify(request, label_embeddings(request.labels), trained)
         text = "\n\n".join(request.pages)
         embedding = document_embedding(text)
         vectors = label_embeddings(request.labels)
-        taught = {e.label for e in request.examples} & {s.label for s in request.labels}
         if len(taught) < 2:
             zero = zero_shot_probabilities(request.labels, text, embedding, vectors)
             return ClassifyResult(scores=zero, confidence_method="local_zero_shot")
