@@ -154,9 +154,11 @@ def gap_features(
     elif p.number is not None and p.total is not None:
         f["follows_last_page" if p.number == p.total else "promised_more"] = 1.0
     f["continued"] = float(c.continued and c.number is None)
-    f["title"] = float(c.title and (c.number is None or c.number == 1))
     if c.doc_number and p.doc_number:
         f["doc_number_same" if c.doc_number == p.doc_number else "doc_number_new"] = 1.0
+    # A heading that repeats the previous page's document number is a running header of a
+    # continuation page ("Purchase order PO-5521, terms"), not a new document's title.
+    f["title"] = float(c.title and (c.number is None or c.number == 1) and not f["doc_number_same"])
     f["ids_new"], f["ids_same"] = _overlap(previous.ids, current.ids)
     f["dates_new"], f["dates_same"] = _overlap(previous.dates, current.dates)
     f["amounts_new"], f["amounts_same"] = _overlap(previous.amounts, current.amounts)

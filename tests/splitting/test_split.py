@@ -64,8 +64,9 @@ async def test_packet_splits_into_its_documents_even_two_invoices_in_a_row(
     assert {"title", "doc_number_new"} <= set(body["segments"][2]["boundary_signals"])
     assert body["segments"][0]["boundary_signals"] is None
     assert body["credits_used"] == 5 and body["num_pages"] == 5
-    # Every page classified on its own: five model calls of one page each.
-    assert [call.pages for call in fake_backend.calls] == [[p] for p in PACKET]
+    # Every page classified on its own (five calls of one page each), then the one segment of
+    # two pages classified as one document, its pages joined; one-page segments reuse their page's.
+    assert [call.pages for call in fake_backend.calls] == [[p] for p in PACKET] + [PACKET[:2]]
     stored = (
         await client.get(f"/v1/classifications/{body['request_id']}", headers=tenant.headers)
     ).json()
@@ -171,11 +172,14 @@ async def test_split_with_a_classifier_uses_its_labels_instructions_and_examples
     body = response.json()
     assert body["classifier_id"] == cid and body["classifier_version"] == 1
     assert [s["pages"] for s in body["segments"]] == ["1-2", "3"]
-    calls = fake_backend.calls[-3:]
-    assert all(c.instructions == "Mail room packets." for c in calls)
+    # Three pages, then the two-page segment classified as one document (its pages joined).
+    calls, segment_call = fake_backend.calls[-4:-1], fake_backend.calls[-1]
+    assert segment_call.pages == PACKET[:2]
+    assert all(c.instructions == "Mail room packets." for c in [*calls, segment_call])
     # An LLM-style model gets the few examples nearest to each page, nearest first.
     assert calls[0].examples[0].label == "w9" and calls[2].examples[0].label == "invoice"
-    assert all(len(c.examples) == 3 for c in calls)
+    assert segment_call.examples[0].label == "w9"
+    assert all(len(c.examples) == 3 for c in [*calls, segment_call])
 
 
 async def test_errors_cost_nothing(client, harness, tenant, fake_backend):
