@@ -31,6 +31,7 @@ PRIOR_WEIGHTS = {
     "promised_more": -1.5,
     "continued": -2.0,
     "title": 1.5,
+    "untitled": -0.5,
     "doc_number_new": 2.0,
     "doc_number_same": -1.5,
     "ids_new": 1.0,
