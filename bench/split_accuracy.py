@@ -2,7 +2,8 @@
 other documents (4-fold: packets are built only from the fold the model did not see).
 
     python -m bench.split_accuracy [--packets 200] [--seed 0]   # writes bench/results/split.json
-    python -m bench.split_accuracy --fit      # refits backend/splitting/boundary_weights.json
+    python -m bench.split_accuracy --fit      # refits backend/splitting/boundary_weights.json,
+                                              # its prior's sd chosen on folds (held-out log-loss)
 
 Packet kinds:
 - mixed: 2-4 documents of 1-3 pages, each neighbour sharing its predecessor's label with
@@ -12,11 +13,16 @@ Packet kinds:
 - long: 2-4 documents of 1-6 pages, labels drawn freely (full W-9s, 1040s with schedules...).
 
 Per fold, the boundary model (backend/splitting/boundary_model.py) is fitted on gaps of packets
-made only of the other folds' documents, and LABEL_WEIGHT is chosen on those packets too; the
+made only of the other folds' documents, and LABEL_WEIGHT and labels.PAGE_WEIGHT are chosen on
+those packets too; the
 packets scored are made of the held-out fold's documents only. So every figure is out-of-sample.
 
 Methods compared on the same per-page scores:
-- full: the service's segmentation (boundary model + Viterbi), weights fitted per fold;
+- full: the service (boundary model + Viterbi, weights fitted per fold), then each segment of
+  2+ pages classified as one document (`local`, its pages joined) for its label;
+- page_labels: the same boundaries labelled from the pages' classifications only;
+- true_boundaries: the packet's own documents, each labelled by its own classification (the
+  ceiling of exact packets with labels for this page classifier);
 - labels_only: a new segment wherever the page label changes (the naive baseline);
 - no_signals: Viterbi with a constant boundary prior (label smoothing, no page evidence).
 
