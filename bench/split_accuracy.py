@@ -2,7 +2,8 @@
 other documents (4-fold: packets are built only from the fold the model did not see).
 
     python -m bench.split_accuracy [--packets 200] [--seed 0]   # writes bench/results/split.json
-    python -m bench.split_accuracy --fit      # refits backend/splitting/boundary_weights.json
+    python -m bench.split_accuracy --fit      # refits backend/splitting/boundary_weights.json,
+                                              # its prior's sd chosen on folds (held-out log-loss)
 
 Packet kinds:
 - mixed: 2-4 documents of 1-3 pages, each neighbour sharing its predecessor's label with
@@ -12,11 +13,16 @@ Packet kinds:
 - long: 2-4 documents of 1-6 pages, labels drawn freely (full W-9s, 1040s with schedules...).
 
 Per fold, the boundary model (backend/splitting/boundary_model.py) is fitted on gaps of packets
-made only of the other folds' documents, and LABEL_WEIGHT is chosen on those packets too; the
+made only of the other folds' documents, and LABEL_WEIGHT and labels.PAGE_WEIGHT are chosen on
+those packets too; the
 packets scored are made of the held-out fold's documents only. So every figure is out-of-sample.
 
 Methods compared on the same per-page scores:
-- full: the service's segmentation (boundary model + Viterbi), weights fitted per fold;
+- full: the service (boundary model + Viterbi, weights fitted per fold), then each segment of
+  2+ pages classified as one document (`local`, its pages joined) for its label;
+- page_labels: the same boundaries labelled from the pages' classifications only;
+- true_boundaries: the packet's own documents, each labelled by its own classification (the
+  ceiling of exact packets with labels for this page classifier);
 - labels_only: a new segment wherever the page label changes (the naive baseline);
 - no_signals: Viterbi with a constant boundary prior (label smoothing, no page evidence).
 
@@ -35,6 +41,7 @@ import argparse
 import csv
 import hashlib
 import json
+import math
 import pickle
 import random
 import statistics
@@ -50,7 +57,7 @@ from backend.backends.local import LocalBackend
 from backend.config import Settings
 from backend.documents import extraction
 from backend.documents.sniff import sniff
-from backend.splitting import boundaries, boundary_model
+from backend.splitting import boundaries, boundary_model, labels
 from backend.splitting.boundaries import Gap, PageEvidence, SegmentPlan
 from backend.splitting.boundary_model import BoundaryModel
 from backend.splitting.features import all_gap_features
@@ -65,7 +72,10 @@ EXCLUDED = {"payslip_il_tlush_examples_5p.pdf"}
 SAME_LABEL_SHARE = 0.4  # of neighbours in `mixed` packets
 TRAINING_PACKETS = 600  # per fold, for fitting the boundary model
 LABEL_WEIGHTS = (0.5, 0.75, 1.0, 1.5, 2.0)  # LABEL_WEIGHT candidates, chosen per fold
+PAGE_WEIGHTS = (0.0, 0.25, 0.5, 1.0)  # labels.PAGE_WEIGHT candidates, chosen per fold
+PRIOR_SDS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)  # the boundary prior's sd candidates (--fit)
 SCORE_CACHE = Path("/tmp/docsift-split-scores")
+LOCAL_CODE = Path(__file__).resolve().parent.parent / "backend" / "backends" / "local"
 KINDS = ("mixed", "mixed3", "same_label", "long")
 
 
@@ -131,18 +141,90 @@ def score_pages(items: list[Item], folds: list[int], max_pages: int) -> list[Doc
     return docs
 
 
-def cached_docs(items: list[Item], folds: list[int], seed: int) -> list[Doc]:
+PageKey = tuple[str, int]  # (document file name, 0-based page index)
+
+
+class SegmentScorer:
+    """Whole-segment classifications, as POST /v1/split makes them once the boundaries are
+    chosen: the segment's pages joined, one `local` call with the model of the packet's fold
+    (trained on the other folds). A one-page segment is its page's own scores (the same
+    request). Cached by fold and pages, here and on disk."""
+
+    def __init__(self, items: list[Item], folds: list[int], path: Path) -> None:
+        self.items, self.folds, self.path = items, folds, path
+        self.cache: dict[tuple[int, tuple[PageKey, ...]], dict[str, float]] = (
+            pickle.loads(path.read_bytes()) if path.exists() else {}
+        )
+        self.text = {(i.path.name, n): t for i in items for n, t in enumerate(i.pages)}
+        self._backend: LocalBackend | None = None
+        self._examples: dict[int, list[LabelledText]] = {}
+        self.calls = 0
+
+    def classify(self, fold: int, pages: tuple[PageKey, ...]) -> dict[str, float]:
+        """One uncached `local` call (also what the bench times)."""
+        if self._backend is None:
+            self._backend = LocalBackend(Settings(_env_file=None))
+        if fold not in self._examples:
+            self._examples[fold] = [
+                LabelledText(item.label, item.text[:EXAMPLE_CHARS])
+                for item, f in zip(self.items, self.folds, strict=True)
+                if f != fold and item.text.strip()
+            ]
+        self.calls += 1
+        request = ClassifyRequest(
+            model="local",
+            labels=FIVE_WAY,
+            pages=[self.text[key] for key in pages],
+            examples=self._examples[fold],
+            training_key=f"fold-{fold}",
+        )
+        return self._backend._classify(request).scores
+
+    def __call__(self, fold: int, pages: tuple[PageKey, ...]) -> dict[str, float]:
+        key = (fold, pages)
+        if key not in self.cache:
+            self.cache[key] = self.classify(fold, pages)
+        return self.cache[key]
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_bytes(pickle.dumps(self.cache))
+
+
+def page_keys(packet: list["Doc"]) -> list[PageKey]:
+    return [(d.item.path.name, n) for d in packet for n in range(len(d.item.pages))]
+
+
+def relabelled(
+    packet: list["Doc"], plans: list[SegmentPlan], scorer: SegmentScorer, page_weight: float
+) -> list[SegmentPlan]:
+    """The plans with each segment's label from its own classification (labels.py)."""
+    keys, pages = page_keys(packet), evidence_of(packet)
+    out = []
+    for plan in plans:
+        span = pages[plan.first : plan.end]
+        own = scorer(packet[0].fold, tuple(keys[plan.first : plan.end])) if len(span) > 1 else None
+        scores = labels.combined_scores(own, [p.scores for p in span], page_weight)
+        out.append(replace(plan, label=max(scores, key=lambda k: scores[k]), scores=scores))
+    return out
+
+
+def cached_docs(items: list[Item], folds: list[int], seed: int) -> tuple[list[Doc], str]:
     """score_pages, cached by the documents' texts and folds (the scoring takes minutes)."""
+    # The `local` model's code is part of the key: other work on it changes the scores.
+    code = [p.read_bytes().hex() for p in sorted(LOCAL_CODE.glob("*.py"))]
     key = hashlib.sha256(
-        json.dumps([[i.path.name, i.pages, f] for i, f in zip(items, folds, strict=True)]).encode()
+        json.dumps(
+            [[i.path.name, i.pages, f] for i, f in zip(items, folds, strict=True)] + code
+        ).encode()
     ).hexdigest()[:16]
     path = SCORE_CACHE / f"{seed}-{key}.pickle"
     if path.exists():
-        return pickle.loads(path.read_bytes())
+        return pickle.loads(path.read_bytes()), key
     docs = score_pages(items, folds, max_pages=6)
     SCORE_CACHE.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pickle.dumps(docs))
-    return docs
+    return docs, key
 
 
 def evidence_of(packet: list["Doc"]) -> list[PageEvidence]:
@@ -177,12 +259,29 @@ def no_signals(pages: list[PageEvidence]) -> list[SegmentPlan]:
     return boundaries.segment(pages, gaps)
 
 
-def full_method(model: BoundaryModel, label_weight: float) -> Callable:
-    """The service's segmentation (gap_scores + segment), on the packet's cached features."""
+def full_method(
+    model: BoundaryModel,
+    label_weight: float,
+    scorer: SegmentScorer | None = None,
+    page_weight: float = labels.PAGE_WEIGHT,
+) -> Callable:
+    """The service's segmentation (gap_scores + segment), on the packet's cached features, then
+    (with a scorer) each segment labelled by its own classification."""
 
     def segment(packet: list[Doc]) -> list[SegmentPlan]:
         gaps = [Gap(model.log_odds(row)) for row in packet_rows(packet)]
-        return boundaries.segment(evidence_of(packet), gaps, label_weight=label_weight)
+        plans = boundaries.segment(evidence_of(packet), gaps, label_weight=label_weight)
+        return relabelled(packet, plans, scorer, page_weight) if scorer else plans
+
+    return segment
+
+
+def true_segments(scorer: SegmentScorer) -> Callable:
+    """The packet's own documents as segments, each labelled by its own classification."""
+
+    def segment(packet: list[Doc]) -> list[SegmentPlan]:
+        plans = [SegmentPlan(a, b, label, {}) for a, b, label in truth_of(packet)]
+        return relabelled(packet, plans, scorer, labels.PAGE_WEIGHT)
 
     return segment
 
@@ -315,16 +414,70 @@ def training_gaps(packet_list: list[list[Doc]]) -> tuple[list[dict[str, float]],
     return rows, truth
 
 
-def fit_on(docs: list[Doc], rng: random.Random) -> tuple[BoundaryModel, float]:
-    """The boundary model and LABEL_WEIGHT fitted on packets of these documents only."""
+@dataclass(frozen=True)
+class Fitted:
+    """What the service's segmentation is given, fitted on packets of some documents."""
+
+    model: BoundaryModel
+    label_weight: float
+    page_weight: float
+
+
+def fit_on(docs: list[Doc], rng: random.Random, scorer: SegmentScorer, prior_sd: float) -> Fitted:
+    """The boundary model fitted on packets of these documents only; then LABEL_WEIGHT and the
+    segment label's PAGE_WEIGHT chosen together on other packets of them (exact packets, pages
+    and labels)."""
     train = [p for kind in KINDS for p in packets(docs, kind, TRAINING_PACKETS // len(KINDS), rng)]
-    model = boundary_model.fit(*training_gaps(train))
+    model = boundary_model.fit(*training_gaps(train), prior_sd=prior_sd)
     mixed = packets(docs, "mixed", TRAINING_PACKETS // 2, rng)
-    weight = max(
-        LABEL_WEIGHTS,
-        key=lambda w: evaluate(run(mixed, full_method(model, w)))["packets_exact"],
+    label_weight, page_weight = max(
+        ((w, pw) for w in LABEL_WEIGHTS for pw in PAGE_WEIGHTS),
+        key=lambda c: (
+            evaluate(run(mixed, full_method(model, c[0], scorer, c[1])))["packets_exact"],
+            -c[1],  # a tie keeps the segment's own classification (/v1/classify's label)
+        ),
     )
-    return replace(model, label_weight=weight), weight
+    return Fitted(replace(model, label_weight=label_weight), label_weight, page_weight)
+
+
+def choose_prior_sd(docs: list[Doc], rng: random.Random) -> tuple[float, dict[float, dict]]:
+    """The prior's standard deviation, by cross-validation over the folds of `docs`: for each
+    candidate, the boundary model is fitted on the other folds' packets and scored on the held-out
+    fold's `mixed` packets. Chosen by the held-out gaps' log-loss (the model's probabilities are
+    what boundary_confidence reports); exact packets (pages only) are reported beside it."""
+    fold_ids = sorted({d.fold for d in docs})
+    held_out = {
+        f: packets([d for d in docs if d.fold == f], "mixed", TRAINING_PACKETS // 4, rng)
+        for f in fold_ids
+    }
+    train = {
+        f: [
+            p
+            for kind in KINDS
+            for p in packets(
+                [d for d in docs if d.fold != f], kind, TRAINING_PACKETS // len(KINDS), rng
+            )
+        ]
+        for f in fold_ids
+    }
+    scores = {}
+    for sd in PRIOR_SDS:
+        exact, losses = [], []
+        for f in fold_ids:
+            model = boundary_model.fit(*training_gaps(train[f]), prior_sd=sd)
+            # The label weight does not enter the log-loss; it is chosen after the prior.
+            exact.append(
+                evaluate(run(held_out[f], full_method(model, 0.5)))["packets_exact_boundaries"]
+            )
+            rows, truth = training_gaps(held_out[f])
+            for row, boundary in zip(rows, truth, strict=True):
+                z = model.log_odds(row)
+                losses.append(math.log1p(math.exp(-z if boundary else z)))
+        scores[sd] = {
+            "log_loss": round(statistics.mean(losses), 4),
+            "exact_pages": round(statistics.mean(exact), 4),
+        }
+    return min(PRIOR_SDS, key=lambda sd: scores[sd]["log_loss"]), scores
 
 
 def page_level_model_accuracy(docs: list[Doc]) -> dict:
@@ -356,20 +509,29 @@ def main() -> None:
         for index in test:
             folds[index] = fold
     started = time.perf_counter()
-    docs = cached_docs(items, folds, args.seed)
+    docs, docs_key = cached_docs(items, folds, args.seed)
     scoring_seconds = time.perf_counter() - started
     rng = random.Random(args.seed)
+    scorer = SegmentScorer(items, folds, SCORE_CACHE / f"segments-{args.seed}-{docs_key}.pickle")
     if args.fit:
-        model, weight = fit_on(docs, rng)
-        boundary_model.WEIGHTS_FILE.write_text(json.dumps(model.to_json(), indent=1) + "\n")
-        print(json.dumps(model.to_json(), indent=1))
+        prior_sd, rates = choose_prior_sd(docs, rng)
+        print("prior sd -> exact packets (pages), held-out folds:", json.dumps(rates))
+        fitted_all = fit_on(docs, rng, scorer, prior_sd)
+        scorer.save()
+        boundary_model.WEIGHTS_FILE.write_text(
+            json.dumps(fitted_all.model.to_json(), indent=1) + "\n"
+        )
+        print(json.dumps(fitted_all.model.to_json(), indent=1))
+        print("page_weight", fitted_all.page_weight)
         return
 
-    fitted = {}
-    for fold in range(FOLDS):
-        fitted[fold] = fit_on([d for d in docs if d.fold != fold], rng)
+    prior_sd = boundary_model.default_model().prior_sd
+    fitted = {
+        fold: fit_on([d for d in docs if d.fold != fold], rng, scorer, prior_sd)
+        for fold in range(FOLDS)
+    }
     results: dict = {}
-    timings = []
+    timings, extra_calls, extra_ms, page_ms = [], [], [], []
     for kind in KINDS:
         per_fold = {
             f: packets([d for d in docs if d.fold == f], kind, args.packets, rng) for f in fitted
@@ -391,18 +553,56 @@ def main() -> None:
         }
 
         # "full": each packet segmented with the model fitted without its fold; timed as the
-        # service runs it (features read from the texts, then the segmentation).
+        # service runs it (features read from the texts, then the segmentation and labels).
         started = time.perf_counter()
+        plans_of = []
         for f in fitted:
             for packet in per_fold[f]:
                 pages = evidence_of(packet)
-                gaps = boundaries.gap_scores(pages, fitted[f][0])
-                boundaries.segment(pages, gaps, label_weight=fitted[f][1])
+                gaps = boundaries.gap_scores(pages, fitted[f].model)
+                plans = boundaries.segment(pages, gaps, label_weight=fitted[f].label_weight)
+                plans_of.append((f, packet, plans))
         timings.append((time.perf_counter() - started) / results[kind]["pages"])
-        outcomes = [o for f in fitted for o in run(per_fold[f], full_method(*fitted[f]))]
+        # The second classification (one per segment of 2+ pages) is a classification: counted
+        # and timed on its own, uncached, beside the pages' own classifications.
+        multi = [
+            (f, tuple(page_keys(packet)[s.first : s.end]))
+            for f, packet, plans in plans_of
+            for s in plans
+            if s.end - s.first > 1
+        ]
+        extra_calls.append(len(multi) / results[kind]["pages"])
+        if kind == "mixed":
+            started = time.perf_counter()
+            for f, keys in multi:
+                scorer.cache[(f, keys)] = scorer.classify(f, keys)
+            extra_ms.append((time.perf_counter() - started) * 1000 / results[kind]["pages"])
+            sample = [(f, (key,)) for f, keys in multi[:100] for key in keys]
+            started = time.perf_counter()
+            for f, keys in sample:
+                scorer.classify(f, keys)
+            page_ms.append((time.perf_counter() - started) * 1000 / max(len(sample), 1))
+        outcomes = [
+            o
+            for f in fitted
+            for o in run(
+                per_fold[f],
+                full_method(fitted[f].model, fitted[f].label_weight, scorer, fitted[f].page_weight),
+            )
+        ]
         results[kind]["full"] = evaluate(outcomes)
+        outcomes = [
+            o
+            for f in fitted
+            for o in run(per_fold[f], full_method(fitted[f].model, fitted[f].label_weight))
+        ]
+        results[kind]["page_labels"] = evaluate(outcomes)
         for name, method in (("labels_only", labels_only), ("no_signals", no_signals)):
             results[kind][name] = evaluate(run(all_packets, on_pages(method)))
+        # The ceiling for "exact (pages and labels)": every boundary right and each document
+        # labelled by its own classification (what /v1/classify says of it alone).
+        results[kind]["true_boundaries"] = evaluate(run(all_packets, true_segments(scorer)))
+    scorer.save()
     digest = hashlib.sha256("".join(sorted(d.item.path.name for d in docs)).encode()).hexdigest()
     result = {
         "command": f"python -m bench.split_accuracy --packets {args.packets} --seed {args.seed}",
@@ -414,8 +614,17 @@ def main() -> None:
         "per_page_model_accuracy": page_level_model_accuracy(docs),
         "results": results,
         "segmentation_ms_per_page": round(statistics.mean(timings) * 1000, 3),
+        "segment_classifications_per_page": {
+            kind: round(calls, 4) for kind, calls in zip(KINDS, extra_calls, strict=True)
+        },
+        "segment_classification_ms_per_page": round(statistics.mean(extra_ms), 3),
+        "page_classification_ms": round(statistics.mean(page_ms), 3),
         "page_scoring_s": round(scoring_seconds, 1),
-        "per_fold": {fold: model.to_json() for fold, (model, _) in fitted.items()},
+        "prior_sd": prior_sd,
+        "per_fold": {
+            fold: {**fit.model.to_json(), "page_weight": fit.page_weight}
+            for fold, fit in fitted.items()
+        },
     }
     path = write_result("split", result)
     print(json.dumps(result, indent=2))

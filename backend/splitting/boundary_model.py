@@ -31,6 +31,7 @@ PRIOR_WEIGHTS = {
     "promised_more": -1.5,
     "continued": -2.0,
     "title": 1.5,
+    "untitled": -0.5,
     "doc_number_new": 2.0,
     "doc_number_same": -1.5,
     "ids_new": 1.0,
@@ -45,6 +46,8 @@ PRIOR_WEIGHTS = {
     "no_text": 0.0,
     "size_change": 1.0,
 }
+# The prior's standard deviation when boundary_weights.json names none: the value chosen on
+# folds by `python -m bench.split_accuracy --fit` is stored there as "prior_sd".
 PRIOR_SD = 0.3
 
 
@@ -55,6 +58,7 @@ class BoundaryModel:
     # How much the pages' label log-probabilities count against the gap evidence in the
     # segmentation (boundaries.py); chosen with the weights, on the same packets.
     label_weight: float = 1.0
+    prior_sd: float = PRIOR_SD  # the prior the weights were fitted with (for the record)
 
     def contributions(self, features: dict[str, float]) -> dict[str, float]:
         """Each feature's share of the log-odds (zero ones left out), and the prior."""
@@ -70,12 +74,15 @@ class BoundaryModel:
     def to_json(self) -> dict:
         return {
             "label_weight": self.label_weight,
+            "prior_sd": self.prior_sd,
             "intercept": round(self.intercept, 4),
             "weights": {n: round(self.weights[n], 4) for n in NAMES},
         }
 
 
-def fit(rows: list[dict[str, float]], boundary: list[bool]) -> BoundaryModel:
+def fit(
+    rows: list[dict[str, float]], boundary: list[bool], prior_sd: float = PRIOR_SD
+) -> BoundaryModel:
     """Weights fitted on gaps whose truth is known (True where a new document starts).
 
     Logistic regression with a Gaussian prior centred on PRIOR_WEIGHTS (maximum a posteriori):
@@ -91,12 +98,13 @@ def fit(rows: list[dict[str, float]], boundary: list[bool]) -> BoundaryModel:
         z = x @ w
         nll = float(np.sum(np.logaddexp(0, z) - y * z))
         grad = x.T @ (expit(z) - y)
-        return nll + float(np.sum((w - prior) ** 2)) / (2 * PRIOR_SD**2), grad + (
+        return nll + float(np.sum((w - prior) ** 2)) / (2 * prior_sd**2), grad + (
             w - prior
-        ) / PRIOR_SD**2
+        ) / prior_sd**2
 
     w = minimize(loss, prior, jac=True, method="L-BFGS-B").x
-    return BoundaryModel(float(w[0]), {n: float(v) for n, v in zip(NAMES, w[1:], strict=True)})
+    weights = {n: float(v) for n, v in zip(NAMES, w[1:], strict=True)}
+    return BoundaryModel(float(w[0]), weights, prior_sd=prior_sd)
 
 
 @cache
@@ -104,5 +112,8 @@ def default_model() -> BoundaryModel:
     """The shipped weights."""
     data = json.loads(WEIGHTS_FILE.read_text())
     return BoundaryModel(
-        float(data["intercept"]), {k: float(v) for k, v in data["weights"].items()}
+        float(data["intercept"]),
+        {k: float(v) for k, v in data["weights"].items()},
+        label_weight=float(data.get("label_weight", 1.0)),
+        prior_sd=float(data.get("prior_sd", PRIOR_SD)),
     )

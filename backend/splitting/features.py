@@ -7,7 +7,8 @@ are read once (`page_facts`), then each gap compares a page with the one before.
 Families:
 - page numbering: "page 1 of 3" (a reset), "page 2 of 3" (a continuation), the previous page
   said it was the last, or promised more;
-- first-page versus continuation look: a document title heading the page, "continued" at the
+- first-page versus continuation look: a document title heading the page (or none at all),
+  "continued" at the
   top, the same running header or footer as the previous page;
 - who and what: identifiers (tax ids, IBANs, e-mail addresses, phone numbers, web sites),
   document numbers, dates and money amounts shared with or all different from the previous
@@ -113,6 +114,7 @@ NAMES = (
     "promised_more",
     "continued",
     "title",
+    "untitled",
     "doc_number_new",
     "doc_number_same",
     "ids_new",
@@ -154,9 +156,14 @@ def gap_features(
     elif p.number is not None and p.total is not None:
         f["follows_last_page" if p.number == p.total else "promised_more"] = 1.0
     f["continued"] = float(c.continued and c.number is None)
-    f["title"] = float(c.title and (c.number is None or c.number == 1))
     if c.doc_number and p.doc_number:
         f["doc_number_same" if c.doc_number == p.doc_number else "doc_number_new"] = 1.0
+    # A heading that repeats the previous page's document number is a running header of a
+    # continuation page ("Purchase order PO-5521, terms"), not a new document's title.
+    f["title"] = float(c.title and (c.number is None or c.number == 1) and not f["doc_number_same"])
+    # A page of text with no first-page look at all (no title, no "page 1", no numbering):
+    # a body page more often than a new document (weak alone; its weight is fitted).
+    f["untitled"] = float(current.has_text and not f["title"] and c.number is None)
     f["ids_new"], f["ids_same"] = _overlap(previous.ids, current.ids)
     f["dates_new"], f["dates_same"] = _overlap(previous.dates, current.dates)
     f["amounts_new"], f["amounts_same"] = _overlap(previous.amounts, current.amounts)

@@ -1,6 +1,8 @@
-"""POST /v1/split's work: classify each page, find the documents, label them, charge, store."""
+"""POST /v1/split's work: classify each page, find the documents, classify each document (a
+segment of two or more pages, its pages joined) for its label, charge, store."""
 
 import asyncio
+from dataclasses import replace
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -17,8 +19,9 @@ from backend.documents.page_range import format_pages
 from backend.models import Account, Classification, Page
 from backend.reviews import service as reviews
 from backend.splitting import attachments
-from backend.splitting.boundaries import PageEvidence, gap_scores, segment
+from backend.splitting.boundaries import Gap, PageEvidence, SegmentPlan, gap_scores, segment
 from backend.splitting.documents import SegmentWriter
+from backend.splitting.labels import combined_scores
 from backend.state import AppState
 
 # Pages classified at once: enough to keep a remote model busy, few enough not to flood it.
@@ -48,20 +51,72 @@ async def classify_each_page(
     return [task.result() for task in tasks]
 
 
-def plan_segments(
-    pages: list[Page],
-    results: list[ClassifyResult],
-    *,
-    group_attachments: bool = False,
-    review_threshold: float = 0.8,
-) -> list[dict]:
-    """Segments as the response shows them, with the 0-based page slice each covers."""
+def find_segments(
+    pages: list[Page], results: list[ClassifyResult]
+) -> tuple[list[SegmentPlan], list[Gap]]:
+    """The segmentation from the pages' classifications and texts, and the gaps' evidence."""
     evidence = [
         PageEvidence(r.scores, p.text, (p.width, p.height) if p.width and p.height else None)
         for p, r in zip(pages, results, strict=True)
     ]
     gaps = gap_scores(evidence)
-    plans = segment(evidence, gaps)
+    return segment(evidence, gaps), gaps
+
+
+async def classify_segments(
+    state: AppState,
+    spec: RunSpec,
+    pages: list[Page],
+    plans: list[SegmentPlan],
+    images: dict[int, bytes] | None = None,
+) -> list[ClassifyResult | None]:
+    """Each segment of two or more pages classified as one document (its pages' text joined,
+    as /v1/classify reads a document); None for a one-page segment, whose page classification
+    is that same request already."""
+    images = images or {}
+    limiter = asyncio.Semaphore(PAGE_CONCURRENCY)
+
+    async def one(plan: SegmentPlan) -> ClassifyResult | None:
+        if plan.end - plan.first < 2:
+            return None
+        span = pages[plan.first : plan.end]
+        own = {p.page_number: images[p.page_number] for p in span if p.page_number in images}
+        async with limiter:
+            return await classify_pages(
+                state, spec, [(p.page_number, p.text) for p in span], images=own or None
+            )
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(plan)) for plan in plans]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
+
+
+def labelled(
+    plans: list[SegmentPlan],
+    results: list[ClassifyResult],
+    segment_results: list[ClassifyResult | None],
+) -> list[SegmentPlan]:
+    """The plans with each segment's label and scores from its own classification (labels.py)."""
+    out = []
+    for plan, own in zip(plans, segment_results, strict=True):
+        pages = [r.scores for r in results[plan.first : plan.end]]
+        scores = combined_scores(own.scores if own else None, pages)
+        out.append(replace(plan, label=max(scores, key=lambda k: scores[k]), scores=scores))
+    return out
+
+
+def plan_segments(
+    pages: list[Page],
+    plans: list[SegmentPlan],
+    gaps: list[Gap],
+    *,
+    group_attachments: bool = False,
+    review_threshold: float = 0.8,
+) -> list[dict]:
+    """Segments as the response shows them, with the 0-based page slice each covers."""
     grouped = (
         attachments.groups([pages[plan.first].text for plan in plans])
         if group_attachments
@@ -118,12 +173,17 @@ async def split_document(
         if held.image_numbers:
             images = await page_images(state, held.document, held.image_numbers)
         results = await classify_each_page(state, spec, pages, images)
+        plans, gaps = find_segments(pages, results)
+        segment_results = await classify_segments(state, spec, pages, plans, images)
         segments = plan_segments(
             pages,
-            results,
+            labelled(plans, results, segment_results),
+            gaps,
             group_attachments=group_attachments,
             review_threshold=state.settings.split_review_threshold,
         )
+        # Every model call is accounted: the pages' and the segments' own classifications.
+        calls = results + [r for r in segment_results if r is not None]
         await begin_write(session)  # the documents and the charge are one write transaction
         for item in segments:
             first, end = item.pop("slice")
@@ -153,11 +213,11 @@ async def split_document(
             },
             credits_used=held.credits,
             num_pages=len(held.numbers),
-            prompt_tokens=sum(r.prompt_tokens for r in results),
-            image_tokens=sum(int(r.details.get("image_tokens", 0) or 0) for r in results),
+            prompt_tokens=sum(r.prompt_tokens for r in calls),
+            image_tokens=sum(int(r.details.get("image_tokens", 0) or 0) for r in calls),
             image_pages=sorted(images) or None,
-            completion_tokens=sum(r.completion_tokens for r in results),
-            cost_usd=_total_cost(results),
+            completion_tokens=sum(r.completion_tokens for r in calls),
+            cost_usd=_total_cost(calls),
             examples_hash=spec.examples_hash,
             modes=spec.modes.stored(),
         )

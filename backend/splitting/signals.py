@@ -44,6 +44,20 @@ _DOC_NUMBER = re.compile(
     re.IGNORECASE,
 )
 
+# A number right after a document word in the page's first lines ("INVOICE 2024-117",
+# "Purchase order PO-5521, terms"): the document's number even without "No." before it.
+_TITLED_NUMBER = re.compile(
+    r"\b(?:invoice|facture|rechnung|factuur|receipt|order|statement|credit\s+note|"
+    r"delivery\s+note|quote|quotation|contract)\s*[:#]?\s*([A-Z]{0,6}[-/]?\d[A-Z0-9\-/]{2,})\b",
+    re.IGNORECASE,
+)
+
+
+def _is_document_number(code: str) -> bool:
+    """A code, not a year or a count: letters with digits, a separator, or five digits."""
+    digits = sum(c.isdigit() for c in code)
+    return bool(re.search(r"[A-Za-z]", code) or "-" in code or "/" in code or digits >= 5)
+
 
 @dataclass(frozen=True)
 class PageMarks:
@@ -79,6 +93,9 @@ def read_marks(text: str) -> PageMarks:
                 break
     head = " ".join(lines[:TITLE_LINES])
     documents = _DOC_NUMBER.findall("\n".join(lines[: EDGE_LINES * 3]))
+    if not documents:
+        titled = _TITLED_NUMBER.findall("\n".join(lines[:TITLE_LINES]))
+        documents = [code for code in titled if _is_document_number(code)]
     return PageMarks(
         number=number,
         total=total,

@@ -3,6 +3,7 @@
 import pytest
 
 from backend.splitting.boundaries import PageEvidence, gap_scores, segment, segment_scores
+from backend.splitting.labels import combined_scores
 from backend.splitting.signals import neighbour_similarity, read_marks, size_changed
 
 LABELS = ("invoice", "contract", "other")
@@ -121,3 +122,36 @@ def test_segment_scores_are_a_distribution_led_by_the_agreeing_label():
     assert abs(sum(combined.values()) - 1) < 1e-9
     assert max(combined, key=combined.get) == "invoice"
     assert segment([]) == []
+
+
+def test_a_continuation_page_repeating_the_document_number_stays():
+    # The console's browser-test packet: a purchase order's terms page heads itself with the
+    # order's number, not a title block of its own.
+    packet = [
+        "INVOICE 2024-117\nBill to: Northwind Traders\nAmount due: 1,250.00 USD\nPayment due",
+        "Invoice 2024-117, page 2\nLine items: widgets 40 x 25.00\nTotal due 1,250.00 USD",
+        "PURCHASE ORDER PO-5521\nVendor: Acme Supplies\nShip to: Northwind Traders\nQty: 40",
+        "Purchase order PO-5521, terms\nDeliver within 14 days of this order",
+    ]
+    assert read_marks(packet[0]).doc_number == "2024-117"
+    assert read_marks(packet[3]).doc_number == "PO-5521"
+    assert read_marks("Statement 2023\nAccount summary").doc_number is None  # a year, no number
+    labels = ["invoice", "invoice", "other", "other"]
+    pages = [PageEvidence(scores(label, 0.7), t) for label, t in zip(labels, packet, strict=True)]
+    gaps = gap_scores(pages)
+    assert "doc_number_same" in gaps[2].reasons and "title" not in gaps[2].reasons
+    assert spans(pages) == [(0, 2, "invoice"), (2, 4, "other")]
+    # Another order's number after it is a new document again.
+    other = PageEvidence(scores("other", 0.7), "PURCHASE ORDER PO-5600\nVendor: Beta\nQty: 3")
+    assert gap_scores([pages[2], other])[0].log_odds > 0
+
+
+def test_a_segment_label_comes_from_its_own_classification():
+    pages = [scores("invoice", 0.6), scores("other", 0.5)]
+    own = scores("contract", 0.7)
+    # With no page weight the segment is labelled as the document was classified...
+    assert combined_scores(own, pages, 0.0) == own
+    # ... with one, the pages' evidence counts too; without its own classification, only it.
+    mixed = combined_scores(own, pages, 1.0)
+    assert abs(sum(mixed.values()) - 1) < 1e-9 and mixed["invoice"] > own["invoice"]
+    assert combined_scores(None, pages) == segment_scores(pages)

@@ -64,8 +64,9 @@ async def test_packet_splits_into_its_documents_even_two_invoices_in_a_row(
     assert {"title", "doc_number_new"} <= set(body["segments"][2]["boundary_signals"])
     assert body["segments"][0]["boundary_signals"] is None
     assert body["credits_used"] == 5 and body["num_pages"] == 5
-    # Every page classified on its own: five model calls of one page each.
-    assert [call.pages for call in fake_backend.calls] == [[p] for p in PACKET]
+    # Every page classified on its own (five calls of one page each), then the one segment of
+    # two pages classified as one document, its pages joined; one-page segments reuse their page's.
+    assert [call.pages for call in fake_backend.calls] == [[p] for p in PACKET] + [PACKET[:2]]
     stored = (
         await client.get(f"/v1/classifications/{body['request_id']}", headers=tenant.headers)
     ).json()
@@ -171,11 +172,14 @@ async def test_split_with_a_classifier_uses_its_labels_instructions_and_examples
     body = response.json()
     assert body["classifier_id"] == cid and body["classifier_version"] == 1
     assert [s["pages"] for s in body["segments"]] == ["1-2", "3"]
-    calls = fake_backend.calls[-3:]
-    assert all(c.instructions == "Mail room packets." for c in calls)
+    # Three pages, then the two-page segment classified as one document (its pages joined).
+    calls, segment_call = fake_backend.calls[-4:-1], fake_backend.calls[-1]
+    assert segment_call.pages == PACKET[:2]
+    assert all(c.instructions == "Mail room packets." for c in [*calls, segment_call])
     # An LLM-style model gets the few examples nearest to each page, nearest first.
     assert calls[0].examples[0].label == "w9" and calls[2].examples[0].label == "invoice"
-    assert all(len(c.examples) == 3 for c in calls)
+    assert segment_call.examples[0].label == "w9"
+    assert all(len(c.examples) == 3 for c in [*calls, segment_call])
 
 
 async def test_errors_cost_nothing(client, harness, tenant, fake_backend):
@@ -266,3 +270,48 @@ async def test_unsure_boundaries_are_flagged_for_review(client, harness, tenant)
     doc = await make_document(harness, tenant, ["Pay stub Jane", "Pay stub notes"])
     body = (await split(client, tenant, doc)).json()
     assert any(s["review"] for s in body["segments"]), body["segments"]
+
+
+async def test_a_continuation_page_keeps_its_purchase_order_together(
+    client, harness, tenant, fake_backend
+):
+    # The console's sample packet: the order's second page heads itself with the order number.
+    bundle = [
+        "INVOICE 2024-117\nBill to: Northwind Traders\nAmount due: 1,250.00 USD\nPayment due",
+        "Invoice 2024-117, page 2\nLine items: widgets 40 x 25.00\nTotal due 1,250.00 USD",
+        "PURCHASE ORDER PO-5521\nVendor: Acme Supplies\nShip to: Northwind Traders\nQty: 40",
+        "Purchase order PO-5521, terms\nDeliver within 14 days of this order",
+    ]
+    doc = await make_document(harness, tenant, bundle)
+    body = (await split(client, tenant, doc)).json()
+    assert [s["pages"] for s in body["segments"]] == ["1-2", "3-4"]
+    assert "doc_number_new" in body["segments"][1]["boundary_signals"]
+
+
+async def test_a_document_alone_gets_the_label_classify_gives_it(
+    client, harness, tenant, fake_backend
+):
+    # Its pages disagree (two pay stub pages, then one about an invoice); read whole, the model
+    # calls it an invoice, and so must the split, exactly as /v1/classify does.
+    pages = [
+        "ACME Payroll\nPage 1 of 3\nPay stub for March, net pay 2,000.00",
+        "ACME Payroll\nPage 2 of 3\nPay stub details: hours and rates",
+        "ACME Payroll\nPage 3 of 3\nDeductions: see the invoice from the benefits provider",
+    ]
+    doc = await make_document(harness, tenant, pages)
+    body = (await split(client, tenant, doc)).json()
+    classified = await client.post(
+        "/v1/classify",
+        json={"document_id": doc, "classification_schema": SCHEMA, "query_model": "fake"},
+        headers=tenant.headers,
+    )
+    assert classified.status_code == 200, classified.text
+    assert [s["pages"] for s in body["segments"]] == ["1-3"]
+    segment = body["segments"][0]
+    assert segment["classification"] == classified.json()["classification"] == "invoice"
+    assert segment["confidence_scores"] == classified.json()["confidence_scores"]
+    stored = (
+        await client.get(f"/v1/classifications/{body['request_id']}", headers=tenant.headers)
+    ).json()
+    page_scores = [p["confidence_scores"] for p in stored["result"]["page_scores"]]
+    assert [max(p, key=p.get) for p in page_scores] == ["payslip", "payslip", "invoice"]

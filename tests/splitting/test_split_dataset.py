@@ -164,8 +164,13 @@ async def test_real_packets_split_into_their_documents(local_app, dataset_dir):
     assert response.status_code == 200, response.text
     segments = response.json()["segments"]
     assert [(s["pages"], s["classification"]) for s in segments] == expected, segments
+    # The boundary model's prior is chosen on folds (bench.split_accuracy --fit), not on this
+    # packet: the energy bill's middle page (a table's continuation, no letterhead) leaves its
+    # three pages about even odds of being exactly one document, and so flagged for review.
     for segment in segments:
-        assert 0.5 < segment["boundary_confidence"] <= 1, segment
+        assert 0.3 < segment["boundary_confidence"] <= 1, segment
         assert segment["review"] == (segment["boundary_confidence"] < 0.8)
+    # The second invoice opens with evidence of its own: its gap's log-odds say "new document".
+    assert sum(segments[1]["boundary_signals"].values()) > 1, segments[1]
     # Why the second invoice is a new document: another issuer, other dates and amounts.
     assert {"ids_new", "dates_new"} <= set(segments[1]["boundary_signals"]), segments[1]

@@ -344,9 +344,15 @@ async def test_split_in_image_mode_sends_each_page_as_its_image(llm, fake_server
         headers=tenant.headers,
     )
     assert response.status_code == 200, response.text
-    pages = sorted(i.page for body in fake_server.requests for i in image_parts(body))
-    assert pages == [1, 2, 3]  # one call per page, each with that page's image only
-    assert all(len(image_parts(body)) == 1 for body in fake_server.requests)
+    sent = [sorted(i.page for i in image_parts(body)) for body in fake_server.requests]
+    # One call per page, each with that page's image only...
+    assert sorted(sent[:3]) == [[1], [2], [3]]
+    # ... then each segment of 2+ pages classified as one document, with its pages' images.
+    segments = [s["pages"] for s in response.json()["segments"]]
+    multi = [
+        list(range(int(a), int(b) + 1)) for a, _, b in (s.partition("-") for s in segments) if b
+    ]
+    assert sorted(sent[3:]) == sorted(multi)
 
 
 async def test_a_vision_model_without_a_system_role_gets_the_rules_in_its_parts(
