@@ -222,7 +222,10 @@ async def test_batches_split_and_evaluations_take_the_model_default(llm, fake_se
         headers=tenant.headers,
     )
     assert split.status_code == 200, split.text
-    assert _image_pages(fake_server) == [1, 2, 3]
+    # Each page once as its image; a segment of 2+ pages is then classified with its pages' images.
+    sent = [sorted(i.page for i in image_parts(body)) for body in fake_server.requests]
+    assert sorted(sent[:3]) == [[1], [2], [3]]
+    assert all(pages == list(range(pages[0], pages[-1] + 1)) for pages in sent[3:])
     assert split.json()["modes"]["input_mode"] == "image" and split.json()["image_pages"] == [
         1,
         2,
