@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "sqlite:///./data/docsift.db"
+    # PostgreSQL connections per API process: pool_size kept open, up to max_overflow more under
+    # load. N processes need N x (both) + the workers' below the server's max_connections.
+    db_pool_size: int = Field(default=20, ge=1)
+    db_max_overflow: int = Field(default=40, ge=0)
     storage_dir: Path = Path("./data/files")
     prompts_dir: Path = REPO_ROOT / "prompts"
 

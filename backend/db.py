@@ -86,7 +86,8 @@ def _end_write(session: Session, transaction: SessionTransaction) -> None:
         lock.release()
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 20, max_overflow: int = 40) -> AsyncEngine:
+    """pool_size / max_overflow apply to PostgreSQL (Settings.db_pool_size, db_max_overflow)."""
     ensure_sqlite_dir(url)
     if is_sqlite(url):
         engine = create_async_engine(
@@ -95,7 +96,9 @@ def create_engine(url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         _WRITE_LOCKS[engine.sync_engine] = asyncio.Lock()
         return engine
-    return create_async_engine(async_url(url), pool_size=20, max_overflow=40, pool_pre_ping=True)
+    return create_async_engine(
+        async_url(url), pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
+    )
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

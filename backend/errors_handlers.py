@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.errors import ApiError, ErrorBody
@@ -99,6 +101,21 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 405:
             headers["Allow"] = ", ".join(_allowed_methods(_request.app, _request.url.path))
         return JSONResponse(_body(code, message), status_code=exc.status_code, headers=headers)
+
+    # The database refusing a connection (PostgreSQL's max_connections, a restart) or a pool
+    # with no connection free in time is a capacity problem the client can retry, not a 500.
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse(
+            _body(
+                "service_unavailable",
+                "The database is unavailable or at its connection limit; retry shortly.",
+            ),
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -48,7 +48,11 @@ async def open_state(
 ) -> AsyncIterator[AppState]:
     """Engine (migrated), backends, queue and rate limiter, for as long as the block runs."""
     cipher = Cipher.from_setting(settings.encryption_key)  # a malformed key stops start-up here
-    engine = create_engine(settings.database_url)
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
     try:
         await upgrade(engine)
         maker = create_sessionmaker(engine)

@@ -196,3 +196,29 @@ async def test_sqlite_step_waits_in_its_thread_while_another_process_writes(tmp_
         response = await request
         assert response.status_code == 200, response.text
         assert await money(harness, tenant.account_id) == (4, 0, 4, 0, 1)
+
+
+async def test_a_database_at_its_connection_limit_is_a_503_not_a_500(app, monkeypatch):
+    """PostgreSQL's "too many clients" (or an exhausted pool) is a retryable 503 in the
+    contract's format, and nothing is charged."""
+    from sqlalchemy.exc import OperationalError
+
+    import backend.api.classify as classify_api
+
+    tenant = await app.tenant(credits=10)
+    doc = await make_document(app, tenant, ["INVOICE 1"])
+    before = await money(app, tenant.account_id)
+
+    async def refused(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OperationalError("connect", {}, Exception("sorry, too many clients already"))
+
+    monkeypatch.setattr(classify_api, "classify_fast", refused)
+    response = await app.client.post(
+        "/v1/classify",
+        json={"document_id": doc, "classification_schema": SCHEMA},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 503, response.text
+    assert response.json()["error"] == "service_unavailable"
+    assert response.headers["retry-after"] == "1"
+    assert await money(app, tenant.account_id) == before
