@@ -83,7 +83,7 @@ def zero_shot(items, labels, truth: list[str]) -> dict:
 # The trained model before issue 24: the learned correction at full weight for every taught
 # label (weight 1, kappa 0) and labels without examples at the taught labels' mean (no catch-all
 # given), kept here to show what the change did.
-OLD = {"weights": (1.0,), "kappas": (0.0,)}
+OLD = {"weights": (1.0,), "kappas": (0.0,), "nearest": (0.0,)}
 
 
 def _evaluate(y, names, texts, zero, train_idx, test_idx, catch_all=None, **variant) -> dict:

@@ -34,6 +34,11 @@ C = 1.0  # C=0.3 scored the same on docs-v1 but could not learn labels from 3 ex
 # chosen per classifier on its examples' cross-validation; weight 0 is the zero-shot model.
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5)
 KAPPAS = (0.0, 2.0, 8.0)
+# Strength of the nearest-example term (similarity to the closest example of each label, 0-1):
+# a reviewed document teaches its near-duplicates (the same form, the same payroll template)
+# even when the regularized regression cannot yet outweigh the descriptions.
+NEAREST = (0.0, 4.0, 8.0)
+DEFAULT_NEAREST = 4.0
 # Used when the examples are too few to cross-validate (chosen on folds of docs-v1).
 DEFAULT_WEIGHT = 1.0
 DEFAULT_KAPPA = 2.0
@@ -59,6 +64,10 @@ class TrainedModel:
     catch_all: str | None = None
     weight: float = DEFAULT_WEIGHT
     kappa: float = DEFAULT_KAPPA
+    nearest: float = DEFAULT_NEAREST
+    # The examples' TF-IDF rows (word and character halves, each of norm 1) and labels.
+    example_rows: csr_matrix | None = None
+    example_labels: list[str] = field(default_factory=list)
     temperature: float = 1.0
     # Share of probability spread evenly over the labels (shrinkage toward uniform): a model
     # trained on a few dozen examples has not earned certainty, and a probability of exactly
@@ -72,22 +81,41 @@ class TrainedModel:
             [self.word.transform(prepared), self.char.transform(prepared), csr_matrix(zero_shot)]
         ).tocsr()
 
-    def correction(self, texts: list[str], zero_shot: np.ndarray) -> np.ndarray:
-        """The learned logits over `labels`, centred on the taught labels' mean. A label without
-        examples gets the catch-all's (when that is taught: the model learned "none of the
-        taught kinds", which is what such a label's documents look like to it), else 0; the
-        zero-shot logits then decide between it and the catch-all."""
-        learned = self.model.decision_function(self.features(texts, zero_shot))
+    def parts(self, texts: list[str], zero_shot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(learned logits, nearest-example similarities) over `labels`, each centred on the
+        taught labels' mean. A label without examples gets the catch-all's (when that is taught:
+        the model learned "none of the taught kinds", which is what such a label's documents
+        look like to it), else 0; the zero-shot logits then decide between it and the
+        catch-all."""
+        features = self.features(texts, zero_shot)
+        learned = self.model.decision_function(features)
         if learned.ndim == 1:  # binary: sklearn returns one column
             learned = np.stack([-learned, learned], axis=1) / 2
-        learned = learned - learned.mean(axis=1, keepdims=True)
-        out = np.zeros((len(texts), len(self.labels)))
+        tfidf = features[:, : features.shape[1] - len(self.labels)]
+        similarity = np.asarray((tfidf @ self.example_rows.T).todense()) / 2
+        nearest = np.column_stack(
+            [
+                similarity[:, [i for i, y in enumerate(self.example_labels) if y == label]].max(
+                    axis=1
+                )
+                for label in self.model.classes_
+            ]
+        )
+        return self._spread(learned), self._spread(nearest)
+
+    def _spread(self, taught: np.ndarray) -> np.ndarray:
+        taught = taught - taught.mean(axis=1, keepdims=True)
+        out = np.zeros((len(taught), len(self.labels)))
         for column, label in enumerate(self.model.classes_):
-            out[:, self.labels.index(label)] = learned[:, column]
+            out[:, self.labels.index(label)] = taught[:, column]
         if self.catch_all in self.model.classes_:
             untaught = [i for i, label in enumerate(self.labels) if label not in self.counts]
             out[:, untaught] = out[:, [self.labels.index(self.catch_all)]]
         return out
+
+    def correction(self, texts: list[str], zero_shot: np.ndarray) -> np.ndarray:
+        learned, nearest = self.parts(texts, zero_shot)
+        return learned + self.nearest * nearest
 
     def class_weights(self) -> np.ndarray:
         return correction_weights(self.labels, self.counts, self.weight, self.kappa, self.catch_all)
@@ -208,7 +236,14 @@ def _fit_core(
     ).tocsr()
     model = KernelLogistic(C).fit(features, y)
     return TrainedModel(
-        labels=labels, word=word, char=char, model=model, counts=_counts(y), catch_all=catch_all
+        labels=labels,
+        word=word,
+        char=char,
+        model=model,
+        counts=_counts(y),
+        catch_all=catch_all,
+        example_rows=features[:, : features.shape[1] - len(labels)],
+        example_labels=list(y),
     )
 
 
@@ -236,16 +271,17 @@ class HeldOut:
     label of the fold that predicted each row, and the true class indices."""
 
     zero: np.ndarray
-    correction: np.ndarray
+    learned: np.ndarray
+    nearest: np.ndarray
     counts: list[dict[str, int]]
     truth: np.ndarray
     catch_all: str | None = None
 
-    def logits(self, labels: list[str], weight: float, kappa: float) -> np.ndarray:
+    def logits(self, labels: list[str], weight: float, kappa: float, nearest: float) -> np.ndarray:
         weights = np.vstack(
             [correction_weights(labels, c, weight, kappa, self.catch_all) for c in self.counts]
         )
-        return self.zero + weights * self.correction
+        return self.zero + weights * (self.learned + nearest * self.nearest)
 
 
 def cross_validate(
@@ -261,7 +297,7 @@ def cross_validate(
     splits = folds_of(y, folds)
     if splits is None:
         return None
-    zero, corrections, counts, truth = [], [], [], []
+    zero, learned, nearest, counts, truth = [], [], [], [], []
     for test in splits:
         train = np.setdiff1d(np.arange(len(y)), test)
         if len({y[i] for i in train}) < 2 or len(test) == 0:
@@ -270,12 +306,21 @@ def cross_validate(
             labels, [texts[i] for i in train], [y[i] for i in train], zero_shot[train], catch_all
         )
         zero.append(zero_shot[test])
-        corrections.append(fold.correction([texts[i] for i in test], zero_shot[test]))
+        parts = fold.parts([texts[i] for i in test], zero_shot[test])
+        learned.append(parts[0])
+        nearest.append(parts[1])
         counts += [fold.counts] * len(test)
         truth += [labels.index(y[i]) for i in test]
     if not truth:
         return None
-    return HeldOut(np.vstack(zero), np.vstack(corrections), counts, np.array(truth), catch_all)
+    return HeldOut(
+        np.vstack(zero),
+        np.vstack(learned),
+        np.vstack(nearest),
+        counts,
+        np.array(truth),
+        catch_all,
+    )
 
 
 def log_loss(logits: np.ndarray, truth: np.ndarray, temperature: float = 1.0) -> float:
@@ -296,22 +341,24 @@ def choose_correction(
     held_out: HeldOut,
     weights: tuple[float, ...] = WEIGHTS,
     kappas: tuple[float, ...] = KAPPAS,
-) -> tuple[float, float, float]:
-    """(weight, kappa, temperature) with the lowest held-out log-loss at its own temperature;
-    the zero-shot model (weight 0) unless a correction beats it by MIN_GAIN per example."""
+    nearest: tuple[float, ...] = NEAREST,
+) -> tuple[float, float, float, float]:
+    """(weight, kappa, nearest, temperature) with the lowest held-out log-loss at its own
+    temperature; the zero-shot model (weight 0) unless a correction beats it by MIN_GAIN per
+    example."""
     candidates = []
     for weight in weights:
         for kappa in kappas if weight else (0.0,):
-            logits = held_out.logits(labels, weight, kappa)
-            temperature = fit_temperature(logits, held_out.truth)
-            candidates.append(
-                (log_loss(logits, held_out.truth, temperature), weight, kappa, temperature)
-            )
+            for strength in nearest if weight else (0.0,):
+                logits = held_out.logits(labels, weight, kappa, strength)
+                temperature = fit_temperature(logits, held_out.truth)
+                loss = log_loss(logits, held_out.truth, temperature)
+                candidates.append((loss, weight, kappa, strength, temperature))
     best = min(candidates)
     zero = [c for c in candidates if c[1] == 0.0]
     if zero and best[0] > zero[0][0] - MIN_GAIN:
         best = zero[0]
-    return best[1], best[2], best[3]
+    return best[1], best[2], best[3], best[4]
 
 
 def expected_calibration_error(
@@ -335,6 +382,7 @@ def fit(
     weights: tuple[float, ...] = WEIGHTS,
     kappas: tuple[float, ...] = KAPPAS,
     catch_all: str | None = None,
+    nearest: tuple[float, ...] = NEAREST,
 ) -> TrainedModel:
     """Train on all examples (zero_shot: their zero-shot logits over `labels`); choose the
     correction's weight and kappa, calibrate and estimate accuracy by cross-validation."""
@@ -342,15 +390,17 @@ def fit(
     model.shrinkage = shrinkage_for(len(texts), len(labels))
     held_out = cross_validate(labels, texts, y, zero_shot, catch_all=catch_all)
     if held_out is None:  # too few examples to choose on: the defaults (or the one candidate)
-        single = len(weights) * len(kappas) == 1
+        single = len(weights) * len(kappas) * len(nearest) == 1
         model.weight = weights[0] if single else DEFAULT_WEIGHT
         model.kappa = kappas[0] if single else DEFAULT_KAPPA
+        model.nearest = nearest[0] if single else DEFAULT_NEAREST
     else:
-        model.weight, model.kappa, model.temperature = choose_correction(
-            labels, held_out, weights, kappas
+        model.weight, model.kappa, model.nearest, model.temperature = choose_correction(
+            labels, held_out, weights, kappas, nearest
         )
     if held_out is not None:
-        logits, truth = held_out.logits(labels, model.weight, model.kappa), held_out.truth
+        logits = held_out.logits(labels, model.weight, model.kappa, model.nearest)
+        truth = held_out.truth
         calibrated = shrink(_softmax(logits / model.temperature), model.shrinkage)
         predicted = calibrated.argmax(axis=1)
         correct = int((predicted == truth).sum())
@@ -367,6 +417,7 @@ def fit(
             "shrinkage": model.shrinkage,
             "correction_weight": model.weight,
             "kappa": model.kappa,
+            "nearest": model.nearest,
             "per_label": {
                 label: {
                     "support": int((truth == i).sum()),
@@ -386,6 +437,7 @@ def fit(
             "n_examples": len(texts),
             "correction_weight": model.weight,
             "kappa": model.kappa,
+            "nearest": model.nearest,
             "per_label": {},
         }
     return model
