@@ -1,18 +1,20 @@
 """A classifier trained on a classifier's labelled examples, on top of the zero-shot model.
 
-Features: TF-IDF of words (1-2 grams) and of character 3-5 grams on the normalized text, which
-catch form titles, layouts and words in any language, plus the zero-shot logits (what the
-label descriptions say). Model: logistic regression, whose logits *correct* the zero-shot
-logits rather than replace them: each label's correction is weighted by how many examples back
-it, `weight * n / (n + kappa)` (shrinkage toward the zero-shot prior), so a label with one or two
-examples keeps what its description says and a label without examples keeps its zero-shot
-evidence. `weight` and `kappa` are chosen per classifier by cross-validation on its own examples
-(the grid includes weight 0: plain zero-shot), so a model whose examples do not beat the
-descriptions on held-out examples falls back to them; with too few examples to cross-validate,
-defaults chosen on folds of docs-v1 (BENCHMARKS.md) apply. Probabilities are calibrated with
-one temperature fitted on the same held-out predictions, which also give the accuracy estimate
+The trained model's logits are the zero-shot logits (what the label descriptions say) plus a
+*correction* learned from the examples, never a replacement:
+- logistic regression on TF-IDF of words (1-2 grams) and character 3-5 grams of the normalized
+  text (form titles, layouts, words in any language) plus the zero-shot logits;
+- a nearest-example term: each label's highest TF-IDF similarity to one of its examples, so a
+  reviewed document teaches its near-duplicates (the same form, the same payroll template).
+Each label's correction is weighted by how many examples back it, `weight * n / (n + kappa)`
+(shrinkage toward the zero-shot prior); a label without examples takes the catch-all's
+correction (to the learned model its documents are "none of the taught kinds"), so the zero-shot
+evidence decides between it and the catch-all. `weight` (0 is plain zero-shot), `kappa` and the
+nearest-example strength are chosen per classifier by cross-validation on its own examples;
+with too few to cross-validate, defaults apply. Probabilities are calibrated with one
+temperature fitted on the same held-out predictions, which also give the accuracy estimate
 shown on the classifier. On docs-v1 the MiniLM embedding as a feature lowered accuracy (it
-enters through the zero-shot logits instead).
+enters through the zero-shot logits instead). Numbers: BENCHMARKS.md, issues 23 and 24.
 """
 
 import io
