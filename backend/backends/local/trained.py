@@ -44,9 +44,6 @@ DEFAULT_NEAREST = 4.0
 # Used when the examples are too few to cross-validate (chosen on folds of docs-v1).
 DEFAULT_WEIGHT = 1.0
 DEFAULT_KAPPA = 2.0
-# A candidate replaces the zero-shot model only if it lowers the held-out log-loss by this much
-# per example: choosing among 15 candidates on a few dozen predictions flatters the winner.
-MIN_GAIN = 0.0
 
 
 def prepare(text: str) -> str:
@@ -325,9 +322,13 @@ def cross_validate(
     )
 
 
-def log_loss(logits: np.ndarray, truth: np.ndarray, temperature: float = 1.0) -> float:
+def example_losses(logits: np.ndarray, truth: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     p = _softmax(logits / temperature)
-    return float(-np.log(np.clip(p[np.arange(len(truth)), truth], 1e-12, None)).mean())
+    return -np.log(np.clip(p[np.arange(len(truth)), truth], 1e-12, None))
+
+
+def log_loss(logits: np.ndarray, truth: np.ndarray, temperature: float = 1.0) -> float:
+    return float(example_losses(logits, truth, temperature).mean())
 
 
 def fit_temperature(logits: np.ndarray, truth: np.ndarray) -> float:
@@ -346,20 +347,25 @@ def choose_correction(
     nearest: tuple[float, ...] = NEAREST,
 ) -> tuple[float, float, float, float]:
     """(weight, kappa, nearest, temperature) with the lowest held-out log-loss at its own
-    temperature; the zero-shot model (weight 0) unless a correction beats it by MIN_GAIN per
-    example."""
+    temperature; the zero-shot model (weight 0) unless the best correction's gain over it
+    exceeds one standard error of the per-example gains: the best of 30 candidates on a few
+    dozen held-out examples flatters itself, and the descriptions are the safer prior."""
     candidates = []
     for weight in weights:
         for kappa in kappas if weight else (0.0,):
             for strength in nearest if weight else (0.0,):
                 logits = held_out.logits(labels, weight, kappa, strength)
                 temperature = fit_temperature(logits, held_out.truth)
-                loss = log_loss(logits, held_out.truth, temperature)
-                candidates.append((loss, weight, kappa, strength, temperature))
-    best = min(candidates)
-    zero = [c for c in candidates if c[1] == 0.0]
-    if zero and best[0] > zero[0][0] - MIN_GAIN:
-        best = zero[0]
+                losses = example_losses(logits, held_out.truth, temperature)
+                candidates.append(
+                    (float(losses.mean()), weight, kappa, strength, temperature, losses)
+                )
+    best = min(candidates, key=lambda c: c[0])
+    zero = next((c for c in candidates if c[1] == 0.0), None)
+    if zero is not None and best is not zero:
+        gains = zero[5] - best[5]
+        if len(gains) < 2 or gains.mean() <= gains.std(ddof=1) / np.sqrt(len(gains)):
+            best = zero
     return best[1], best[2], best[3], best[4]
 
 
