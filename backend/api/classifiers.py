@@ -98,6 +98,12 @@ class Estimate(BaseModel):
     ece: float | None = None
     n_examples: int = 0
     per_label: dict[str, Any] = Field(default_factory=dict)
+    # `local`: the zero-shot model's accuracy on the same held-out examples, and the learned
+    # correction chosen on them (weight 0: the examples did not beat the descriptions).
+    zero_shot_accuracy: float | None = None
+    correction_weight: float | None = None
+    kappa: float | None = None
+    nearest: float | None = None
 
 
 class ClassifierOut(BaseModel):

@@ -36,6 +36,10 @@ METRIC_KEYS = (
     "ece",
     "n_examples",
     "per_label",
+    "zero_shot_accuracy",
+    "correction_weight",
+    "kappa",
+    "nearest",
 )
 
 
