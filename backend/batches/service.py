@@ -256,7 +256,8 @@ async def complete(session: AsyncSession, state: AppState, batch_id: str, accoun
     assert batch is not None
     url = webhook_url(batch, account)
     if url:
-        event = await webhooks.record_event(
+        await webhook_delivery.send(
+            state,
             session,
             account_id=account.id,
             url=url,
@@ -265,5 +266,4 @@ async def complete(session: AsyncSession, state: AppState, batch_id: str, accoun
             data=summary(batch),
             batch_id=batch.id,
         )
-        await webhook_delivery.enqueue(state, session, [event])
     return True

@@ -30,7 +30,6 @@ from backend.models import Account, Batch, BatchItem, Classification, Document, 
 from backend.queue import task
 from backend.state import AppState
 from backend.webhooks import delivery as webhook_delivery
-from backend.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
 CONVERSION_POLL_SECONDS = 2.0
@@ -192,7 +191,8 @@ async def _settle(
     if batch.webhook_item_events and url:
         item = await session.get(BatchItem, item_id, populate_existing=True)
         assert item is not None
-        event = await webhooks.record_event(
+        await webhook_delivery.send(
+            state,
             session,
             account_id=account.id,
             url=url,
@@ -201,7 +201,6 @@ async def _settle(
             data={"batch_id": batch.id, "item": item_view(item, record)},
             batch_id=batch.id,
         )
-        await webhook_delivery.enqueue(state, session, [event])
     if succeeded + failed >= total:
         await service.complete(session, state, batch.id, account)
     try:

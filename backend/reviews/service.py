@@ -26,7 +26,6 @@ from backend.evaluation.metrics import top_confidence
 from backend.models import Account, Classification, Classifier, ClassifierVersion, Example, utcnow
 from backend.state import AppState
 from backend.webhooks import delivery as webhook_delivery
-from backend.webhooks import service as webhooks
 
 PENDING, AUTO_ACCEPTED, REVIEWED = "pending", "auto_accepted", "reviewed"
 STATUSES = (PENDING, AUTO_ACCEPTED, REVIEWED)
@@ -152,7 +151,8 @@ async def announce(
     transaction, like every event), when the account has a webhook URL."""
     if record.review_status != PENDING or not account.webhook_url:
         return
-    event = await webhooks.record_event(
+    await webhook_delivery.send(
+        state,
         session,
         account_id=account.id,
         url=account.webhook_url,
@@ -160,7 +160,6 @@ async def announce(
         event_key=f"{REVIEW_REQUIRED}:{record.id}",
         data=view(record).model_dump(mode="json"),
     )
-    await webhook_delivery.enqueue(state, session, [event])
 
 
 def queue_query(
@@ -303,7 +302,8 @@ async def decide(
     await session.flush()
     item = view(record)
     if account.webhook_url:
-        event = await webhooks.record_event(
+        await webhook_delivery.send(
+            state,
             session,
             account_id=account.id,
             url=account.webhook_url,
@@ -311,5 +311,4 @@ async def decide(
             event_key=f"{REVIEWED_EVENT}:{record.id}:{segment if segment is not None else ''}",
             data=item.model_dump(mode="json"),
         )
-        await webhook_delivery.enqueue(state, session, [event])
     return item, example is not None

@@ -11,6 +11,7 @@ import logging
 import random
 import time
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy import or_, update
@@ -23,7 +24,7 @@ from backend.errors import ApiError
 from backend.models import Account, WebhookDelivery, utcnow
 from backend.queue import task
 from backend.state import AppState
-from backend.webhooks.service import check_destination
+from backend.webhooks.service import check_destination, record_event
 from backend.webhooks.signing import (
     EVENT_ID_HEADER,
     EVENT_TYPE_HEADER,
@@ -55,6 +56,32 @@ async def enqueue(
         await state.queue.enqueue(
             session, DELIVER_TASK, [{"delivery_id": delivery.id}], lock=_lock(delivery.id)
         )
+
+
+async def send(
+    state: AppState,
+    session: AsyncSession,
+    *,
+    account_id: str,
+    url: str,
+    event_type: str,
+    event_key: str,
+    data: dict[str, Any],
+    batch_id: str | None = None,
+) -> WebhookDelivery:
+    """Record an event and enqueue its delivery, both in `session`'s transaction: the event
+    exists exactly when the change it reports is committed."""
+    delivery = await record_event(
+        session,
+        account_id=account_id,
+        url=url,
+        event_type=event_type,
+        event_key=event_key,
+        data=data,
+        batch_id=batch_id,
+    )
+    await enqueue(state, session, [delivery])
+    return delivery
 
 
 def backoff(settings: Settings, attempts_made: int) -> float:
