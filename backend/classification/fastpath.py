@@ -53,6 +53,7 @@ from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.dml import ReturningDelete
 
 from backend.classification.engine import classify_pages
 from backend.classification.service import result_record
@@ -195,12 +196,7 @@ class PostgresStore:
             )
             .returning(HOLD.c.request_id)
         )
-        freed = (
-            delete(HOLD)
-            .where(HOLD.c.request_id == bindparam("request_id"))
-            .returning(HOLD.c.account_id, HOLD.c.amount)
-            .cte("freed")
-        )
+        freed = _take_hold().cte("freed")
         amount = bindparam("amount", type_=ACCOUNT.c.balance.type)
         paid = (
             update(ACCOUNT)
@@ -257,12 +253,7 @@ class PostgresStore:
             .add_cte(result)
             .returning(LEDGER.c.id)
         )
-        unheld = (
-            delete(HOLD)
-            .where(HOLD.c.request_id == bindparam("request_id"))
-            .returning(HOLD.c.account_id, HOLD.c.amount)
-            .cte("unheld")
-        )
+        unheld = _take_hold().cte("unheld")
         self.release_statement = (
             update(ACCOUNT)
             .where(ACCOUNT.c.id == unheld.c.account_id)
@@ -354,11 +345,7 @@ class SqliteStore:
             amount=bindparam("amount"),
             created_at=bindparam("now"),
         )
-        self.free_hold = (
-            delete(HOLD)
-            .where(HOLD.c.request_id == bindparam("request_id"))
-            .returning(HOLD.c.account_id, HOLD.c.amount)
-        )
+        self.free_hold = _take_hold()
         self.covered = select(ACCOUNT.c.id).where(
             ACCOUNT.c.id == bindparam("account_id"),
             ACCOUNT.c.balance - ACCOUNT.c.reserved >= bindparam("amount"),
@@ -497,6 +484,16 @@ class SqliteStore:
 
         await asyncio.get_running_loop().run_in_executor(self.thread, shut)
         self.thread.shutdown(wait=False)
+
+
+def _take_hold() -> ReturningDelete:
+    """The request's hold deleted, giving back (account_id, amount): on PostgreSQL a CTE of the
+    charge's and the release's one statement, on SQLite a step of its own."""
+    return (
+        delete(HOLD)
+        .where(HOLD.c.request_id == bindparam("request_id"))
+        .returning(HOLD.c.account_id, HOLD.c.amount)
+    )
 
 
 def _no_wait_pragmas(dbapi_connection, record) -> None:  # noqa: ANN001
