@@ -35,7 +35,7 @@ from sklearn.model_selection import StratifiedKFold
 from backend.backends.local import LocalBackend, document_embedding, label_embeddings
 from backend.backends.local.embedder import EMBEDDER
 from backend.backends.local.trained import expected_calibration_error, fit
-from backend.backends.local.zero_shot import is_catch_all, zero_shot_logits
+from backend.backends.local.zero_shot import catch_all_label, zero_shot_logits
 from backend.config import Settings
 from bench.dataset import load
 from bench.harness import write_result
@@ -132,7 +132,7 @@ def trained_cv(
     texts = [item.text for item in items]
     vectors = label_embeddings(labels)
     zero = np.vstack([zero_shot_logits(labels, t, document_embedding(t), vectors) for t in texts])
-    catch_all = next((s.label for s in labels if is_catch_all(s)), None)
+    catch_all = catch_all_label(labels)
     runs, old_runs = [], []
     for seed in range(rounds):
         rng = random.Random(seed)

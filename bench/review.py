@@ -32,7 +32,7 @@ from backend.backends.base import LabelSpec
 from backend.backends.local import document_embedding, label_embeddings
 from backend.backends.local.embedder import EMBEDDER
 from backend.backends.local.trained import fit
-from backend.backends.local.zero_shot import is_catch_all, zero_shot_logits
+from backend.backends.local.zero_shot import catch_all_label, zero_shot_logits
 from backend.evaluation.metrics import review_metrics, threshold_for_accuracy
 from bench.dataset import DATASET, load
 from bench.harness import write_result
@@ -123,7 +123,7 @@ def evaluate(items, labels: list[LabelSpec], truth: list[str]) -> dict:
             [texts[i] for i in train],
             [truth[i] for i in train],
             zero[train],
-            catch_all=next((s.label for s in labels if is_catch_all(s)), None),
+            catch_all=catch_all_label(labels),
         )
         trained[test] = model.predict_proba([texts[i] for i in test], zero[test])
         folds[test] = k

@@ -20,7 +20,7 @@ import pymupdf
 
 from backend.backends.local import document_embedding, label_embeddings
 from backend.backends.local.trained import fit
-from backend.backends.local.zero_shot import is_catch_all, zero_shot_logits
+from backend.backends.local.zero_shot import catch_all_label, zero_shot_logits
 from bench.dataset import DATASET, load
 from bench.label_sets import schema, truths
 
@@ -59,7 +59,7 @@ def run(items, name: str, threshold: float) -> dict:
     vectors = label_embeddings(labels)
     texts = [i.text for i in items]
     zero = np.vstack([zero_shot_logits(labels, t, document_embedding(t), vectors) for t in texts])
-    catch_all = next((s.label for s in labels if is_catch_all(s)), None)
+    catch_all = catch_all_label(labels)
     seed, pool, unseen = split(items, y)
 
     def model(train: list[int], variant: dict):

@@ -27,7 +27,7 @@ from backend.backends.local import multilabel
 from backend.backends.local.embedder import EMBEDDER
 from backend.backends.local.trained import TrainedModel, fit
 from backend.backends.local.zero_shot import (
-    is_catch_all,
+    catch_all_label,
     kind_texts,
     label_text,
     zero_shot_logits,
@@ -109,7 +109,7 @@ def train(labels: list[LabelSpec], examples: list[LabelledText]) -> TrainedModel
     zero_shot = np.vstack(
         [zero_shot_logits(labels, e.text, document_embedding(e.text), vectors) for e in usable]
     )
-    catch_all = next((s.label for s in labels if is_catch_all(s)), None)
+    catch_all = catch_all_label(labels)
     return fit(
         names, [e.text for e in usable], [e.label for e in usable], zero_shot, catch_all=catch_all
     )

@@ -110,6 +110,11 @@ def is_catch_all(spec: LabelSpec) -> bool:
     return name in CATCH_ALL_NAMES or bool(CATCH_ALL_DESCRIPTION.search(spec.description))
 
 
+def catch_all_label(specs: list[LabelSpec]) -> str | None:
+    """The label set's open-set label ("other"), if it has one."""
+    return next((s.label for s in specs if is_catch_all(s)), None)
+
+
 @dataclass
 class LabelTerms:
     label: str
