@@ -28,27 +28,34 @@ from backend.state import AppState
 PAGE_CONCURRENCY = 4
 
 
-async def classify_each_page(
-    state: AppState, spec: RunSpec, pages: list[Page], images: dict[int, bytes] | None = None
+async def _classify_spans(
+    state: AppState, spec: RunSpec, spans: list[list[Page]], images: dict[int, bytes] | None
 ) -> list[ClassifyResult]:
-    """One classification per page (each page gets the whole page-text budget), a few at once;
-    a page in `images` goes as its image too (input_mode)."""
+    """One classification per span of pages (its pages' text joined, as /v1/classify reads a
+    document), a few at once; a page in `images` goes as its image too (input_mode)."""
     images = images or {}
     limiter = asyncio.Semaphore(PAGE_CONCURRENCY)
 
-    async def one(page: Page) -> ClassifyResult:
+    async def one(span: list[Page]) -> ClassifyResult:
+        own = {p.page_number: images[p.page_number] for p in span if p.page_number in images}
         async with limiter:
-            n = page.page_number
             return await classify_pages(
-                state, spec, [(n, page.text)], images={n: images[n]} if n in images else None
+                state, spec, [(p.page_number, p.text) for p in span], images=own or None
             )
 
     try:
-        async with asyncio.TaskGroup() as group:  # the first failure cancels the other pages
-            tasks = [group.create_task(one(page)) for page in pages]
+        async with asyncio.TaskGroup() as group:  # the first failure cancels the others
+            tasks = [group.create_task(one(span)) for span in spans]
     except BaseExceptionGroup as failed:  # report the model's error itself (e.g. 502), not a group
         raise failed.exceptions[0] from None
     return [task.result() for task in tasks]
+
+
+async def classify_each_page(
+    state: AppState, spec: RunSpec, pages: list[Page], images: dict[int, bytes] | None = None
+) -> list[ClassifyResult]:
+    """One classification per page: each page gets the whole page-text budget."""
+    return await _classify_spans(state, spec, [[page] for page in pages], images)
 
 
 def find_segments(
@@ -70,28 +77,11 @@ async def classify_segments(
     plans: list[SegmentPlan],
     images: dict[int, bytes] | None = None,
 ) -> list[ClassifyResult | None]:
-    """Each segment of two or more pages classified as one document (its pages' text joined,
-    as /v1/classify reads a document); None for a one-page segment, whose page classification
-    is that same request already."""
-    images = images or {}
-    limiter = asyncio.Semaphore(PAGE_CONCURRENCY)
-
-    async def one(plan: SegmentPlan) -> ClassifyResult | None:
-        if plan.end - plan.first < 2:
-            return None
-        span = pages[plan.first : plan.end]
-        own = {p.page_number: images[p.page_number] for p in span if p.page_number in images}
-        async with limiter:
-            return await classify_pages(
-                state, spec, [(p.page_number, p.text) for p in span], images=own or None
-            )
-
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one(plan)) for plan in plans]
-    except BaseExceptionGroup as failed:
-        raise failed.exceptions[0] from None
-    return [task.result() for task in tasks]
+    """Each segment of two or more pages classified as one document; None for a one-page
+    segment, whose page classification is that same request already."""
+    whole = [plan for plan in plans if plan.end - plan.first >= 2]
+    done = iter(await _classify_spans(state, spec, [pages[p.first : p.end] for p in whole], images))
+    return [next(done) if plan.end - plan.first >= 2 else None for plan in plans]
 
 
 def labelled(
