@@ -24,7 +24,7 @@ from backend.backends.base import (
     ModelInfo,
 )
 from backend.backends.local import multilabel
-from backend.backends.local.embedder import EMBEDDER
+from backend.backends.local.embedder import EMBEDDER, TITLE_CHARS
 from backend.backends.local.trained import TrainedModel, fit
 from backend.backends.local.zero_shot import (
     catch_all_label,
@@ -37,7 +37,6 @@ from backend.config import Settings
 
 log = logging.getLogger(__name__)
 
-TITLE_CHARS = 1000  # about the 128 tokens the embedder reads
 CACHE_SIZE = 64
 LABEL_CACHE_SIZE = 4096
 

@@ -12,6 +12,9 @@ import numpy as np
 # The first 128 tokens hold a document's title and headings, where its type shows; longer inputs
 # cost time (attention is quadratic) and add little to the decision (see BENCHMARKS.md).
 MAX_TOKENS = 128
+# Characters of a text to embed: about the MAX_TOKENS the model reads (a document's opening, or
+# a part's in multi-label).
+TITLE_CHARS = 1000
 BATCH = 32
 
 

@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from backend.backends.base import ClassifyRequest, ClassifyResult, LabelSpec
-from backend.backends.local.embedder import EMBEDDER
+from backend.backends.local.embedder import EMBEDDER, TITLE_CHARS
 from backend.backends.local.trained import TrainedModel
 from backend.backends.local.zero_shot import TEMPERATURE, zero_shot_logits
 
@@ -36,7 +36,6 @@ MIN_TAIL = 250  # a shorter end of a text is read within the window before it
 # Pages past it are merged into the last part; a text's windows step len/MAX_PARTS apart when
 # that is wider than STRIDE (about MAX_PARTS windows: a step may stop short at a line).
 MAX_PARTS = 64
-TITLE_CHARS = 1000  # of a part, embedded (as local.document_embedding, which imports this module)
 # Fitted on 5 folds of docs-v1 (bench/local_multilabel.py, BENCHMARKS.md issue 25): the median
 # of the folds' log-loss fits.
 OFFSET = 0.72
