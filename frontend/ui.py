@@ -189,6 +189,15 @@ def upload_limit_mb(client: DocSiftClient) -> int | None:
     return max(1, math.floor(limit / 2**20)) if limit else None
 
 
+def upload_within_limit(client: DocSiftClient, label: str, *, types: list[str], key: str) -> Any:
+    """One file picker capped at the server's upload limit: the file, or None (none picked, or
+    too large: then a message says so)."""
+    upload = st.file_uploader(label, type=types, key=key, max_upload_size=upload_limit_mb(client))
+    if upload is not None and not refuse_too_large(client, [upload]):
+        return None
+    return upload
+
+
 def refuse_too_large(client: DocSiftClient, files: Iterable[Any]) -> list[Any]:
     """The files within the server's limit; the others get a message and are left out."""
     limit = upload_limit_bytes(client)

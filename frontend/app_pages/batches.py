@@ -12,11 +12,10 @@ from frontend.ui import (
     flash,
     model_choices,
     optional_items,
-    refuse_too_large,
     require_client,
     show_flashes,
     table,
-    upload_limit_mb,
+    upload_within_limit,
 )
 from frontend.widgets import SchemaChoice, model_select, schema_picker, stable_selectbox
 
@@ -102,14 +101,12 @@ def submit(client: DocSiftClient, choice: SchemaChoice, model: str | None, pages
     }
     reply = None
     if source == ZIP:
-        upload = st.file_uploader(
+        upload = upload_within_limit(
+            client,
             "Zip of documents",
-            type=["zip", "pdf", "png", "jpg", "jpeg", "tif", "tiff", "txt"],
+            types=["zip", "pdf", "png", "jpg", "jpeg", "tif", "tiff", "txt"],
             key="batches_zip",
-            max_upload_size=upload_limit_mb(client),
         )
-        if upload is not None and not refuse_too_large(client, [upload]):
-            upload = None
         ready = upload is not None and not choice.problem
         if st.button("Start batch", type="primary", disabled=not ready, key="batches_start_zip"):
             with st.spinner(f"Uploading {upload.name}..."):

@@ -17,10 +17,9 @@ from frontend.ui import (
     fmt_time,
     model_choices,
     optional_items,
-    refuse_too_large,
     require_client,
     show_flashes,
-    upload_limit_mb,
+    upload_within_limit,
 )
 from frontend.widgets import SchemaChoice, input_mode_controls, model_select, schema_picker
 
@@ -222,14 +221,9 @@ def render_new_run(
     upload = None
     default_schema: list = EXAMPLE_SCHEMA
     if source == ZIP:
-        upload = st.file_uploader(
-            "Zip with one folder per label",
-            type=["zip"],
-            key="evaluations_zip",
-            max_upload_size=upload_limit_mb(client),
+        upload = upload_within_limit(
+            client, "Zip with one folder per label", types=["zip"], key="evaluations_zip"
         )
-        if upload is not None and not refuse_too_large(client, [upload]):
-            upload = None
         labelled = read_zip_upload(upload) if upload is not None else None
         if labelled is not None:
             default_schema = [{"label": lab, "description": lab} for lab in labelled.labels]

@@ -16,10 +16,9 @@ from frontend.ui import (
     model_choices,
     optional_items,
     page_image,
-    refuse_too_large,
     require_client,
     table,
-    upload_limit_mb,
+    upload_within_limit,
 )
 from frontend.widgets import (
     UPLOAD_TYPES,
@@ -268,14 +267,9 @@ def main() -> None:
     client = require_client()
     classifiers = optional_items(client.list_classifiers, "saved classifiers")
     models, default_model = model_choices(client)
-    upload = st.file_uploader(
-        "Document (PDF, image, text or zip)",
-        type=UPLOAD_TYPES,
-        key="live_file",
-        max_upload_size=upload_limit_mb(client),
+    upload = upload_within_limit(
+        client, "Document (PDF, image, text or zip)", types=UPLOAD_TYPES, key="live_file"
     )
-    if upload is not None and not refuse_too_large(client, [upload]):
-        upload = None
     choice = schema_picker("live", classifiers, EXAMPLE_SCHEMA)
     if choice.problem:
         st.warning(choice.problem)

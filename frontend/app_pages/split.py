@@ -17,11 +17,10 @@ from frontend.ui import (
     model_choices,
     optional_items,
     page_image,
-    refuse_too_large,
     require_client,
     show_flashes,
     table,
-    upload_limit_mb,
+    upload_within_limit,
 )
 from frontend.widgets import UPLOAD_TYPES, model_select, schema_picker
 
@@ -214,14 +213,12 @@ def main() -> None:
     )
     classifiers = optional_items(client.list_classifiers, "saved classifiers")
     models, default_model = model_choices(client)
-    upload = st.file_uploader(
+    upload = upload_within_limit(
+        client,
         "File to split (PDF, multi-page TIFF, text)",
-        type=[t for t in UPLOAD_TYPES if t != "zip"],
+        types=[t for t in UPLOAD_TYPES if t != "zip"],
         key="split_file",
-        max_upload_size=upload_limit_mb(client),
     )
-    if upload is not None and not refuse_too_large(client, [upload]):
-        upload = None
     choice = schema_picker("split", classifiers, EXAMPLE_SCHEMA)
     if choice.problem:
         st.warning(choice.problem)
