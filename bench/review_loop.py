@@ -14,6 +14,7 @@ import backend.offline  # noqa: F401, I001
 import argparse
 import csv
 import json
+from typing import TypeVar
 
 import numpy as np
 import pymupdf
@@ -23,6 +24,8 @@ from backend.backends.local.trained import fit
 from backend.backends.local.zero_shot import catch_all_label, zero_shot_logits
 from bench.dataset import DATASET, load
 from bench.label_sets import schema, truths
+
+T = TypeVar("T")
 
 OLD = {"weights": (1.0,), "kappas": (0.0,), "nearest": (0.0,)}
 
@@ -43,12 +46,23 @@ def split(items, y: list[str], per_label: int = 8) -> tuple[list, list, list]:
             if pdf.page_count > 12:
                 continue
         by_label.setdefault(y[i], []).append(i)
-    seed, pool, unseen = [], [], []
+    return seed_pool_unseen(by_label, per_label)
+
+
+def seed_pool_unseen(
+    by_label: dict[str, list[T]], per_label: int = 8, seed_per_label: int = 1
+) -> tuple[list[T], list[T], list[T]]:
+    """The review loop's split (this bench's and tests/reviews'): per label, in the given order
+    and at most `per_label`, the first seed the classifier, the rest alternate between the
+    review pool and documents no step sees."""
+    seed: list[T] = []
+    pool: list[T] = []
+    unseen: list[T] = []
     for _, members in sorted(by_label.items()):
         members = members[:per_label]
-        seed += members[:1]
-        pool += members[1:][0::2]
-        unseen += members[1:][1::2]
+        seed += members[:seed_per_label]
+        pool += members[seed_per_label:][0::2]
+        unseen += members[seed_per_label:][1::2]
     return seed, pool, unseen
 
 

@@ -31,6 +31,7 @@ from backend.backends.local.zero_shot import zero_shot_logits
 from backend.classification.schema import specs_from_json
 from backend.models import Example, Page
 from bench.label_sets import ROUTES_FROM_FIVE_WAY, SCHEMAS
+from bench.review_loop import seed_pool_unseen
 from tests.conftest import make_settings, start_harness
 from tests.splitting.test_split_dataset import digital_pdfs
 
@@ -68,14 +69,8 @@ def split_dataset(dataset: Path) -> tuple[list, list, list]:
             if pdf.page_count > MAX_PAGES:
                 continue
         by_label.setdefault(ROUTES_FROM_FIVE_WAY[label], []).append(name)
-    seed, pool, unseen = [], [], []
-    for label, names in sorted(by_label.items()):
-        names = names[:MAX_PER_LABEL]
-        seed += [(n, label) for n in names[:SEED_PER_LABEL]]
-        rest = names[SEED_PER_LABEL:]
-        pool += [(n, label) for n in rest[0::2]]
-        unseen += [(n, label) for n in rest[1::2]]
-    return seed, pool, unseen
+    pairs = {label: [(n, label) for n in names] for label, names in by_label.items()}
+    return seed_pool_unseen(pairs, MAX_PER_LABEL, SEED_PER_LABEL)
 
 
 async def wait_trained(client, tenant, cid: str) -> dict:
