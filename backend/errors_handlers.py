@@ -2,6 +2,7 @@
 
 import logging
 import re
+import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
@@ -105,6 +106,7 @@ def install_error_handlers(app: FastAPI) -> None:
     # The database refusing a connection (PostgreSQL's max_connections, a restart) or a pool
     # with no connection free in time is a capacity problem the client can retry, not a 500.
     @app.exception_handler(OperationalError)
+    @app.exception_handler(sqlite3.OperationalError)  # the SQLite fast path's own driver
     @app.exception_handler(PoolTimeout)
     async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)

@@ -10,6 +10,7 @@ from concurrent.futures import Executor
 from datetime import timedelta
 
 from backend.accounts.keycache import KeyCache, KeyUsage
+from backend.backends.llm import client as llm_client
 from backend.backends.registry import BackendRegistry
 from backend.billing import ledger
 from backend.classification.fastpath import open_store
@@ -48,6 +49,7 @@ async def open_state(
 ) -> AsyncIterator[AppState]:
     """Engine (migrated), backends, queue and rate limiter, for as long as the block runs."""
     cipher = Cipher.from_setting(settings.encryption_key)  # a malformed key stops start-up here
+    llm_client.install_loop_executor()
     engine = create_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,

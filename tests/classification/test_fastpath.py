@@ -222,3 +222,58 @@ async def test_a_database_at_its_connection_limit_is_a_503_not_a_500(app, monkey
     assert response.json()["error"] == "service_unavailable"
     assert response.headers["retry-after"] == "1"
     assert await money(app, tenant.account_id) == before
+
+
+async def test_a_fast_path_row_reads_back_as_the_orm_path_writes_it(app):
+    """The same request on both paths (the Idempotency-Key one takes the ORM path): the stored
+    rows agree column by column once ids, times and durations are set aside, and each reads
+    back through GET /v1/classifications (JSON columns, timestamps with their time zone)."""
+    tenant = await app.tenant(credits=50)
+    doc = await make_document(app, tenant, ["INVOICE 7", "terms", "appendix"])
+    body = {
+        "document_id": doc,
+        "classification_schema": SCHEMA,
+        "query_model": "fake",
+        "page_range": "2-3",
+    }
+    fast = await app.client.post("/v1/classify", json=body, headers=tenant.headers)
+    slow = await app.client.post(
+        "/v1/classify", json=body, headers=tenant.headers | {"Idempotency-Key": "orm-path"}
+    )
+    assert fast.status_code == slow.status_code == 200, (fast.text, slow.text)
+    assert fast.json()["pages_used"] == [2, 3]
+    async with app.app.state.docsift.sessionmaker() as session:
+        rows = [await session.get(Classification, r.json()["request_id"]) for r in (fast, slow)]
+    skip = {"id", "created_at", "duration"}
+    columns = [c.key for c in Classification.__table__.columns if c.key not in skip]
+    assert {k: getattr(rows[0], k) for k in columns} == {k: getattr(rows[1], k) for k in columns}
+    assert rows[0].created_at.tzinfo is not None
+    for response in (fast, slow):
+        stored = await app.client.get(
+            f"/v1/classifications/{response.json()['request_id']}", headers=tenant.headers
+        )
+        assert stored.status_code == 200
+        assert stored.json()["confidence_scores"] == response.json()["confidence_scores"]
+    assert await money(app, tenant.account_id) == (46, 0, 46, 0, 2)
+
+
+async def test_a_sqlite_driver_error_is_a_503_and_nothing_is_charged(tmp_path, monkeypatch):
+    """The SQLite fast path speaks sqlite3 directly: its driver's errors (a disk that fails, a
+    database that stays locked) are the same retryable 503 as SQLAlchemy's."""
+    import sqlite3
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'err.db'}", tmp_path)
+    async for harness in start_harness(settings, [FlakyBackend(first_label_wins)]):
+        tenant = await harness.tenant(credits=5)
+        doc = await make_document(harness, tenant, ["INVOICE"])
+        store = harness.app.state.docsift.fast_store
+
+        def failing(work):  # noqa: ANN001, ANN202
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(store, "_run", lambda work: asyncio.sleep(0, failing(work)))
+        body = {"document_id": doc, "classification_schema": SCHEMA, "query_model": "fake"}
+        response = await harness.client.post("/v1/classify", json=body, headers=tenant.headers)
+        assert response.status_code == 503, response.text
+        assert response.json()["error"] == "service_unavailable"
+        assert await money(harness, tenant.account_id) == (5, 0, 5, 0, 0)
