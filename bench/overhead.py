@@ -199,7 +199,14 @@ async def run_database(name: str, database_env: dict[str, str], args: argparse.N
         }
         if name == "postgres":
             print(f"{name}: two processes", file=sys.stderr)
-            with docsift_server(instant, env | {"WEB_CONCURRENCY": "2"}) as running:
+            # Sized as the README says: 2 x (10 + 20) connections and the queue's, well under
+            # PostgreSQL's default max_connections of 100 (the defaults, 2 x 60, are not).
+            two_env = env | {
+                "WEB_CONCURRENCY": "2",
+                "DOCSIFT_DB_POOL_SIZE": "10",
+                "DOCSIFT_DB_MAX_OVERFLOW": "20",
+            }
+            with docsift_server(instant, two_env) as running:
                 two = await server_load(running, args.clients, args.seconds)
             result["load"]["two_processes"] = two
             result["load"]["two_process_speedup"] = round(
