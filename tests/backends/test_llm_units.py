@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from backend.backends.base import ClassifyRequest, LabelledText
 from backend.backends.llm import client
 from backend.backends.llm.backend import EXAMPLE_TOKENS, fit_examples
-from backend.backends.llm.budget import allocate, count_tokens, fit_pages
+from backend.backends.llm.budget import allocate, count_tokens, fit_pages, fits_untouched
 from backend.backends.llm.confidence import (
     NoCodeInAnswer,
     average,
@@ -90,6 +90,18 @@ def test_budget_is_shared_so_a_long_page_cannot_starve_the_others():
     assert sum(allocate([400, 400, 400], 300)) <= 300
     pages = fit_pages([(1, "word " * 5000), (2, "short page")], 200)
     assert pages[1] == (2, "short page") and count_tokens(pages[0][1]) <= 200
+
+
+@given(
+    st.lists(st.text(max_size=60), min_size=1, max_size=4),
+    st.integers(min_value=0, max_value=120),
+)
+def test_pages_said_to_fit_untouched_fit_their_budget_in_tokens(texts, budget):
+    """The byte bound skips the tokenizer only when no cut can be needed (any script, emoji)."""
+    if fits_untouched(texts, budget):
+        assert sum(count_tokens(t) for t in texts) <= budget
+        assert fit_pages(list(enumerate(texts)), budget) == list(enumerate(texts))
+    assert fits_untouched(["ab" * 50], 99) is False  # tokens may be fewer, but not provably
 
 
 def test_templates_are_validated_data():

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from backend.backends.base import Backend, ClassifyRequest, ClassifyResult, LabelSpec, ModelInfo
 from backend.backends.llm import client, confidence
-from backend.backends.llm.budget import fit_pages
+from backend.backends.llm.budget import fit_pages, fits_untouched
 from backend.backends.llm.images import ImageMarkers, PageImage, fit_images
 from backend.backends.llm.images import credits_per_image_page as image_rate
 from backend.backends.llm.label_codes import assign_codes, available_codes, encoder_for
@@ -203,15 +203,25 @@ class LiteLLMBackend(Backend):
         numbers = request.page_numbers or list(range(1, len(request.pages) + 1))
         texts = dict(zip(numbers, request.pages, strict=False))
         markers = ImageMarkers()
-        images = await asyncio.to_thread(_fit_request_images, request, config, s.max_image_tokens)
+        # Each step below runs in a thread only when it has work: a hop costs more than the
+        # step on the usual request (text only, a page or two, no examples), and under load it
+        # waits for the GIL behind the whole event loop.
+        images = (
+            await asyncio.to_thread(_fit_request_images, request, config, s.max_image_tokens)
+            if request.images
+            else {}
+        )
         # A page sent as an image keeps its text only in text+image mode.
         with_text = [
             (n, texts[n])
             for n in numbers
             if n not in request.images or request.input_mode == "text+image"
         ]
-        # Tokenizing is CPU work: keep it off the event loop.
-        fitted = dict(await asyncio.to_thread(fit_pages, with_text, s.max_prompt_tokens))
+        # Tokenizing is CPU work: off the event loop, unless no cut can be needed.
+        if fits_untouched([text for _, text in with_text], s.max_prompt_tokens):
+            fitted = dict(with_text)
+        else:
+            fitted = dict(await asyncio.to_thread(fit_pages, with_text, s.max_prompt_tokens))
         pages = []
         for n in numbers:
             parts = [fitted[n]] if n in fitted else []
@@ -219,11 +229,14 @@ class LiteLLMBackend(Backend):
                 parts.append(markers.mark(f"page {n}", images[n]))
             if parts:  # a page image past the budget is left out, not sent empty
                 pages.append((n, "\n".join(parts)))
-        examples = await asyncio.to_thread(fit_examples, request, s.max_prompt_tokens // 2)
-        used = sum(i.tokens for i in images.values())
-        examples = await asyncio.to_thread(
-            _example_images, request, examples, config, s.max_image_tokens - used, markers
-        )
+        examples: list[tuple[str, str]] = []
+        if request.examples:
+            examples = await asyncio.to_thread(fit_examples, request, s.max_prompt_tokens // 2)
+            if request.input_mode == "image":
+                used = sum(i.tokens for i in images.values())
+                examples = await asyncio.to_thread(
+                    _example_images, request, examples, config, s.max_image_tokens - used, markers
+                )
         run = _Run(
             config=config,
             options=client.CallOptions(

@@ -31,10 +31,20 @@ def allocate(lengths: list[int], budget: int) -> list[int]:
     return shares
 
 
+def fits_untouched(texts: list[str], budget: int, *, cap: int | None = None) -> bool:
+    """True when no cut can be needed, without tokenizing: a BPE token is at least one byte, so
+    a text has at most as many tokens as UTF-8 bytes. Most requests (a page or two) pass, and
+    `fit_pages` then costs microseconds instead of a tokenizer run."""
+    sizes = [len(text.encode()) for text in texts]
+    return sum(sizes) <= budget and (cap is None or max(sizes, default=0) <= cap)
+
+
 def fit_pages(
     pages: list[tuple[int, str]], budget: int, *, cap: int | None = None
 ) -> list[tuple[int, str]]:
     """The pages' text cut to `budget` tokens in all, and `cap` each (page numbers kept)."""
+    if fits_untouched([text for _, text in pages], budget, cap=cap):
+        return list(pages)
     encoding = _encoding()
     tokens = [encoding.encode(text, disallowed_special=()) for _, text in pages]
     wanted = [len(t) if cap is None else min(len(t), cap) for t in tokens]
