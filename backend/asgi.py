@@ -12,6 +12,7 @@ loading, and other requests wait for the app (up to `BOOT_WAIT_SECONDS`, then 50
 import backend.offline  # noqa: F401, I001  (must run before litellm or tiktoken are imported)
 
 import asyncio
+import gc
 import importlib
 import json
 import logging
@@ -128,6 +129,7 @@ class BootingApp:
                 raise RuntimeError((done or {}).get("message") or "the app's start-up failed")
             self.app = app
             self.ready_after = time.monotonic() - self.started_at
+            await self._freeze_heap_when_ready(app)
         except asyncio.CancelledError:
             raise
         except BaseException as error:  # noqa: BLE001 - reported, then the process stops
@@ -138,6 +140,24 @@ class BootingApp:
         finally:
             assert self._loaded is not None
             self._loaded.set()
+
+    async def _freeze_heap_when_ready(self, app: ASGIApp) -> None:
+        """Once the app and its model path are loaded, move every object alive (modules, the
+        app, LiteLLM: most of the heap, and never garbage) out of the garbage collector's sight.
+        Full collections then scan only what requests create. Measured (bench.overhead's load,
+        200 clients): a full collection of the loaded heap took 0.35 s, stalling every request
+        in flight, and freezing raised one process's throughput by about 15%. No collection
+        first: it would pause the loop as long, for a few MB of start-up garbage."""
+        if getattr(getattr(app, "state", None), "docsift", None) is None:
+            return  # not DocSift's app (tests serving a stand-in)
+        waited = 0.0
+        while not model_path_ready(app) and waited < BOOT_WAIT_SECONDS * 5:
+            await asyncio.sleep(0.2)
+            waited += 0.2
+        gc.freeze()
+        log.info(
+            "start-up heap frozen: %d objects left out of garbage collection", gc.get_freeze_count()
+        )
 
     async def _first_of(self, waiting: Any) -> dict | None:
         """The inner lifespan's reply, or None if the inner app ended without one."""
