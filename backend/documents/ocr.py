@@ -73,7 +73,7 @@ def make_pool(workers: int = 0) -> ProcessPoolExecutor:
 AUTO = "auto"
 AUTO_BASE = "eng"
 # Mean word confidence (0-100) of the English reading under which other scripts are tried: on
-# docs-v1's 60 scanned pages, the two Hebrew ones read as English score 34 and 48, English pages
+# docs-v1's 62 scanned pages, the two Hebrew ones read as English score 34 and 48, English pages
 # 48-96 (photos and low-resolution images lowest).
 SCRIPT_CHECK_CONFIDENCE = 60.0
 # How much more confident a reading with another script's language must be to replace the
@@ -81,7 +81,7 @@ SCRIPT_CHECK_CONFIDENCE = 60.0
 SCRIPT_GAIN = 15.0
 # Scripts other than Latin, each read by its first language whose Tesseract data is installed.
 # Tesseract's own script detection (OSD, `--psm 0`) was measured and not used: on docs-v1 it
-# named Cyrillic, Greek or Arabic for 12 of 60 English pages and Latin for a Hebrew one.
+# named Cyrillic, Greek or Arabic for 10 of 60 English pages and Latin for a Hebrew one.
 SCRIPT_LANGUAGES: dict[str, tuple[str, ...]] = {
     "Hebrew": ("heb",),
     "Arabic": ("ara", "fas", "urd"),
