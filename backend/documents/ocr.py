@@ -95,12 +95,6 @@ SCRIPT_LANGUAGES: dict[str, tuple[str, ...]] = {
     "Armenian": ("hye",),
     "Georgian": ("kat",),
 }
-# Median word height (pixels, ascenders included) under which a page is read again larger, and
-# the height it is then rendered for (Tesseract reads best with 10-point text at 300 dpi and
-# more: words about 40 pixels high), at most MAX_DPI and MAX_PIXELS.
-SMALL_TEXT_PIXELS = 20
-TEXT_PIXELS = 32
-MAX_DPI = 600
 # Tesseract's time grows with pixels and gains nothing past ~400 dpi on a Letter page; the cap
 # keeps a huge page (PDF allows 200x200 inches) from allocating gigabytes.
 MAX_PIXELS = 16_000_000
@@ -146,14 +140,7 @@ def ocr_page(pdf: bytes, dpi: int, language: str, tessdata: str) -> str:
             )
             return page.get_text(textpage=textpage)
         png = _render(page, dpi)
-        reading = read_words(png, dpi, base_language(language), tessdata)
-        # Small text (a low-resolution image, a photo from afar) reads better larger: the page
-        # is rendered again so its words are about TEXT_PIXELS high, once.
-        if 0 < reading.height < SMALL_TEXT_PIXELS:
-            larger = min(round(dpi * TEXT_PIXELS / reading.height), capped_dpi(page.rect))
-            if larger > dpi:
-                dpi, png = larger, _render(page, larger)
-                reading = read_words(png, dpi, base_language(language), tessdata)
+    reading = read_words(png, dpi, base_language(language), tessdata)
     if language.strip().lower() != AUTO or not reading.text:
         return reading.text
     if reading.confidence >= SCRIPT_CHECK_CONFIDENCE:
@@ -198,7 +185,7 @@ def _image_dpi(page: pymupdf.Page) -> float | None:
     return None
 
 
-def capped_dpi(rect: pymupdf.Rect, dpi: int = MAX_DPI, max_pixels: int = MAX_PIXELS) -> int:
+def capped_dpi(rect: pymupdf.Rect, dpi: int, max_pixels: int = MAX_PIXELS) -> int:
     """`dpi`, lowered so the page renders to at most `max_pixels` pixels (at least 1 dpi)."""
     area_in2 = max(rect.width * rect.height, 1.0) / (72 * 72)
     return max(1, min(dpi, math.floor(math.sqrt(max_pixels / area_in2))))
@@ -218,7 +205,6 @@ def script_languages(tessdata: str) -> list[str]:
 class Reading:
     text: str
     confidence: float  # the words' mean, 0-100 (0 without words)
-    height: float  # the words' median height in pixels (0 without words)
 
 
 def read_words(png: bytes, dpi: int, language: str, tessdata: str) -> Reading:
@@ -228,7 +214,7 @@ def read_words(png: bytes, dpi: int, language: str, tessdata: str) -> Reading:
     tsv = _run(png, dpi, tessdata, ["-l", language, "-c", "thresholding_method=2", "tsv"])
     lines: dict[tuple[str, ...], list[str]] = {}
     boxes: dict[tuple[str, ...], tuple[int, int]] = {}
-    confidences, heights = [], []
+    confidences = []
     for row in tsv.splitlines()[1:]:
         cells = row.split("\t")
         if len(cells) < 12:
@@ -239,12 +225,10 @@ def read_words(png: bytes, dpi: int, language: str, tessdata: str) -> Reading:
         elif cells[0] == "5" and cells[11].strip():
             lines.setdefault(key, []).append(cells[11])
             confidences.append(float(cells[10]))
-            heights.append(int(cells[9]))
     order = sorted(lines, key=lambda key: boxes.get(key, (0, 0)))
     return Reading(
         "\n".join(" ".join(lines[key]) for key in order),
         statistics.fmean(confidences) if confidences else 0.0,
-        statistics.median(heights) if heights else 0.0,
     )
 
 
