@@ -119,3 +119,27 @@ async def test_a_scanned_hebrew_payslip_classifies_as_payslip_through_the_api(
         result = await harness.client.post("/v1/classify", json=body, headers=tenant.headers)
         assert result.status_code == 200, result.text
         assert result.json()["classification"] == "payslip", result.json()
+
+
+@pytest.mark.dataset
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        # A hand-filled W-9 photographed on a dark table: a global threshold read no title.
+        ("w9/w9_rev2018-10_handfilled_photo_google.pdf", "Identification Number and Certification"),
+        # A 96-dpi screenshot: MuPDF's enlargement made "(Form 71040)" of its heading.
+        ("form_1040/f1040_scheduleE_filled_image.png", "(Form 1040)"),
+        # A scanned Hebrew payslip, read as Latin noise in English.
+        ("payslip/payslip_il_tlush_scanned.pdf", "תלוש משכורת"),
+    ],
+)
+def test_docs_v1_pages_english_ocr_misread_are_read(dataset_dir, name, expected):
+    from backend.documents import extraction
+    from backend.documents.sniff import sniff
+
+    data = (dataset_dir / name).read_bytes()
+    limits = extraction.Limits(max_pages=50, max_image_pixels=50_000_000)
+    pages = extraction.extract(
+        data, sniff(data), limits, min_text_chars=20, ocr=True, ocr_dpi=200, ocr_language="auto"
+    )
+    assert pages[0].ocr and expected in pages[0].text, pages[0].text[:500]
