@@ -87,6 +87,16 @@ def test_an_english_page_read_well_is_not_read_again(monkeypatch):
     assert calls == ["eng"]
 
 
+def test_without_the_tesseract_program_pymupdfs_ocr_reads_the_page(monkeypatch):
+    """Deployments with Tesseract's data but not its program keep OCR (English for "auto")."""
+    from tests.fixtures.documents import scanned_pdf
+
+    monkeypatch.setattr(ocr, "_tesseract_program", lambda: None)
+    monkeypatch.setattr(ocr, "read_words", None)  # never reached
+    scan = scanned_pdf(["INVOICE 2024-117\nAmount due: 1,250.00 USD"])
+    assert "Amount due" in ocr.ocr_page(scan, 200, "auto", ocr.tessdata_for("auto"))
+
+
 def test_a_low_resolution_image_page_is_enlarged_with_its_own_pixels():
     """A 72-dpi picture on a Letter page is rendered at its own resolution and enlarged to the
     OCR resolution (not left to MuPDF's enlargement)."""
