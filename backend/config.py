@@ -120,7 +120,9 @@ class Settings(BaseSettings):
     max_label_chars: int = 100
     max_description_chars: int = 2000
     ocr_enabled: bool = True
-    ocr_language: str = "eng"
+    # Tesseract languages ("eng", "eng+fra"), or "auto": English, and a page English reads
+    # poorly is read again with each installed non-Latin script (documents/ocr.py).
+    ocr_language: str = "auto"
     ocr_dpi: int = 200
     min_text_chars: int = 20
     # OCR worker processes (0 = one per CPU core).

@@ -2,6 +2,7 @@
 with DocSift's own extraction (OCR included), cached by file hash so experiments stay fast."""
 
 import csv
+import functools
 import hashlib
 import json
 import os
@@ -9,12 +10,25 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from backend.config import Settings
 from backend.documents import extraction
 from backend.documents.sniff import sniff
 
 DATASET = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "docs-v1"
 CACHE = Path(os.environ.get("DOCSIFT_TEXT_CACHE", "/tmp/docsift-text-cache"))
 LIMITS = extraction.Limits(max_pages=500, max_image_pixels=200_000_000)
+OCR_LANGUAGE = Settings(_env_file=None).ocr_language  # the service's default
+# The extraction code is part of the cache key: a change to how pages are read (OCR above all)
+# re-extracts, so the benches measure the code they run.
+EXTRACTION_CODE = [
+    Path(extraction.__file__).parent / name for name in ("extraction.py", "ocr.py", "images.py")
+]
+
+
+@functools.cache
+def extraction_version() -> str:
+    code = b"".join(path.read_bytes() for path in EXTRACTION_CODE)
+    return hashlib.sha256(code + OCR_LANGUAGE.encode()).hexdigest()[:12]
 
 
 @dataclass
@@ -48,7 +62,7 @@ def manifest(folder: Path = DATASET) -> list[tuple[Path, str, str | None]]:
 def _extract(path: Path) -> list[str]:
     data = path.read_bytes()
     key = hashlib.sha256(data).hexdigest()
-    cached = CACHE / f"{key}.json"
+    cached = CACHE / f"{key}-{extraction_version()}.json"
     if cached.exists():
         return json.loads(cached.read_text())
     kind = sniff(data)
@@ -64,7 +78,7 @@ def _extract(path: Path) -> list[str]:
                     min_text_chars=20,
                     ocr=True,
                     ocr_dpi=200,
-                    ocr_language="eng",
+                    ocr_language=OCR_LANGUAGE,
                     pool=None,
                 )
             ]

@@ -8,7 +8,6 @@ turning between calls. OCR, seconds a page, is not done here but handed out as `
 
 import html
 import logging
-import math
 import re
 from collections.abc import Iterator
 from concurrent.futures import Executor
@@ -19,16 +18,15 @@ import pymupdf
 
 from backend.documents import ocr as _ocr
 from backend.documents.images import check_image, image_to_pdf
+from backend.documents.ocr import capped_dpi
 from backend.documents.sniff import FileKind, decode_text
 from backend.errors import PayloadTooLarge, UnsupportedFile
 
 log = logging.getLogger(__name__)
 
 TEXT_PAGE_CHARS = 3000
-# Rendering caps: Tesseract's time grows with pixels and gains nothing past ~400 dpi on a Letter
-# page; a preview needs far less. They keep a huge page (PDF allows 200x200 inches) from
-# allocating gigabytes.
-OCR_MAX_PIXELS = 16_000_000
+# Rendering caps (ocr.MAX_PIXELS for OCR): a preview needs far less than OCR.
+OCR_MAX_PIXELS = _ocr.MAX_PIXELS
 PREVIEW_MAX_PIXELS = 6_000_000
 _TEXT_PREVIEW_CSS = "* {font-family: sans-serif; font-size: 10px; white-space: pre-wrap;}"
 # What a font without a Unicode map yields: its glyph codes as control characters, U+FFFD or
@@ -214,12 +212,6 @@ def _check_page_images(page: pymupdf.Page, limits: Limits) -> None:
                 f"Page {page.number + 1} holds a {width}x{height} pixel image; "
                 f"the limit is {limits.max_image_pixels:,} pixels."
             )
-
-
-def capped_dpi(rect: pymupdf.Rect, dpi: int, max_pixels: int) -> int:
-    """`dpi`, lowered so the page renders to at most `max_pixels` pixels (at least 1 dpi)."""
-    area_in2 = max(rect.width * rect.height, 1.0) / (72 * 72)
-    return max(1, min(dpi, math.floor(math.sqrt(max_pixels / area_in2))))
 
 
 def _text_pages(data: bytes, limits: Limits) -> list[str]:
