@@ -31,7 +31,6 @@ result there).
 """
 
 import asyncio
-import functools
 import sqlite3
 import time
 from collections import namedtuple
@@ -387,9 +386,7 @@ class SqliteStore:
 
     def _connect(self, *, wait: bool) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-        _sqlite_pragmas(conn, None)
-        if not wait:
-            conn.execute("PRAGMA busy_timeout=0")  # fail at once when another writer holds it
+        (_sqlite_pragmas if wait else _no_wait_pragmas)(conn, None)
         return conn
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -515,7 +512,7 @@ class _Sql:
     text: str
     defaults: dict[str, Any]  # values written into the statement (`kind="debit"`)
     processors: tuple[tuple[str, Callable[[Any], Any]], ...]
-    columns: tuple[str, ...]
+    row_type: Any  # a namedtuple of the selected columns: rows read by name, as Core rows are
 
     @classmethod
     def of(cls, statement: Any, column_keys: list[str] | None = None) -> "_Sql":
@@ -530,8 +527,9 @@ class _Sql:
             for name, bind in compiled.binds.items()
             if not bind.required and bind.value is not None
         }
-        columns = tuple(c.key for c in getattr(statement, "selected_columns", ()))
-        return cls(str(compiled), defaults, tuple(processors), columns)
+        columns = [c.key for c in getattr(statement, "selected_columns", ())]
+        row_type = namedtuple("Row", columns, rename=True)  # noqa: PYI024
+        return cls(str(compiled), defaults, tuple(processors), row_type)
 
     def run(self, conn: sqlite3.Connection, params: dict[str, Any]) -> sqlite3.Cursor:
         if self.processors or self.defaults:
@@ -543,13 +541,7 @@ class _Sql:
 
     def rows(self, conn: sqlite3.Connection, params: dict[str, Any]) -> list[Any]:
         """The rows, with attribute access by column name (as Core rows have)."""
-        row_type = _row_type(self.columns)
-        return [row_type(*values) for values in self.run(conn, params).fetchall()]
-
-
-@functools.cache
-def _row_type(columns: tuple[str, ...]) -> Any:
-    return namedtuple("Row", columns, rename=True)  # noqa: PYI024
+        return [self.row_type(*values) for values in self.run(conn, params).fetchall()]
 
 
 def _take_hold() -> ReturningDelete:
