@@ -181,6 +181,11 @@ THIRD_PARTY_LEVELS = {
     "uvicorn.error": logging.INFO,
     "uvicorn.access": logging.WARNING,  # DocSift logs every request itself, with its id
     "httpx": logging.WARNING,
+    # LiteLLM logs every call at INFO (~5% of a request's CPU); it is imported lazily, after
+    # configure_logging, and installs its own plain-text handler then: adopt_library_loggers.
+    "LiteLLM": logging.WARNING,
+    "LiteLLM Router": logging.WARNING,
+    "LiteLLM Proxy": logging.WARNING,
 }
 
 
@@ -213,8 +218,23 @@ def configure_logging(*, json_logs: bool, level: str) -> None:
         own.handlers.clear()
         own.setLevel(wanted)
         own.propagate = True
+    _adopt(wanted)
+
+
+def _adopt(wanted: int) -> None:
     for name, most in THIRD_PARTY_LEVELS.items():
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
         logger.setLevel(max(most, wanted))
+
+
+def adopt_library_loggers() -> None:
+    """Hand libraries imported after configure_logging (LiteLLM installs a plain-text handler
+    and stops propagation on import) back to the one root handler, so every line keeps the
+    format. Without configure_logging (a script) the libraries keep their own handlers."""
+    root = logging.getLogger()
+    mine = [h for h in root.handlers if isinstance(h, _DocSiftHandler)]
+    if mine:
+        own = logging.getLogger("docsift").level or root.level
+        _adopt(own)

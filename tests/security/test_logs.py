@@ -124,3 +124,36 @@ async def test_a_full_run_logs_no_document_content(
         record = json.loads(line)  # not a Rich box, not a plain-text line
         loggers.add(record["logger"].split(".")[0])
     assert {"docsift", "alembic"} <= loggers
+
+
+def test_litellm_warnings_share_the_json_format(monkeypatch, capfd):
+    """LiteLLM is imported lazily, after logging is configured, and installs its own plain-text
+    handler then (propagation off): its warnings must still come out as DocSift's JSON lines."""
+    from backend import observability
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    litellm_logger = logging.getLogger("LiteLLM")
+    saved_litellm = litellm_logger.handlers[:], litellm_logger.propagate, litellm_logger.level
+    try:
+        observability.configure_logging(json_logs=True, level="INFO")
+
+        class ItsOwnHandler(logging.StreamHandler):  # what `import litellm` installs
+            pass
+
+        litellm_logger.addHandler(ItsOwnHandler())
+        litellm_logger.propagate = False
+        monkeypatch.setattr(client, "_litellm", None)
+        client.litellm()  # the lazy first use
+        litellm_logger.warning("LoggingWorker: event loop changed")
+        lines = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+        assert len(lines) == 1
+        record = json.loads(lines[0])
+        assert record["logger"] == "LiteLLM"
+        assert record["message"] == "LoggingWorker: event loop changed"
+        assert litellm_logger.getEffectiveLevel() == logging.WARNING  # its INFO line per call stays off
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        litellm_logger.handlers[:], litellm_logger.propagate, lvl = saved_litellm
+        litellm_logger.setLevel(lvl)

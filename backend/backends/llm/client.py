@@ -24,6 +24,7 @@ from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from backend import observability
 from backend.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ def litellm() -> Any:
         # LiteLLM logs every call at INFO (through rich when installed): ~5% of a request's CPU.
         for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
             logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+        observability.adopt_library_loggers()  # its warnings in DocSift's format, not its own
         for name in _FIRST_CALL_MODULES:
             try:
                 importlib.import_module(name)
