@@ -151,7 +151,9 @@ def test_litellm_warnings_share_the_json_format(monkeypatch, capfd):
         record = json.loads(lines[0])
         assert record["logger"] == "LiteLLM"
         assert record["message"] == "LoggingWorker: event loop changed"
-        assert litellm_logger.getEffectiveLevel() == logging.WARNING  # its INFO line per call stays off
+        assert (
+            litellm_logger.getEffectiveLevel() == logging.WARNING
+        )  # its INFO line per call stays off
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)
