@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from backend.api import api_router
+from backend.api import include_routes
 from backend.backends.registry import BackendRegistry
 from backend.config import Settings, get_settings
 from backend.documents import ocr
@@ -57,7 +57,7 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
-    app.include_router(api_router)
+    include_routes(app)
     mcp_endpoint = mount_mcp(app, settings)
     return app
 

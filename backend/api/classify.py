@@ -14,8 +14,8 @@ from backend.classification.service import (
     classification_response,
     run_classification,
 )
-from backend.classification.spec import ModeFields, inline_spec
-from backend.deps import CurrentKey, RequireScope, SessionDep, StateDep, check_classifier
+from backend.classification.spec import ModeFields, RunSpec, inline_spec
+from backend.deps import CurrentKey, RequireScope, StateDep, check_classifier
 from backend.errors import InvalidApiKey
 from backend.models import Account
 from backend.reviews import service as reviews
@@ -44,13 +44,13 @@ async def classify(
     request: Request,
     body: ClassifyRequestBody,
     key: CurrentKey,
-    session: SessionDep,
     state: StateDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Classify a processed document against an inline schema."""
     check_classifier(request, None)
-    out = await classify_document(body, key.account_id, session, state, idempotency_key)
+    # No session dependency: the fast path has no use for one (the slow path opens its own).
+    out = await classify_document(body, key.account_id, None, state, idempotency_key)
     # Serialized once, by pydantic-core, straight to bytes (no re-validation on the way out).
     return Response(out.model_dump_json(), media_type="application/json")
 
@@ -58,11 +58,11 @@ async def classify(
 async def classify_document(
     body: ClassifyRequestBody,
     account_id: str,
-    session: AsyncSession,
+    session: AsyncSession | None,
     state: AppState,
     idempotency_key: str | None = None,
 ) -> ClassifyResponse:
-    """The route's work (the MCP tool calls it too)."""
+    """The route's work (the MCP tool calls it too, in its own session; the route passes None)."""
     spec = inline_spec(
         state,
         labels=validate_schema(body.classification_schema, state.settings),
@@ -91,6 +91,21 @@ async def classify_document(
                         await reviews.announce(own, state, owner, record)
                         await state.queue.commit(own)
             return classification_response(record)
+    if session is None:
+        async with state.sessionmaker() as own:
+            return await _classify_slow(body, spec, account_id, own, state, idempotency_key)
+    return await _classify_slow(body, spec, account_id, session, state, idempotency_key)
+
+
+async def _classify_slow(
+    body: ClassifyRequestBody,
+    spec: RunSpec,
+    account_id: str,
+    session: AsyncSession,
+    state: AppState,
+    idempotency_key: str | None,
+) -> ClassifyResponse:
+    """run_classification in `session`, once per idempotency key."""
     account = await session.get(Account, account_id)
     if account is None:
         raise InvalidApiKey("Invalid or revoked API key.")

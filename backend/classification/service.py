@@ -21,7 +21,7 @@ from backend.classification.vision import (
 from backend.documents.page_images import page_images
 from backend.documents.page_range import parse_page_range
 from backend.documents.queries import get_pages, get_processed_document
-from backend.models import Account, Classification, Document, Page, new_id
+from backend.models import Account, Classification, Document, Page, built_row, new_id
 from backend.observability import record_usage
 from backend.reviews import service as reviews
 from backend.state import AppState
@@ -88,7 +88,8 @@ def result_record(
     """The stored result of one classification (both classify paths build it here), marked for
     review by the run's threshold."""
     scores = spec.calibrated(result.scores)
-    record = Classification(
+    record = built_row(
+        Classification,
         id=request_id,
         account_id=account_id,
         document_id=document_id,
