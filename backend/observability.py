@@ -5,6 +5,7 @@ written while serving it carries the same id, so one request can be followed thr
 """
 
 import contextvars
+import functools
 import json
 import logging
 import re
@@ -58,17 +59,24 @@ TOKENS = Counter("docsift_tokens_total", "Model tokens", ["model", "kind"], regi
 CREDITS = Counter("docsift_credits_charged_total", "Credits charged", ["model"], registry=REGISTRY)
 
 
+@functools.lru_cache(maxsize=4096)
+def _series(metric: Any, *values: str) -> Any:
+    """`metric.labels(*values)`, kept: prometheus_client takes a lock and builds the key on each
+    call, eight times a classification (label sets are few: routes, statuses, models)."""
+    return metric.labels(*values)
+
+
 def record_model_call(model: str, outcome: str, seconds: float) -> None:
-    MODEL_CALLS.labels(model=model, outcome=outcome).inc()
-    MODEL_LATENCY.labels(model=model).observe(seconds)
+    _series(MODEL_CALLS, model, outcome).inc()
+    _series(MODEL_LATENCY, model).observe(seconds)
     if (waited := model_seconds_var.get()) is not None:
         waited[0] += seconds
 
 
 def record_usage(model: str, *, prompt_tokens: int, completion_tokens: int, credits: int) -> None:
-    TOKENS.labels(model=model, kind="prompt").inc(prompt_tokens)
-    TOKENS.labels(model=model, kind="completion").inc(completion_tokens)
-    CREDITS.labels(model=model).inc(credits)
+    _series(TOKENS, model, "prompt").inc(prompt_tokens)
+    _series(TOKENS, model, "completion").inc(completion_tokens)
+    _series(CREDITS, model).inc(credits)
 
 
 class RequestContextMiddleware:
@@ -99,9 +107,7 @@ class RequestContextMiddleware:
                 status = message["status"]
                 model = waited[0]
                 own = max(time.perf_counter() - started - model, 0.0)
-                OVERHEAD.labels(
-                    method=scope.get("method", "GET"), route=_route_template(scope)
-                ).observe(own)
+                _series(OVERHEAD, scope.get("method", "GET"), _route_template(scope)).observe(own)
                 timing = f"docsift;dur={own * 1000:.2f}"
                 if model:
                     timing += f", model;dur={model * 1000:.2f}"
@@ -119,8 +125,8 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             path = _route_template(scope)
             method = scope.get("method", "GET")
-            HTTP_REQUESTS.labels(method=method, route=path, status=str(status)).inc()
-            HTTP_LATENCY.labels(method=method, route=path).observe(elapsed)
+            _series(HTTP_REQUESTS, method, path, str(status)).inc()
+            _series(HTTP_LATENCY, method, path).observe(elapsed)
             logging.getLogger("docsift.access").info(
                 "%s %s %s",
                 method,

@@ -12,6 +12,7 @@ import backend.offline  # noqa: F401, I001
 import argparse
 import asyncio
 import collections
+import os
 import re
 import subprocess
 import tempfile
@@ -55,7 +56,7 @@ def start_py_spy(pid: int, out: Path, seconds: float) -> subprocess.Popen:
     """py-spy recording the server process."""
     return subprocess.Popen(
         ["py-spy", "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", str(out)]
-        + ["-d", str(int(seconds) + 1), "--nonblocking"]
+        + ["-d", str(int(seconds) + 1)] + ([] if os.environ.get("PYSPY_BLOCKING") else ["--nonblocking"])
     )
 
 
