@@ -4,10 +4,13 @@ Ids are UUID strings except the ledger's, whose integer order is the audit order
 account owns carries `account_id`; queries filter on it so tenants never see each other.
 """
 
+import copy
+import functools
 import uuid
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from pydantic_core import PydanticUndefined
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -19,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.orm import configure_mappers
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -287,11 +291,23 @@ def built_row(table: type[_Row], /, **values: Any) -> _Row:
     The row inserts as usual when added to a session."""
     row = table._sa_class_manager.new_instance()  # type: ignore[attr-defined]
     fields = row.__dict__  # SQLAlchemy keeps a row's values in its __dict__
-    for name, field in table.model_fields.items():
-        fields[name] = (
-            values[name] if name in values else field.get_default(call_default_factory=True)
-        )
+    for name, default, factory in _defaults(table):
+        if name in values:
+            fields[name] = values[name]
+        elif factory is not None:
+            fields[name] = factory()
+        elif default is PydanticUndefined:
+            raise TypeError(f"{table.__name__} needs a value for {name}")
+        else:
+            fields[name] = copy.deepcopy(default)
     return row
+
+
+@functools.cache
+def _defaults(table: type[SQLModel]) -> list[tuple[str, Any, Any]]:
+    """(field, default, default factory) of each field of a table model."""
+    configure_mappers()  # as the constructor would: attribute access needs configured mappers
+    return [(name, f.default, f.default_factory) for name, f in table.model_fields.items()]
 
 
 class Evaluation(SQLModel, table=True):

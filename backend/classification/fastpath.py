@@ -258,6 +258,10 @@ class PostgresStore:
             .values(reserved=ACCOUNT.c.reserved - unheld.c.amount)
         )
 
+    def hold_now(self, spec: RunSpec, **where: str) -> Held | None:
+        """None: every step here is a round trip to the server (see `_hold_shielded`)."""
+        return None
+
     async def load_and_hold(
         self, spec: RunSpec, *, account_id: str, document_id: str, request_id: str
     ) -> Held:
@@ -309,6 +313,13 @@ class PostgresStore:
 
     async def close(self) -> None:
         return None
+
+
+class _Busy:
+    """A step that found SQLite's writer busy, and did nothing."""
+
+
+BUSY = _Busy()
 
 
 class SqliteStore:
@@ -389,27 +400,39 @@ class SqliteStore:
         (_sqlite_pragmas if wait else _no_wait_pragmas)(conn, None)
         return conn
 
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """`work` as this process's writer (one at a time): first right here, on a connection
-        that never waits for SQLite's lock, else (another process or a non-money writer of this
-        one holds it) in the SQLite thread, which waits for it.
+    def _now(self, work: Callable[[sqlite3.Connection], T]) -> T | _Busy:
+        """`work` right here, unless this process's writer is in use (BUSY then)."""
+        return BUSY if self.lock.locked() else self._attempt(work)
+
+    def _attempt(self, work: Callable[[sqlite3.Connection], T]) -> T | _Busy:
+        """`work` on a connection that never waits for SQLite's lock; BUSY when another process
+        holds it.
 
         The steps are a few statements of well under a millisecond and WAL readers never wait,
         so running them on the event loop costs less than the two thread switches a hop does
         (measured: the hop was most of the step's CPU). A busy database fails at the step's
-        first write, before anything is written, and the step is then run again whole."""
-        async with self.lock:
-            if self.nowait is None:
-                self.nowait = self._connect(wait=False)
-            try:
-                return work(self.nowait)
-            except sqlite3.OperationalError as error:
-                self.nowait.rollback()
-                if "locked" not in str(error) and "busy" not in str(error):
-                    raise
-            except BaseException:
-                self.nowait.rollback()
+        first write, before anything is written. Nothing here awaits: no other request runs in
+        between and no cancellation can land half-way."""
+        if self.nowait is None:
+            self.nowait = self._connect(wait=False)
+        try:
+            return work(self.nowait)
+        except sqlite3.OperationalError as error:
+            self.nowait.rollback()
+            if "locked" not in str(error) and "busy" not in str(error):
                 raise
+            return BUSY
+        except BaseException:
+            self.nowait.rollback()
+            raise
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` as this process's writer (one at a time): at once if it can, else in the
+        SQLite thread, which waits for the lock (the step is then run again whole)."""
+        async with self.lock:
+            done = self._attempt(work)
+            if not isinstance(done, _Busy):
+                return done
 
             def call() -> T:
                 if self.conn is None:
@@ -422,9 +445,21 @@ class SqliteStore:
 
             return await asyncio.get_running_loop().run_in_executor(self.thread, call)
 
+    def hold_now(
+        self, spec: RunSpec, *, account_id: str, document_id: str, request_id: str
+    ) -> Held | None:
+        """`load_and_hold` without awaiting anything, if the writer is free (else None)."""
+        done = self._now(self._hold(spec, account_id, document_id, request_id))
+        return None if isinstance(done, _Busy) else done
+
     async def load_and_hold(
         self, spec: RunSpec, *, account_id: str, document_id: str, request_id: str
     ) -> Held:
+        return await self._run(self._hold(spec, account_id, document_id, request_id))
+
+    def _hold(
+        self, spec: RunSpec, account_id: str, document_id: str, request_id: str
+    ) -> Callable[[sqlite3.Connection], Held]:
         def work(conn: sqlite3.Connection) -> Held:
             key = {"document_id": document_id}
             if spec.page_range is None:  # every page, the usual request: one statement
@@ -455,7 +490,7 @@ class SqliteStore:
             conn.commit()
             return Held(request_id, document_id, numbers, pages, credits)
 
-        return await self._run(work)
+        return work
 
     async def store_and_charge(self, record: Classification) -> None:
         values = {column.name: getattr(record, column.key) for column in RESULT.columns}
@@ -586,6 +621,18 @@ def _release_if_held(store: "FastStore", holding: asyncio.Future, request_id: st
         task.add_done_callback(_BACKGROUND.discard)
 
 
+async def _hold_shielded(store: "FastStore", spec: RunSpec, where: dict[str, str]) -> Held:
+    """The hold, taken in a task of its own: a request cancelled (client gone) while it is
+    being taken gives it back once it is taken, rather than leave it to the next sweep."""
+    holding = asyncio.ensure_future(store.load_and_hold(spec, **where))
+    try:
+        return await asyncio.shield(holding)
+    except asyncio.CancelledError:
+        request_id = where["request_id"]
+        holding.add_done_callback(lambda _: _release_if_held(store, holding, request_id))
+        raise
+
+
 async def classify_fast(
     state: AppState,
     store: FastStore,
@@ -598,18 +645,11 @@ async def classify_fast(
     """`run_classification` for an inline spec, on `store`: the stored, charged result."""
     started = time.perf_counter()
     request_id = new_id()
-    holding = asyncio.ensure_future(
-        store.load_and_hold(
-            spec, account_id=account_id, document_id=document_id, request_id=request_id
-        )
-    )
-    try:
-        held = await asyncio.shield(holding)
-    except asyncio.CancelledError:
-        # The request was cancelled (client gone) while its hold was being taken: give the hold
-        # back once it is taken, else it would stay until the next start-up's sweep.
-        holding.add_done_callback(lambda _: _release_if_held(store, holding, request_id))
-        raise
+    where = {"account_id": account_id, "document_id": document_id, "request_id": request_id}
+    # SQLite with its writer free: the hold is taken right here, with nothing awaited.
+    held = store.hold_now(spec, **where)
+    if held is None:
+        held = await _hold_shielded(store, spec, where)
     try:
         result = await classify_pages(state, spec, held.pages, document_id=document_id)
         record = result_record(

@@ -114,8 +114,8 @@ def result_record(
         cost_usd=result.cost_usd,
         examples_hash=spec.examples_hash,
         modes=spec.modes.stored(),
+        **reviews.review_fields(kind, scores, None, spec),
     )
-    reviews.mark(record, spec)
     return record
 
 

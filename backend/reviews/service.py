@@ -38,12 +38,18 @@ def status_for(confidence: float, threshold: float) -> str:
     return PENDING if confidence < threshold else AUTO_ACCEPTED
 
 
-def mark(record: Classification, spec: RunSpec) -> None:
-    """Set a new result's review status from the run's threshold (segments one by one)."""
+def review_fields(
+    kind: str,
+    confidence_scores: dict[str, float] | None,
+    result: dict[str, Any] | None,
+    spec: RunSpec,
+) -> dict[str, Any]:
+    """A new result's review status and policy from the run's threshold (a split's segments one
+    by one, marked in `result`); nothing when the run has no threshold."""
     threshold = spec.review_threshold
-    if threshold is None or record.kind not in REVIEWABLE_KINDS:
-        return
-    segments = (record.result or {}).get("segments")
+    if threshold is None or kind not in REVIEWABLE_KINDS:
+        return {}
+    segments = (result or {}).get("segments")
     if segments:
         for segment in segments:
             # A doubtful boundary (the split's own `review` flag) needs a person as much as a
@@ -54,10 +60,17 @@ def mark(record: Classification, spec: RunSpec) -> None:
                 else status_for(top_confidence(segment["confidence_scores"]), threshold)
             )
         pending = any(s["review_status"] == PENDING for s in segments)
-        record.review_status = PENDING if pending else AUTO_ACCEPTED
+        status = PENDING if pending else AUTO_ACCEPTED
     else:
-        record.review_status = status_for(top_confidence(record.confidence_scores or {}), threshold)
-    record.review = {"threshold": threshold}
+        status = status_for(top_confidence(confidence_scores or {}), threshold)
+    return {"review_status": status, "review": {"threshold": threshold}}
+
+
+def mark(record: Classification, spec: RunSpec) -> None:
+    """Set a new result's review status from the run's threshold (see review_fields)."""
+    fields = review_fields(record.kind, record.confidence_scores, record.result, spec)
+    for name, value in fields.items():
+        setattr(record, name, value)
 
 
 class Decision(BaseModel):

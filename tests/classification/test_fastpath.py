@@ -271,6 +271,7 @@ async def test_a_sqlite_driver_error_is_a_503_and_nothing_is_charged(tmp_path, m
         def failing(work):  # noqa: ANN001, ANN202
             raise sqlite3.OperationalError("disk I/O error")
 
+        monkeypatch.setattr(store, "_now", failing)  # every step, at once or waiting
         monkeypatch.setattr(store, "_run", lambda work: asyncio.sleep(0, failing(work)))
         body = {"document_id": doc, "classification_schema": SCHEMA, "query_model": "fake"}
         response = await harness.client.post("/v1/classify", json=body, headers=tenant.headers)

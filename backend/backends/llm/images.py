@@ -147,10 +147,11 @@ class ImageMarkers:
     text cannot forge one."""
 
     def __init__(self) -> None:
-        self.nonce = secrets.token_hex(8)
+        self.nonce = ""  # drawn at the first image: most calls have none
         self.images: dict[str, PageImage] = {}
 
     def mark(self, key: str, image: PageImage) -> str:
+        self.nonce = self.nonce or secrets.token_hex(8)
         marker = f"[[image {self.nonce} {key}]]"
         self.images[marker] = image
         return marker

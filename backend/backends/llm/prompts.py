@@ -7,7 +7,7 @@ rendering with a missing value is an error, never a blank.
 import re
 import string
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 # What each template must use, exactly: a typo in a template fails loudly at start-up.
@@ -39,7 +39,7 @@ class PromptTemplate:
     name: str
     template: string.Template
 
-    @property
+    @cached_property  # rendered per request; the template never changes
     def variables(self) -> set[str]:
         return {
             m.group("named") or m.group("braced")
