@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # load. N processes need N x (both) + the workers' below the server's max_connections.
     db_pool_size: int = Field(default=20, ge=1)
     db_max_overflow: int = Field(default=40, ge=0)
+    # A pooled PostgreSQL connection idle longer than this is pinged before use (pool_pre_ping
+    # for idle ones only: pinging each checkout was two round trips of a classification).
+    db_ping_idle_seconds: float = Field(default=10.0, ge=0)
     storage_dir: Path = Path("./data/files")
     prompts_dir: Path = REPO_ROOT / "prompts"
 

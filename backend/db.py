@@ -5,11 +5,12 @@ written together or not at all.
 """
 
 import asyncio
+import time
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, SessionTransaction
@@ -86,8 +87,10 @@ def _end_write(session: Session, transaction: SessionTransaction) -> None:
         lock.release()
 
 
-def create_engine(url: str, *, pool_size: int = 20, max_overflow: int = 40) -> AsyncEngine:
-    """pool_size / max_overflow apply to PostgreSQL (Settings.db_pool_size, db_max_overflow)."""
+def create_engine(
+    url: str, *, pool_size: int = 20, max_overflow: int = 40, ping_idle_seconds: float = 10.0
+) -> AsyncEngine:
+    """pool_size / max_overflow / ping_idle_seconds apply to PostgreSQL (Settings.db_*)."""
     ensure_sqlite_dir(url)
     if is_sqlite(url):
         engine = create_async_engine(
@@ -96,9 +99,36 @@ def create_engine(url: str, *, pool_size: int = 20, max_overflow: int = 40) -> A
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         _WRITE_LOCKS[engine.sync_engine] = asyncio.Lock()
         return engine
-    return create_async_engine(
-        async_url(url), pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
-    )
+    engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=max_overflow)
+    _ping_when_idle(engine, ping_idle_seconds)
+    return engine
+
+
+_IDLE_SINCE = "docsift_idle_since"
+
+
+def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """SQLAlchemy's pool_pre_ping, for connections idle longer than `idle_seconds` only.
+
+    pool_pre_ping pings at every checkout: a round trip to the server before each statement of
+    the classify path (two of its five). A connection back in the pool for less than
+    `idle_seconds` is used as is; one that died meanwhile (the server restarted) fails its
+    statement with a 503 and SQLAlchemy then drops every pooled connection of that age."""
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def checked_in(_dbapi_connection, record) -> None:  # noqa: ANN001
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def checked_out(dbapi_connection, record, _proxy) -> None:  # noqa: ANN001
+        since = record.info.pop(_IDLE_SINCE, None)
+        if since is None or time.monotonic() - since < idle_seconds:
+            return  # just opened, or in use moments ago
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise exc.DisconnectionError() from error  # the pool opens a new connection
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -54,6 +54,7 @@ async def open_state(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
+        ping_idle_seconds=settings.db_ping_idle_seconds,
     )
     try:
         await upgrade(engine)
