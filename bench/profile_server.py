@@ -3,6 +3,7 @@ requests back to back to a fake model (one client, answering at once, by default
 
     pip install py-spy && python -m bench.profile_server [--seconds 24] [--clients 200 --delay 1]
 
+PYSPY_BLOCKING=1 samples with the process paused (whole stacks, no sampling errors, slower).
 Writes bench/results/server_profile.json: requests per second, and for each part of the stack
 the share of samples with a frame of it on the stack (inclusive, so shares overlap).
 """

@@ -47,8 +47,7 @@ class ClassifyRequestBody(ModeFields):
     instructions: str | None = Field(default=None, max_length=4000)
 
 
-# The key comes from the scope check itself and the state from the request: each dependency
-# FastAPI resolves costs a classification a few microseconds, and this is the hot path.
+# The scope check gives the key (one dependency where CurrentKey beside it made two).
 ClassifyKey = Annotated[ApiKey, RequireScope("classify")]
 _SCOPE = ScopeCheck("classify")
 
