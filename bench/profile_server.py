@@ -57,7 +57,8 @@ def start_py_spy(pid: int, out: Path, seconds: float) -> subprocess.Popen:
     """py-spy recording the server process."""
     return subprocess.Popen(
         ["py-spy", "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", str(out)]
-        + ["-d", str(int(seconds) + 1)] + ([] if os.environ.get("PYSPY_BLOCKING") else ["--nonblocking"])
+        + ["-d", str(int(seconds) + 1)]
+        + ([] if os.environ.get("PYSPY_BLOCKING") else ["--nonblocking"])
     )
 
 
