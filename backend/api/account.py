@@ -58,7 +58,7 @@ class AccountOut(BaseModel):
 
 class RetentionIn(BaseModel):
     retention_days: int | None = Field(
-        ge=1, le=36500, description="Erase documents after this many days (null: keep)"
+        strict=True, ge=1, le=36500, description="Erase documents after this many days (null: keep)"
     )
 
 
@@ -122,7 +122,7 @@ class KeyIn(BaseModel):
 
 class AccountIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    credits: int = Field(default=0, ge=0, le=10**12)
+    credits: int = Field(default=0, strict=True, ge=0, le=10**12)
 
 
 class AccountCreated(BaseModel):
@@ -131,7 +131,7 @@ class AccountCreated(BaseModel):
 
 
 class GrantIn(BaseModel):
-    amount: int = Field(gt=0, le=10**12)
+    amount: int = Field(strict=True, gt=0, le=10**12)
     note: str | None = Field(default=None, max_length=500)
 
 

@@ -38,7 +38,9 @@ class BatchOptions(ModeFields):
         description="Where to POST the signed `batch.completed` event (default: the account's)",
     )
     webhook_item_events: bool = Field(
-        default=False, description="Also send a `batch.item.completed|failed` event per item"
+        default=False,
+        strict=True,
+        description="Also send a `batch.item.completed|failed` event per item",
     )
 
     @model_validator(mode="after")

@@ -39,6 +39,7 @@ class ClassifierIn(ModeFields):
     instructions: str | None = Field(default=None, max_length=4000)
     retention_days: int | None = Field(
         default=None,
+        strict=True,
         ge=1,
         le=36500,
         description="Erase documents this classifier ran on after this many days (overrides the account's)",
@@ -59,6 +60,7 @@ class ClassifierPatch(ModeFields):
     instructions: str | None = Field(default=None, max_length=4000)
     retention_days: int | None = Field(
         default=None,
+        strict=True,
         ge=1,
         le=36500,
         description="Erase documents this classifier ran on after this many days (overrides the account's)",
@@ -163,7 +165,7 @@ class RunIn(ModeFields):
     document_id: str = Field(max_length=64)
     page_range: str | None = Field(default=None, max_length=200)
     query_model: str | None = Field(default=None, max_length=200)
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, strict=True, ge=1)
 
 
 class ExampleIn(BaseModel):

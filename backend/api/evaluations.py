@@ -100,11 +100,11 @@ class EvaluationSummary(BaseModel):
 
 
 class CalibrationIn(BaseModel):
-    enabled: bool = True
+    enabled: bool = Field(default=True, strict=True)
 
 
 class CalibrationPatch(BaseModel):
-    enabled: bool | None = None  # None leaves it as it is
+    enabled: bool | None = Field(default=None, strict=True)  # None leaves it as it is
 
 
 class CalibrationOut(BaseModel):

@@ -23,7 +23,10 @@ class ReviewIn(BaseModel):
         min_length=1, max_length=200, description="The right label: the suggested one confirms it"
     )
     segment: int | None = Field(
-        default=None, ge=0, description="Split results: which segment (0-based) is decided"
+        default=None,
+        strict=True,
+        ge=0,
+        description="Split results: which segment (0-based) is decided",
     )
 
 

@@ -30,8 +30,9 @@ class SplitIn(ModeFields):
     classifier_id: str | None = Field(default=None, max_length=64)
     query_model: str | None = Field(default=None, max_length=200)
     page_range: str | None = Field(default=None, max_length=200)
-    create_documents: bool = False
+    create_documents: bool = Field(default=False, strict=True)
     group_attachments: bool = Field(
+        strict=True,
         default=False,
         description="One segment for a document and its attachments: a Form 1040 with the "
         "schedules that follow it (SCHEDULE X (Form 1040), 'Attach to Form 1040'), a contract "

@@ -84,6 +84,7 @@ class ModeFields(BaseModel):
 
     multi_label: bool | None = Field(
         default=None,
+        strict=True,
         description="Score every label independently and return `classifications`, all labels "
         "over their threshold (default false)",
     )
@@ -96,7 +97,11 @@ class ModeFields(BaseModel):
         default=None, description="none (default), permutations, or contextual"
     )
     permutations: int | None = Field(
-        default=None, ge=2, le=8, description="Label orders for `debias: permutations` (default 3)"
+        default=None,
+        strict=True,
+        ge=2,
+        le=8,
+        description="Label orders for `debias: permutations` (default 3)",
     )
 
     def modes_over(self, base: Modes = DEFAULT_MODES) -> Modes:
