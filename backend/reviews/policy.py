@@ -21,10 +21,15 @@ class ReviewPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     threshold: float | None = Field(
-        default=None, ge=0.0, le=1.0, description="Results under this confidence go to review"
+        default=None,
+        strict=True,
+        ge=0.0,
+        le=1.0,
+        description="Results under this confidence go to review",
     )
     target_accuracy: float | None = Field(
         default=None,
+        strict=True,
         gt=0.0,
         le=1.0,
         description="Derive the threshold: the lowest one whose accepted results reached this "
