@@ -240,7 +240,5 @@ def adopt_library_loggers() -> None:
     and stops propagation on import) back to the one root handler, so every line keeps the
     format. Without configure_logging (a script) the libraries keep their own handlers."""
     root = logging.getLogger()
-    mine = [h for h in root.handlers if isinstance(h, _DocSiftHandler)]
-    if mine:
-        own = logging.getLogger("docsift").level or root.level
-        _adopt(own)
+    if any(isinstance(h, _DocSiftHandler) for h in root.handlers):
+        _adopt(logging.getLogger("docsift").level or root.level)

@@ -5,7 +5,7 @@ Measured (bench/overhead.py), the ORM path cost ~30 ms of CPU a request in DocSi
 9 statements, 3 commits, ~37 aiosqlite thread hops, ORM flushes and identity maps. Here:
 
 PostgreSQL (psycopg, natively async, autocommit: no BEGIN/COMMIT round trips)
-- read the document, read its pages (2 statements);
+- read the document and its pages (1 statement; 2 with a page range);
 - hold: one statement, `WITH held AS (UPDATE account ... WHERE balance - reserved >= n
   RETURNING id) INSERT INTO credit_reservation SELECT ... FROM held`. The conditional UPDATE is
   re-checked against the committed row when it waited on a concurrent one, so holds can never
@@ -17,12 +17,13 @@ PostgreSQL (psycopg, natively async, autocommit: no BEGIN/COMMIT round trips)
   ... FROM paid`: the result, the debit row and the balance are written together or not at all;
 - on failure, release: one statement (DELETE the hold, UPDATE account FROM it).
 
-SQLite (one writer; its driver is synchronous, so aiosqlite hops to a thread per statement):
-each step runs whole on a plain sqlite3 connection: read and hold (reads, then UPDATE + INSERT +
-COMMIT), result and charge (DELETE, INSERTs, UPDATE, COMMIT). A step takes this process's turn as
-the writer first (`db.begin_write`'s lock), as every money write here does, then runs on the
-event loop on a connection that does not wait for SQLite's lock, or, when another writer holds
-it, in one thread hop on a connection that does (see `SqliteStore._run`).
+SQLite (one writer; aiosqlite would hop to a thread per statement): each step runs whole on a
+plain sqlite3 connection: read and hold (reads, then UPDATE + INSERT + COMMIT), result and charge
+(DELETE, INSERTs, UPDATE, COMMIT). A step runs as this process's writer (`db.begin_write`'s
+lock), as every money write here does: on the event loop on a connection that does not wait for
+SQLite's lock, or, when another writer holds it, in one thread hop on a connection that does
+(see `SqliteStore._run`). With the writer free the hold is taken without awaiting anything
+(`hold_now`); otherwise in a shielded task, so a cancelled request still gives it back.
 
 The ledger invariants are `backend/billing/ledger.py`'s (balance = sum of ledger rows; a hold is
 freed exactly once, by whoever's DELETE removed it) and tests/billing checks them on this path.
