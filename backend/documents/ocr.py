@@ -3,9 +3,9 @@
 A page is rendered by PyMuPDF and read by the `tesseract` program (PyMuPDF's built-in OCR when
 the program is missing): the program takes options PyMuPDF's OCR has no way to pass, Sauvola's
 local thresholding (a photo's shadows and dark surroundings no longer blank out a whole page)
-and word confidences, and it detects a page's script (OSD). With the language "auto" a page read
-poorly as English has its script detected and is read again with that script's languages
-(Hebrew, Arabic, Cyrillic...) when their Tesseract data is installed.
+and word confidences. With the language "auto" a page read poorly as English is read again with
+each installed non-Latin script's language (Hebrew, Arabic, Cyrillic...), and the clearly more
+confident reading is kept (Tesseract's own script detection, OSD, was measured and not used).
 
 Measured on this code base's machines: PyMuPDF holds the GIL through OCR and rendering, and MuPDF's
 Leptonica refuses two threads at once ("Attempt to use Leptonica from 2 threads at once"), so
