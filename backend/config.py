@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # A pooled PostgreSQL connection idle longer than this is pinged before use (pool_pre_ping
     # for idle ones only: pinging each checkout was two round trips of a classification).
     db_ping_idle_seconds: float = Field(default=10.0, ge=0)
+    # POST /v1/classify's own psycopg pool (backend/classification/fastpath/postgres.py): two
+    # short statements a request, so a few connections serve hundreds of requests at once.
+    db_classify_pool_size: int = Field(default=10, ge=1)
     storage_dir: Path = Path("./data/files")
     prompts_dir: Path = REPO_ROOT / "prompts"
 

@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -107,6 +108,7 @@ def install_error_handlers(app: FastAPI) -> None:
     # with no connection free in time is a capacity problem the client can retry, not a 500.
     @app.exception_handler(OperationalError)
     @app.exception_handler(sqlite3.OperationalError)  # the SQLite fast path's own driver
+    @app.exception_handler(psycopg.OperationalError)  # the PostgreSQL one's (its PoolTimeout too)
     @app.exception_handler(PoolTimeout)
     async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)

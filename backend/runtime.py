@@ -68,7 +68,7 @@ async def open_state(
             await ledger.release_stale(maker, older_than=stale)
             queue = Queue(settings, pool_size=queue_pool_size)
             await queue.open()
-            fast_store = open_store(engine, settings.database_url)
+            fast_store = await open_store(engine, settings)
             try:
                 yield AppState(
                     settings=settings,

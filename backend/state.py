@@ -34,5 +34,5 @@ class AppState:
     # API-key lookups cached per process, and keys' last use noted for a batched write.
     key_cache: "KeyCache | None" = None
     key_usage: "KeyUsage | None" = None
-    # /v1/classify without the ORM (backend/classification/fastpath.py); None: the ORM path.
+    # /v1/classify without the ORM (backend/classification/fastpath/); None: the ORM path.
     fast_store: "FastStore | None" = None

@@ -2,9 +2,9 @@
 the app in-process (httpx's ASGI transport) with a backend that answers at once, against
 `GET /healthz` (the framework's floor) and an authenticated `GET /v1/account`.
 
-    python -m bench.request_path [--requests 300]
+    python -m bench.request_path [--requests 300] [--database sqlite|postgres]
 
-Writes bench/results/request_path.json. The figures include the in-process client's own cost
+Writes bench/results/request_path.json (request_path_postgres.json for --database postgres). The figures include the in-process client's own cost
 (about the same for every route), so differences between routes are what to read. Logs at
 WARNING: the access log line each request writes at INFO is left out.
 """
@@ -21,7 +21,12 @@ from pathlib import Path
 
 from backend.backends.fake import FunctionBackend
 from bench.harness import write_result
-from tests.conftest import make_settings, start_harness
+from tests.conftest import (
+    POSTGRES_URL,
+    _create_postgres_database,
+    make_settings,
+    start_harness,
+)
 from tests.fixtures.db import make_document
 
 SCHEMA = [
@@ -58,27 +63,34 @@ async def _time_routes(harness, requests: int) -> dict:  # noqa: ANN001 - tests'
     return result
 
 
-async def measure(requests: int) -> dict:
+async def measure(requests: int, database: str = "sqlite") -> dict:
     folder = Path(tempfile.mkdtemp(prefix="docsift-path-"))
-    settings = make_settings(f"sqlite:///{folder / 'path.db'}", folder, log_level="WARNING")
+    url, drop = f"sqlite:///{folder / 'path.db'}", None
+    if database == "postgres":  # a throwaway database on the tests' server
+        url, drop = _create_postgres_database(POSTGRES_URL)
+    settings = make_settings(url, folder, log_level="WARNING")
     running = start_harness(settings, [FunctionBackend()])
     harness = await anext(running)
     try:
         return await _time_routes(harness, requests)
     finally:
         await running.aclose()  # the app's shutdown
+        if drop is not None:
+            drop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     args = parser.parse_args()
     result = {
         "requests_per_route": args.requests,
-        "routes": asyncio.run(measure(args.requests)),
+        "database": args.database,
+        "routes": asyncio.run(measure(args.requests, args.database)),
         "command": "python -m bench.request_path " + " ".join(sys.argv[1:]),
     }
-    write_result("request_path", result)
+    write_result("request_path" + ("" if args.database == "sqlite" else "_postgres"), result)
     print(result)
 
 

@@ -70,3 +70,32 @@ async def test_a_connection_used_moments_ago_is_not_pinged(pg_url, monkeypatch):
         assert await _select_one(engine) == 1  # the pool opened a new one
     finally:
         await engine.dispose()
+
+
+async def test_the_classify_pool_pings_only_idle_connections(pg_url):
+    """POST /v1/classify's own psycopg pool follows the same rules as the ORM's: a connection
+    idle longer than the setting is checked (and a dead one replaced without an error); one
+    used moments ago is not (the round trip saved), so its statement fails once (a 503), and
+    then the pool's other connections are checked, so the next statement finds a live one."""
+    from backend.classification.fastpath import postgres as fastpath_postgres
+
+    store = fastpath_postgres.PostgresStore(pg_url, pool_size=2, ping_idle_seconds=0.2)
+    await store.open()
+    try:
+        async with store.pool.connection() as conn:
+            await conn.execute("SELECT 1")
+        assert _drop_connections(pg_url) >= 1
+        await asyncio.sleep(0.3)
+        async with store.pool.connection() as conn:  # idle: checked, found dead, replaced
+            assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
+        assert _drop_connections(pg_url) >= 1
+        # Used moments ago (well within a minute): not checked, or it would be replaced as above.
+        store.ping_idle_seconds = 60
+        with pytest.raises(psycopg.OperationalError):
+            async with store._connection() as conn:
+                await conn.execute("SELECT 1")
+        await asyncio.gather(*fastpath_postgres._CHECKS)
+        async with store._connection() as conn:  # the others were checked and replaced
+            assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
+    finally:
+        await store.close()

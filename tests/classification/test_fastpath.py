@@ -2,9 +2,14 @@
 concurrency and failure on SQLite and PostgreSQL, the same results and errors as the ORM path."""
 
 import asyncio
+import sqlite3
 
+import psycopg
 import pytest
+from psycopg.errors import IntegrityError
+from psycopg_pool import PoolTimeout
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import OperationalError
 
 from backend.backends.base import ClassifyRequest
 from backend.backends.fake import FunctionBackend, first_label_wins
@@ -12,7 +17,15 @@ from backend.classification.fastpath import PostgresStore, SqliteStore
 from backend.classification.schema import SchemaItem, validate_schema
 from backend.classification.spec import inline_spec
 from backend.errors import InsufficientCredits, ModelError
-from backend.models import Account, Classification, CreditReservation, LedgerEntry, new_id
+from backend.models import (
+    Account,
+    Classification,
+    CreditReservation,
+    Document,
+    LedgerEntry,
+    new_id,
+    utcnow,
+)
 from tests.conftest import make_settings, start_harness
 from tests.fixtures.db import make_document
 
@@ -114,6 +127,60 @@ async def test_errors_match_the_orm_path(app):
     assert (await money(app, tenant.account_id))[:4] == (1000, 0, 1000, 0)
 
 
+async def test_documents_it_refuses_hold_nothing(app):
+    """On PostgreSQL the read and the hold are one statement: a document it must refuse (deleted,
+    with no pages, a page range outside it) is refused as the ORM path refuses it, and nothing
+    is held or charged; a page range still reads and holds only its pages."""
+    tenant = await app.tenant(credits=10)
+    deleted = await make_document(app, tenant, ["gone"])
+    empty = await make_document(app, tenant, [])
+    three = await make_document(app, tenant, ["INVOICE", "two", "three"])
+    async with app.app.state.docsift.sessionmaker() as session:
+        document = await session.get(Document, deleted)
+        document.deleted_at = utcnow()
+        await session.commit()
+    body = {"classification_schema": SCHEMA, "query_model": "fake"}
+    for extra, status, code in [
+        ({"document_id": deleted}, 404, "not_found"),
+        ({"document_id": empty}, 400, "invalid_request"),
+        ({"document_id": three, "page_range": "7-9"}, 400, "invalid_request"),
+    ]:
+        response = await app.client.post("/v1/classify", json=body | extra, headers=tenant.headers)
+        assert (response.status_code, response.json()["error"]) == (status, code), extra
+    assert await money(app, tenant.account_id) == (10, 0, 10, 0, 0)
+    response = await app.client.post(
+        "/v1/classify",
+        json=body | {"document_id": three, "page_range": "2-"},
+        headers=tenant.headers,
+    )
+    assert response.json()["pages_used"] == [2, 3]
+    assert await money(app, tenant.account_id) == (8, 0, 8, 0, 1)
+
+
+async def test_a_failed_hold_statement_leaves_its_connection_usable(app):
+    """A hold whose statement fails (here: a request id already held) raises, holds nothing more,
+    and gives its connection back clean: the next request is served."""
+    state = app.app.state.docsift
+    tenant = await app.tenant(credits=10)
+    doc = await make_document(app, tenant, ["INVOICE"])
+    spec = inline_spec(
+        state,
+        labels=validate_schema([SchemaItem(**s) for s in SCHEMA], state.settings),
+        model="fake",
+    )
+    where = {"account_id": tenant.account_id, "document_id": doc, "request_id": new_id()}
+    await state.fast_store.load_and_hold(spec, **where)
+    with pytest.raises(IntegrityError if app.settings.is_postgres else sqlite3.IntegrityError):
+        await state.fast_store.load_and_hold(spec, **where)
+    assert await money(app, tenant.account_id) == (10, 1, 10, 1, 0)
+    await state.fast_store.release(where["request_id"])
+    body = {"document_id": doc, "classification_schema": SCHEMA, "query_model": "fake"}
+    for _ in range(3):  # more requests than the one connection the pool may have
+        response = await app.client.post("/v1/classify", json=body, headers=tenant.headers)
+        assert response.status_code == 200, response.text
+    assert await money(app, tenant.account_id) == (7, 0, 7, 0, 3)
+
+
 async def test_a_swept_hold_is_charged_only_while_the_balance_covers_it(app):
     state = app.app.state.docsift
     tenant = await app.tenant(credits=3)
@@ -198,11 +265,18 @@ async def test_sqlite_step_waits_in_its_thread_while_another_process_writes(tmp_
         assert await money(harness, tenant.account_id) == (4, 0, 4, 0, 1)
 
 
-async def test_a_database_at_its_connection_limit_is_a_503_not_a_500(app, monkeypatch):
+@pytest.mark.parametrize(
+    "error",
+    [
+        OperationalError("connect", {}, Exception("sorry, too many clients already")),
+        psycopg.OperationalError("sorry, too many clients already"),  # the PostgreSQL store's
+        PoolTimeout("couldn't get a connection after 30.00 sec"),  # its pool, exhausted
+    ],
+    ids=["sqlalchemy", "psycopg", "psycopg_pool"],
+)
+async def test_a_database_at_its_connection_limit_is_a_503_not_a_500(app, monkeypatch, error):
     """PostgreSQL's "too many clients" (or an exhausted pool) is a retryable 503 in the
     contract's format, and nothing is charged."""
-    from sqlalchemy.exc import OperationalError
-
     import backend.api.classify as classify_api
 
     tenant = await app.tenant(credits=10)
@@ -210,7 +284,7 @@ async def test_a_database_at_its_connection_limit_is_a_503_not_a_500(app, monkey
     before = await money(app, tenant.account_id)
 
     async def refused(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        raise OperationalError("connect", {}, Exception("sorry, too many clients already"))
+        raise error
 
     monkeypatch.setattr(classify_api, "classify_fast", refused)
     response = await app.client.post(
