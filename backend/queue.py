@@ -26,6 +26,7 @@ from procrastinate.testing import InMemoryConnector
 from sqlalchemy.engine import make_url
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backend.billing import ledger
 from backend.config import Settings
 
 if TYPE_CHECKING:
@@ -275,3 +276,7 @@ async def _recover(context: procrastinate.JobContext, timestamp: int) -> None:
     await state.queue.recover_stalled()
     await resume_orphans(state)
     await state.rate_limiter.prune()
+    # Not only at start-up: a process that lives for weeks must not keep a lost hold that long.
+    stale = ledger.stale_after(state.settings.model_total_timeout_seconds)
+    if released := await ledger.release_stale(state.sessionmaker, older_than=stale):
+        log.warning("released %d credit holds older than %s", released, stale)

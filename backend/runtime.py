@@ -7,7 +7,6 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
-from datetime import timedelta
 
 from backend.accounts.keycache import KeyCache, KeyUsage
 from backend.backends.llm import client as llm_client
@@ -64,7 +63,7 @@ async def open_state(
         try:
             settings.storage_dir.mkdir(parents=True, exist_ok=True)
             # Holds older than any request may live were left by a crashed process.
-            stale = timedelta(seconds=settings.model_total_timeout_seconds * 10)
+            stale = ledger.stale_after(settings.model_total_timeout_seconds)
             await ledger.release_stale(maker, older_than=stale)
             queue = Queue(settings, pool_size=queue_pool_size)
             await queue.open()

@@ -160,8 +160,16 @@ async def charge(
     )
 
 
+def stale_after(model_total_timeout_seconds: float) -> timedelta:
+    """Age past which a hold has outlived any request that could have taken it (ten times the
+    longest a model call may take, retries included)."""
+    return timedelta(seconds=model_total_timeout_seconds * 10)
+
+
 async def release_stale(maker: async_sessionmaker[AsyncSession], *, older_than: timedelta) -> int:
-    """Free holds left by a crashed process. Returns how many were released."""
+    """Free holds left by a crashed process (or a request that never gave its back). Returns
+    how many were released. Run at start-up and by the periodic recover task; a request that
+    outlives its hold is still charged while the balance covers it (`charge`)."""
     cutoff = utcnow() - older_than
     async with maker() as session:
         stale = (
