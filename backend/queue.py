@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import procrastinate
 from procrastinate.testing import InMemoryConnector
-from sqlalchemy.engine import make_url
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.billing import ledger
 from backend.config import Settings
+from backend.db import libpq_url
 
 if TYPE_CHECKING:
     from backend.state import AppState
@@ -75,10 +75,6 @@ def schema_sql() -> str:
     return procrastinate.schema.SchemaManager.get_schema()
 
 
-def _conninfo(database_url: str) -> str:
-    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 @dataclass
 class PendingJob:
     name: str
@@ -104,7 +100,7 @@ class Queue:
             InMemoryConnector()
             if self.in_memory
             else procrastinate.PsycopgConnector(
-                conninfo=_conninfo(settings.database_url), min_size=1, max_size=pool_size
+                conninfo=libpq_url(settings.database_url), min_size=1, max_size=pool_size
             )
         )
         self.app = procrastinate.App(connector=connector)

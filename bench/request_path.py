@@ -4,7 +4,8 @@ the app in-process (httpx's ASGI transport) with a backend that answers at once,
 
     python -m bench.request_path [--requests 300] [--database sqlite|postgres]
 
-Writes bench/results/request_path.json (request_path_postgres.json for --database postgres). The figures include the in-process client's own cost
+Writes bench/results/request_path.json (request_path_postgres.json for --database postgres, a
+throwaway database on the tests' server). The figures include the in-process client's own cost
 (about the same for every route), so differences between routes are what to read. Logs at
 WARNING: the access log line each request writes at INFO is left out.
 """

@@ -22,6 +22,7 @@ from backend.backends.base import Backend
 from backend.backends.fake import FunctionBackend
 from backend.backends.registry import BackendRegistry
 from backend.config import Settings
+from backend.db import libpq_url
 from backend.main import create_app
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +46,7 @@ def _postgres_available() -> bool:
 
 
 def _psycopg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    return libpq_url(url)
 
 
 @pytest.fixture(scope="session")

@@ -53,6 +53,15 @@ async def app(both_databases, tmp_path):
         yield harness
 
 
+def fake_spec(state):  # noqa: ANN001, ANN201
+    """What the store is given for a plain request with SCHEMA on the fake model."""
+    return inline_spec(
+        state,
+        labels=validate_schema([SchemaItem(**s) for s in SCHEMA], state.settings),
+        model="fake",
+    )
+
+
 async def money(harness, account_id: str) -> tuple[int, int, int, int, int]:
     """balance, reserved, sum of the ledger, holds left, results stored."""
     async with harness.app.state.docsift.sessionmaker() as session:
@@ -163,11 +172,7 @@ async def test_a_failed_hold_statement_leaves_its_connection_usable(app):
     state = app.app.state.docsift
     tenant = await app.tenant(credits=10)
     doc = await make_document(app, tenant, ["INVOICE"])
-    spec = inline_spec(
-        state,
-        labels=validate_schema([SchemaItem(**s) for s in SCHEMA], state.settings),
-        model="fake",
-    )
+    spec = fake_spec(state)
     where = {"account_id": tenant.account_id, "document_id": doc, "request_id": new_id()}
     await state.fast_store.load_and_hold(spec, **where)
     with pytest.raises(IntegrityError if app.settings.is_postgres else sqlite3.IntegrityError):
@@ -192,11 +197,7 @@ async def test_the_periodic_recover_task_releases_holds_a_request_never_gave_bac
     state = app.app.state.docsift
     tenant = await app.tenant(credits=10)
     doc = await make_document(app, tenant, ["INVOICE", "two"])
-    spec = inline_spec(
-        state,
-        labels=validate_schema([SchemaItem(**s) for s in SCHEMA], state.settings),
-        model="fake",
-    )
+    spec = fake_spec(state)
     old, recent = new_id(), new_id()
     for request_id in (old, recent):
         await state.fast_store.load_and_hold(
@@ -215,11 +216,7 @@ async def test_a_swept_hold_is_charged_only_while_the_balance_covers_it(app):
     state = app.app.state.docsift
     tenant = await app.tenant(credits=3)
     doc = await make_document(app, tenant, ["a", "b"])
-    spec = inline_spec(
-        state,
-        labels=validate_schema([SchemaItem(**s) for s in SCHEMA], state.settings),
-        model="fake",
-    )
+    spec = fake_spec(state)
 
     async def held_then_swept() -> Classification:
         request_id = new_id()

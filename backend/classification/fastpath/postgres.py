@@ -19,7 +19,6 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Integer, bindparam, exists, func, insert, select, update
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
-from sqlalchemy.engine import make_url
 
 from backend.classification.fastpath.common import (
     ACCOUNT,
@@ -39,9 +38,11 @@ from backend.classification.fastpath.common import (
     insufficient,
     pages_of,
     pages_to_read,
+    result_values,
     take_hold,
 )
 from backend.classification.spec import RunSpec
+from backend.db import libpq_url
 from backend.errors import InsufficientCredits
 from backend.models import Classification
 
@@ -82,7 +83,7 @@ def _read_and_hold() -> Any:
 
     The hold is taken only for a document the ORM path would classify (the account's, live,
     processed, with pages and none waiting for OCR), for num_pages x credits_per_page; the
-    statement returns what `_pages_to_read` needs to say why not otherwise, the amount held (NULL
+    statement returns what `pages_to_read` needs to say why not otherwise, the amount held (NULL
     if none) and what the account had available."""
     doc = (
         select(DOCUMENT.c.num_pages)
@@ -212,13 +213,12 @@ class PostgresStore:
     replaced without an error)."""
 
     def __init__(self, url: str, *, pool_size: int = 10, ping_idle_seconds: float = 10.0) -> None:
-        conninfo = make_url(url).set(drivername="postgresql").render_as_string(False)
         self.ping_idle_seconds = ping_idle_seconds
         self._idle_since: weakref.WeakKeyDictionary[AsyncConnection, float] = (
             weakref.WeakKeyDictionary()
         )
         self.pool = AsyncConnectionPool(
-            conninfo,
+            libpq_url(url),
             min_size=1,
             max_size=pool_size,
             kwargs={"autocommit": True},
@@ -313,9 +313,7 @@ class PostgresStore:
         return Held(request_id, document_id, numbers, pages, credits)
 
     async def store_and_charge(self, record: Classification) -> None:
-        params = debit_values(record) | {
-            "c_" + column.name: getattr(record, column.key) for column in RESULT.columns
-        }
+        params = debit_values(record) | {"c_" + k: v for k, v in result_values(record).items()}
         async with self._connection() as conn:
             if not await _read(conn, self.charge, params):
                 raise InsufficientCredits("The account can no longer cover this request.")
