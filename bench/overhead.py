@@ -17,6 +17,9 @@ Procfile runs it (`backend.asgi:app`, logs at INFO, one JSON access line per req
    LiteLLM with the same 200 loops in one process (this one) against the same model: the
    throughput ratio, errors, the `x-docsift-overhead-ms` header's p50/p99 under that load.
 4. PostgreSQL only: the same load on 2 server processes (`WEB_CONCURRENCY=2`): the speed-up.
+5. PostgreSQL only, after 2: the machine's floor (`bench/gateway_floor.py`): a minimal FastAPI
+   gateway around the same LiteLLM call with 0, 1 and 2 round trips, interleaved with DocSift
+   and the bare call.
 
 Writes bench/results/overhead.json (the machine's load average is recorded beside the numbers:
 on a shared machine the ratios within one run are what to read).
@@ -37,6 +40,7 @@ import aiohttp
 import psycopg
 import uvloop
 
+from bench.gateway_floor import floor
 from bench.harness import Running, docsift_server, fake_openai, percentile, write_result
 from bench.server import _bare_call, _body, _load, _setup
 
@@ -186,6 +190,13 @@ async def run_database(name: str, database_env: dict[str, str], args: argparse.N
             }
             await first.aclose()
             result["sequential"] = await sequential(running, instant, args.requests)
+            if name == "postgres":  # the machine's floor for the contract's two round trips
+                print(f"{name}: reference gateway", file=sys.stderr)
+                client = Client(running.url, running.api_key, doc, "bench-llm")
+                result["floor"] = await floor(
+                    client.classify, instant, database_env["DOCSIFT_DATABASE_URL"], args.requests
+                )
+                await client.aclose()
             one = await server_load(running, args.clients, args.seconds)
         alone = await bare_load(slow, args.clients, args.seconds)
         result["load"] = {

@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import httpx
@@ -82,7 +83,7 @@ def _body(doc: str) -> dict:
     return {"document_id": doc, "classification_schema": SCHEMA, "query_model": "bench-llm"}
 
 
-def _bare_call(base: str) -> Callable[[], Awaitable[None]]:
+def _bare_call(base: str) -> Callable[[], Awaitable[Any]]:
     """A bare `litellm.acompletion` with exactly the prompt DocSift sends for `_body`."""
     from backend.backends.llm import client as llm_client
     from backend.backends.llm.prompts import LabelPrompt, render_classify
@@ -101,8 +102,8 @@ def _bare_call(base: str) -> Callable[[], Awaitable[None]]:
     )
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
-    async def bare() -> None:
-        await lib.acompletion(
+    async def bare() -> Any:
+        return await lib.acompletion(
             model="openai/bench",
             api_base=base,
             api_key="none",

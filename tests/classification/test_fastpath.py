@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 from backend.backends.base import ClassifyRequest
 from backend.backends.fake import FunctionBackend, first_label_wins
 from backend.classification.fastpath import PostgresStore, SqliteStore
+from backend.classification.fastpath.common import hold_params
 from backend.classification.schema import SchemaItem, validate_schema
 from backend.classification.spec import inline_spec
 from backend.errors import InsufficientCredits, ModelError
@@ -26,7 +27,7 @@ from backend.models import (
     new_id,
     utcnow,
 )
-from tests.conftest import make_settings, start_harness
+from tests.conftest import _create_postgres_database, make_settings, start_harness
 from tests.fixtures.db import make_document
 
 SCHEMA = [
@@ -184,6 +185,43 @@ async def test_a_failed_hold_statement_leaves_its_connection_usable(app):
         response = await app.client.post("/v1/classify", json=body, headers=tenant.headers)
         assert response.status_code == 200, response.text
     assert await money(app, tenant.account_id) == (7, 0, 7, 0, 3)
+
+
+@pytest.fixture
+async def pg_app(postgres_server, tmp_path):
+    url, drop = _create_postgres_database(postgres_server)
+    try:
+        async for harness in start_harness(
+            make_settings(url, tmp_path), [FlakyBackend(first_label_wins)]
+        ):
+            yield harness
+    finally:
+        drop()
+
+
+@pytest.mark.parametrize("statement", ["read_and_hold", "hold"])
+async def test_a_hold_skips_the_wal_flush_for_its_own_commit_only(pg_app, statement):
+    """Each statement that takes a hold turns `synchronous_commit` off for its own transaction
+    (a hold lost in a server crash is a hold released); the connection's next transaction,
+    the charge's, waits for the flush as the server is set."""
+    store = pg_app.app.state.docsift.fast_store
+    tenant = await pg_app.tenant(credits=10)
+    doc = await make_document(pg_app, tenant, ["INVOICE"])
+    sql = getattr(store, statement)
+    params = hold_params(tenant.account_id, new_id(), 1) | {
+        "document_id": doc,
+        "credits_per_page": 1,
+    }
+    async with store.pool.connection() as conn:
+        setting = "SELECT current_setting('synchronous_commit')"
+        before = (await (await conn.execute(setting)).fetchone())[0]
+        async with conn.transaction(force_rollback=True):
+            held = await (await conn.execute(sql.text, sql.bound(params))).fetchall()
+            during = (await (await conn.execute(setting)).fetchone())[0]
+        after = (await (await conn.execute(setting)).fetchone())[0]
+    assert held  # the statement did take the hold
+    assert (before, during, after) == ("on", "off", "on")
+    assert await money(pg_app, tenant.account_id) == (10, 0, 10, 0, 0)  # rolled back
 
 
 async def test_the_periodic_recover_task_releases_holds_a_request_never_gave_back(app):

@@ -34,6 +34,7 @@ import time
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.backends.llm.client import deferred_logging
 from backend.classification.engine import classify_pages
 from backend.classification.fastpath.common import Held, SlowPathNeeded
 from backend.classification.fastpath.postgres import PostgresStore
@@ -109,24 +110,25 @@ async def classify_fast(
     held = store.hold_now(spec, **where)
     if held is None:
         held = await _hold_shielded(store, spec, where)
-    try:
-        result = await classify_pages(state, spec, held.pages, document_id=document_id)
-        record = result_record(
-            spec,
-            result,
-            request_id=request_id,
-            account_id=account_id,
-            document_id=document_id,
-            numbers=held.numbers,
-            credits=held.credits,
-            kind=kind,
-        )
-        record.duration = round(time.perf_counter() - started, 3)
-        await store.store_and_charge(record)
-    except BaseException:
-        # Shielded: a cancelled request (client gone) must still give its hold back.
-        await asyncio.shield(store.release(request_id))
-        raise
+    with deferred_logging():  # LiteLLM's bookkeeping after the charge, not during it
+        try:
+            result = await classify_pages(state, spec, held.pages, document_id=document_id)
+            record = result_record(
+                spec,
+                result,
+                request_id=request_id,
+                account_id=account_id,
+                document_id=document_id,
+                numbers=held.numbers,
+                credits=held.credits,
+                kind=kind,
+            )
+            record.duration = round(time.perf_counter() - started, 3)
+            await store.store_and_charge(record)
+        except BaseException:
+            # Shielded: a cancelled request (client gone) must still give its hold back.
+            await asyncio.shield(store.release(request_id))
+            raise
     record_usage(
         spec.model,
         prompt_tokens=result.prompt_tokens,
