@@ -5,7 +5,8 @@ PostgreSQL round trips, to tell this machine's floor from DocSift's own cost.
 them with the bare call, so every ratio comes from the same run:
 
 - 0 round trips: the request read, the bare call's `litellm.acompletion` (the same prompt and
-  LiteLLM configuration), its first token answered as JSON;
+  LiteLLM configuration, its logging deferred past the answer as DocSift defers it), its first
+  token answered as JSON;
 - 1 round trip: the same, then one durable INSERT (autocommit, the WAL flushed), the least a
   debit written before the answer can be;
 - 2 round trips: a `SELECT 1` before the call as well, the least a credit check before the
@@ -34,6 +35,7 @@ from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
 from psycopg_pool import AsyncConnectionPool
 
+from backend.backends.llm.client import deferred_logging
 from bench.harness import REPO, free_port, wait_healthy
 from bench.server import _bare_call
 
@@ -75,11 +77,12 @@ async def classify(body: dict) -> ORJSONResponse:
     if ROUND_TRIPS >= 2:
         async with pool.connection() as conn:
             await conn.execute("SELECT 1")
-    response = await app.state.call()
-    answer = response.choices[0].message.content
-    if ROUND_TRIPS >= 1:
-        async with pool.connection() as conn:
-            await conn.execute("INSERT INTO gateway_floor (answer) VALUES (%s)", (answer,))
+    with deferred_logging():  # LiteLLM's logging after the INSERT, as DocSift runs it
+        response = await app.state.call()
+        answer = response.choices[0].message.content
+        if ROUND_TRIPS >= 1:
+            async with pool.connection() as conn:
+                await conn.execute("INSERT INTO gateway_floor (answer) VALUES (%s)", (answer,))
     return ORJSONResponse({"answer": answer})
 
 
