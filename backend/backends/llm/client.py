@@ -97,12 +97,14 @@ def litellm() -> Any:
 # LiteLLM logs each call's success in a task it starts as the call returns: its standard logging
 # payload, cost bookkeeping and callbacks, ~0.3 ms of the event loop's time, which then ran
 # during the charge's database round trip, before the answer (bench.overhead, PostgreSQL: the
-# charge 0.9 -> 0.6 ms without it). Inside `deferred_logging()` that work is parked and handed
-# to LiteLLM's logging worker as the block exits: LiteLLM's proxy defers its own logging past
-# the response the same way (`defer_async_logging`). Nothing is dropped, only run later.
+# charge 1.2-1.3 -> 0.8-1.0 ms without it). Inside `deferred_logging()` that work is parked and
+# handed to LiteLLM's logging worker as the block exits: LiteLLM's proxy defers its own logging
+# past the response the same way (`defer_async_logging`). Nothing is dropped, only run later.
 _PARKED: contextvars.ContextVar["_Parked | None"] = contextvars.ContextVar(
     "docsift_parked_logging", default=None
 )
+# LiteLLM's own enqueue, kept when `_park_success_logging` puts `park_or_enqueue` in its place.
+_enqueue: Callable[[Any], None] | None = None
 
 
 class _Parked(list):
@@ -112,13 +114,14 @@ class _Parked(list):
 
 
 def _park_success_logging() -> None:
+    global _enqueue
     try:
         worker_module = importlib.import_module("litellm.litellm_core_utils.logging_worker")
     except ImportError:  # another LiteLLM version: its logging just runs when it always did
         return
     worker = getattr(worker_module, "GLOBAL_LOGGING_WORKER", None)
     enqueue = getattr(worker, "ensure_initialized_and_enqueue", None)
-    if enqueue is None or getattr(enqueue, "docsift_parks", False):
+    if enqueue is None or _enqueue is not None:
         return
 
     def park_or_enqueue(async_coroutine: Any) -> None:
@@ -128,7 +131,7 @@ def _park_success_logging() -> None:
         else:
             parked.append((contextvars.copy_context(), async_coroutine))
 
-    park_or_enqueue.docsift_parks = True  # type: ignore[attr-defined]
+    _enqueue = enqueue
     worker.ensure_initialized_and_enqueue = park_or_enqueue
 
 
@@ -143,11 +146,8 @@ def deferred_logging() -> Iterator[None]:
     finally:
         _PARKED.reset(token)
         parked.closed = True  # a logging task that starts after this enqueues at once
-        if parked:
-            worker = importlib.import_module("litellm.litellm_core_utils.logging_worker")
-            enqueue = worker.GLOBAL_LOGGING_WORKER.ensure_initialized_and_enqueue
-            for context, coroutine in parked:
-                context.run(enqueue, coroutine)
+        for context, coroutine in parked:  # parked only where `_enqueue` was kept
+            context.run(_enqueue, coroutine)  # type: ignore[arg-type]
 
 
 async def close() -> None:

@@ -114,8 +114,13 @@ def pages_of(rows: list[Any], numbers: list[int]) -> list[tuple[int, str]]:
     return texts([r for r in rows if r.page_number in wanted])
 
 
-def hold_params(account_id: str, request_id: str, credits: int) -> dict[str, Any]:
-    return {"account_id": account_id, "amount": credits, "request_id": request_id, "now": utcnow()}
+def hold_params(account_id: str, request_id: str, credits: int | None = None) -> dict[str, Any]:
+    """A hold's parameters; `credits` only where the statement is given the amount (PostgreSQL's
+    read-and-hold computes it from the document's pages)."""
+    params = {"account_id": account_id, "request_id": request_id, "now": utcnow()}
+    if credits is not None:
+        params["amount"] = credits
+    return params
 
 
 def result_values(record: Classification) -> dict[str, Any]:

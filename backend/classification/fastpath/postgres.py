@@ -267,7 +267,7 @@ class PostgresStore:
                 rows = await _read(
                     conn,
                     self.read_and_hold,
-                    hold_params(account_id, request_id, 0)
+                    hold_params(account_id, request_id)
                     | key
                     | {"credits_per_page": spec.info.credits_per_page},
                 )
