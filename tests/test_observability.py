@@ -107,3 +107,39 @@ async def test_overhead_header_and_histogram_leave_the_model_time_out(database_u
         metrics = (await harness.client.get("/metrics")).text
         count = 'docsift_overhead_seconds_count{method="POST",route="/v1/classify"}'
         assert count in metrics
+
+
+def _charged(metrics: str, model: str) -> float:
+    series = f'docsift_credits_charged_total{{model="{model}"}} '
+    return next(
+        (float(line[len(series) :]) for line in metrics.splitlines() if line.startswith(series)),
+        0.0,
+    )
+
+
+@pytest.mark.parametrize("idempotency_key", [None, "usage-1"], ids=["fast path", "ORM path"])
+async def test_charged_credits_are_counted_once_on_either_classify_path(
+    database_url, tmp_path, idempotency_key
+):
+    """`POST /v1/classify` without an Idempotency-Key takes the fast path, with one the ORM
+    path: both count the credits they charged in `docsift_credits_charged_total`."""
+    async for harness in start_harness(make_settings(database_url, tmp_path), [FunctionBackend()]):
+        tenant = await harness.tenant(credits=10)
+        doc = await make_document(harness, tenant, ["INVOICE 7.", "Amount due 120.00 EUR."])
+        body = {
+            "document_id": doc,
+            "query_model": "fake",
+            "classification_schema": [
+                {"label": "invoice", "description": "A request for payment"},
+                {"label": "other", "description": "Anything else"},
+            ],
+        }
+        headers = dict(tenant.headers)
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        before = _charged((await harness.client.get("/metrics")).text, "fake")
+        response = await harness.client.post("/v1/classify", json=body, headers=headers)
+        assert response.status_code == 200, response.text
+        after = _charged((await harness.client.get("/metrics")).text, "fake")
+        assert response.json()["credits_used"] == 2
+        assert after - before == 2

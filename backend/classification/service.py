@@ -172,13 +172,18 @@ async def run_classification(
         await session.rollback()
         await ledger.release(state.sessionmaker, request_id=request_id)
         raise
+    record_charged_usage(spec, result, held.credits)
+    return record
+
+
+def record_charged_usage(spec: RunSpec, result: ClassifyResult, credits: int) -> None:
+    """The token and credit metrics of one stored, charged classification (either path)."""
     record_usage(
         spec.model,
         prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens,
-        credits=held.credits,
+        credits=credits,
     )
-    return record
 
 
 @dataclass

@@ -39,12 +39,11 @@ from backend.classification.engine import classify_pages
 from backend.classification.fastpath.common import Held, SlowPathNeeded
 from backend.classification.fastpath.postgres import PostgresStore
 from backend.classification.fastpath.sqlite import SqliteStore
-from backend.classification.service import result_record
+from backend.classification.service import record_charged_usage, result_record
 from backend.classification.spec import RunSpec
 from backend.config import Settings
 from backend.db import is_sqlite
 from backend.models import Classification, new_id
-from backend.observability import record_usage
 from backend.state import AppState
 
 __all__ = ["FastStore", "Held", "PostgresStore", "SlowPathNeeded", "SqliteStore", "classify_fast"]
@@ -129,10 +128,5 @@ async def classify_fast(
             # Shielded: a cancelled request (client gone) must still give its hold back.
             await asyncio.shield(store.release(request_id))
             raise
-    record_usage(
-        spec.model,
-        prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens,
-        credits=held.credits,
-    )
+    record_charged_usage(spec, result, held.credits)
     return record
