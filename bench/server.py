@@ -83,13 +83,15 @@ def _body(doc: str) -> dict:
     return {"document_id": doc, "classification_schema": SCHEMA, "query_model": "bench-llm"}
 
 
-def _bare_call(base: str) -> Callable[[], Awaitable[Any]]:
-    """A bare `litellm.acompletion` with exactly the prompt DocSift sends for `_body`."""
-    from backend.backends.llm import client as llm_client
+# The bare call's model parameters: the ones DocSift sends for a classification.
+BARE_PARAMETERS = {"temperature": 0, "max_tokens": 1, "logprobs": True, "top_logprobs": 20}
+
+
+def bare_messages() -> list[dict[str, str]]:
+    """The messages DocSift sends for `_body`'s classification."""
     from backend.backends.llm.prompts import LabelPrompt, render_classify
     from backend.config import REPO_ROOT
 
-    lib = llm_client.litellm()  # configured as the server configures it (same HTTP transport)
     system, user = render_classify(
         REPO_ROOT / "prompts",
         labels=[
@@ -100,7 +102,15 @@ def _bare_call(base: str) -> Callable[[], Awaitable[Any]]:
         instructions=None,
         examples=[],
     )
-    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def _bare_call(base: str) -> Callable[[], Awaitable[Any]]:
+    """A bare `litellm.acompletion` with exactly the prompt DocSift sends for `_body`."""
+    from backend.backends.llm import client as llm_client
+
+    lib = llm_client.litellm()  # configured as the server configures it (same HTTP transport)
+    messages = bare_messages()
 
     async def bare() -> Any:
         return await lib.acompletion(
@@ -108,11 +118,8 @@ def _bare_call(base: str) -> Callable[[], Awaitable[Any]]:
             api_base=base,
             api_key="none",
             messages=messages,
-            temperature=0,
-            max_tokens=1,
-            logprobs=True,
-            top_logprobs=20,
             max_retries=0,
+            **BARE_PARAMETERS,
         )
 
     return bare
