@@ -26,7 +26,6 @@ import random
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 
@@ -36,7 +35,7 @@ from fastapi.responses import ORJSONResponse
 from psycopg_pool import AsyncConnectionPool
 
 from backend.backends.llm.client import deferred_logging
-from bench.harness import REPO, free_port, wait_healthy
+from bench.harness import REPO, free_port, interleaved, wait_healthy
 from bench.server import _bare_call
 
 ROUND_TRIPS = int(os.environ.get("GATEWAY_ROUND_TRIPS", "0"))
@@ -139,18 +138,10 @@ async def floor(
             targets = {"docsift": docsift, "bare_litellm": bare} | {
                 f"gateway_{k}_round_trips": gateway(url) for k, url in enumerate(urls)
             }
-            names = list(targets)
-            for name in names:  # warm every path
+            for name, target in targets.items():  # warm every path
                 for _ in range(20):
-                    assert await targets[name]() == 200, name
-            times: dict[str, list[float]] = {name: [] for name in names}
-            order = random.Random(0)
-            for _ in range(requests):
-                order.shuffle(names)
-                for name in names:
-                    started = time.perf_counter()
-                    assert await targets[name]() == 200, name
-                    times[name].append(time.perf_counter() - started)
+                    assert await target() == 200, name
+            times = await interleaved(targets, requests, random.Random(0))
     medians = {name: statistics.median(values) * 1000 for name, values in times.items()}
     bare_ms = medians["bare_litellm"]
     return {

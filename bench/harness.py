@@ -2,11 +2,13 @@
 
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
@@ -151,6 +153,26 @@ def docsift_server(model_base: str | None = None, extra_env: dict[str, str] | No
         proc.terminate()
         proc.wait(20)
         log.close()
+
+
+async def interleaved(
+    targets: dict[str, Callable[[], Awaitable[int]]],
+    rounds: int,
+    order: random.Random | None = None,
+) -> dict[str, list[float]]:
+    """Each round every target once, in a new random order (so machine noise and what ran just
+    before hit them alike): seconds per call, by name. Every call must answer 200."""
+    order = order or random.Random()
+    names = list(targets)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(rounds):
+        order.shuffle(names)
+        for name in names:
+            started = time.perf_counter()
+            status = await targets[name]()
+            times[name].append(time.perf_counter() - started)
+            assert status == 200, f"{name}: HTTP {status}"
+    return times
 
 
 def percentile(values: list[float], q: float) -> float:

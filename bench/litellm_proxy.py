@@ -34,12 +34,10 @@ import backend.offline  # noqa: F401, I001
 import argparse
 import json
 import os
-import random
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import version
@@ -52,6 +50,7 @@ from bench.harness import (
     docsift_server,
     fake_openai,
     free_port,
+    interleaved,
     percentile,
     wait_healthy,
     write_result,
@@ -196,12 +195,12 @@ async def measure(args: argparse.Namespace) -> dict:
                     **{name: client.classify for name, client in clients.items()},
                 }
                 await proxy.check()
-                await _rounds(calls, args.warmup)
+                await interleaved(calls, args.warmup)
                 proxy.overhead_ms.clear()
                 for client in clients.values():
                     client.overhead_ms.clear()
                 result["loadavg_before"] = os.getloadavg()
-                times = await _rounds(calls, args.rounds)
+                times = await interleaved(calls, args.rounds)
                 result["loadavg_after"] = os.getloadavg()
                 await proxy.aclose()
                 for client in clients.values():
@@ -216,20 +215,6 @@ async def measure(args: argparse.Namespace) -> dict:
     }
     result["litellm_version"] = {"bare": version("litellm"), "proxy": proxy.version}
     return result
-
-
-async def _rounds(calls: dict[str, Callable[[], Awaitable[int]]], rounds: int) -> dict:
-    """Each round every call once, in a random order: seconds per call, by name."""
-    order = list(calls)
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(rounds):
-        random.shuffle(order)
-        for name in order:
-            started = time.perf_counter()
-            status = await calls[name]()
-            times[name].append(time.perf_counter() - started)
-            assert status == 200, f"{name}: HTTP {status}"
-    return times
 
 
 def main() -> None:
