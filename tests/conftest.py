@@ -39,14 +39,10 @@ def _postgres_available() -> bool:
     import psycopg
 
     try:
-        with psycopg.connect(_psycopg_dsn(POSTGRES_URL), connect_timeout=3):
+        with psycopg.connect(libpq_url(POSTGRES_URL), connect_timeout=3):
             return True
     except psycopg.Error:
         return False
-
-
-def _psycopg_dsn(url: str) -> str:
-    return libpq_url(url)
 
 
 @pytest.fixture(scope="session")
@@ -62,11 +58,11 @@ def _create_postgres_database(server_url: str) -> tuple[str, Callable[[], None]]
     import psycopg
 
     name = f"docsift_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(_psycopg_dsn(server_url), autocommit=True) as conn:
+    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
 
     def drop() -> None:
-        with psycopg.connect(_psycopg_dsn(server_url), autocommit=True) as conn:
+        with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     url = make_url(server_url).set(database=name).render_as_string(hide_password=False)

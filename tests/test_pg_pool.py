@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from sqlalchemy import exc, text
 
-from backend.db import create_engine
-from tests.conftest import _create_postgres_database, _psycopg_dsn
+from backend.db import create_engine, libpq_url
+from tests.conftest import _create_postgres_database
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def pg_url(postgres_server):
 
 def _drop_connections(url: str) -> int:
     """What a server restart does to the pool: every other connection to the database is cut."""
-    with psycopg.connect(_psycopg_dsn(url), autocommit=True) as conn:
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         return len(
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"

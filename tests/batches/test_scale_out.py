@@ -14,10 +14,10 @@ import psycopg
 import pytest
 
 from backend.accounts.service import create_account
-from backend.db import create_engine, create_sessionmaker
+from backend.db import create_engine, create_sessionmaker, libpq_url
 from tests.batches.cluster import MODEL, Cluster
 from tests.batches.receiver import Receiver
-from tests.conftest import _create_postgres_database, _psycopg_dsn
+from tests.conftest import _create_postgres_database
 from tests.fixtures.documents import zip_of
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -59,7 +59,7 @@ async def _create_account(url: str, credits: int) -> dict[str, str]:
 
 
 def _db(url: str, query: str, *args):  # noqa: ANN202
-    with psycopg.connect(_psycopg_dsn(url)) as conn:
+    with psycopg.connect(libpq_url(url)) as conn:
         return conn.execute(query, args).fetchall()
 
 
